@@ -1,0 +1,105 @@
+//! Centre-channel (vocal) extraction from stereo by inter-channel similarity
+//! (Avendano & Jot, "A frequency-domain approach to multichannel upmix", 2004).
+//!
+//! For each time-frequency bin the similarity `ψ = 2·Re(L·R*) / (|L|² + |R|²)`
+//! is 1 for a source panned dead centre and falls towards 0 (or below) for
+//! sources panned aside, decorrelated (reverb, stereo wideners) or out of phase.
+//! The centre mask is a Gaussian in the panning distance `1 − ψ`, restricted to
+//! the vocal band; `vocals = mask · X`, `accompaniment = X − vocals`, per channel.
+
+use super::{analyse, check_len, masked, synthesise};
+use crate::audio::AudioBuffer;
+use crate::error::{Error, Result};
+use crate::separator::{SeparateOptions, Separator, Stage, Stems};
+use crate::stft::{Stft, StftConfig};
+
+/// Parameters of [`Center`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CenterConfig {
+    pub n_fft: usize,
+    pub hop_length: usize,
+    /// Width of the Gaussian in `1 − ψ`; smaller keeps only sources closer to centre.
+    pub width: f32,
+    /// Bins below this frequency stay in the accompaniment (bass and kick are
+    /// usually centred too).
+    pub low_cut_hz: f32,
+    /// Bins above this frequency stay in the accompaniment (cymbals, air).
+    pub high_cut_hz: f32,
+}
+
+impl Default for CenterConfig {
+    fn default() -> Self {
+        Self { n_fft: 4096, hop_length: 1024, width: 0.2, low_cut_hz: 120.0, high_cut_hz: 12_000.0 }
+    }
+}
+
+/// The `center` built-in: stems `vocals`, `accompaniment`. Needs stereo input.
+pub struct Center {
+    pub(super) cfg: CenterConfig,
+    stems: Vec<String>,
+    stft: Stft,
+}
+
+impl Center {
+    pub fn new(cfg: CenterConfig) -> Result<Self> {
+        if !(cfg.width > 0.0) {
+            return Err(Error::invalid("width", "> 0", cfg.width));
+        }
+        if !(cfg.low_cut_hz >= 0.0 && cfg.high_cut_hz > cfg.low_cut_hz) {
+            return Err(Error::invalid(
+                "low_cut_hz/high_cut_hz",
+                "0 ≤ low < high",
+                format!("{}/{}", cfg.low_cut_hz, cfg.high_cut_hz),
+            ));
+        }
+        let stft = Stft::new(StftConfig::torch(cfg.n_fft, cfg.hop_length))?;
+        Ok(Self { cfg, stems: vec!["vocals".into(), "accompaniment".into()], stft })
+    }
+}
+
+impl Separator for Center {
+    fn name(&self) -> &str {
+        "builtin:center"
+    }
+    fn stems(&self) -> &[String] {
+        &self.stems
+    }
+    fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
+        let stereo = match audio.num_channels() {
+            1 => {
+                return Err(Error::InvalidChannels {
+                    detail: "builtin:center needs stereo input to find the centre; for mono use builtin:repet".into(),
+                });
+            }
+            2 => audio.clone(),
+            _ => audio.to_channels(2)?,
+        };
+        check_len(&stereo, self.cfg.n_fft / 2, "builtin:center")?;
+        let mix = analyse(&mut self.stft, &stereo, opts)?;
+        opts.check_cancel()?;
+        let (bins, frames) = (mix[0].bins, mix[0].frames);
+        let hz_per_bin = stereo.sample_rate() as f32 / self.cfg.n_fft as f32;
+        let lo = (self.cfg.low_cut_hz / hz_per_bin).ceil() as usize;
+        let hi = ((self.cfg.high_cut_hz / hz_per_bin).floor() as usize).min(bins - 1);
+        let denom = 2.0 * self.cfg.width * self.cfg.width;
+        let mut mask = vec![0.0f32; bins * frames];
+        for t in 0..frames {
+            let (l, r) = (mix[0].frame(t), mix[1].frame(t));
+            for f in lo..=hi {
+                let e = l[f].norm_sqr() + r[f].norm_sqr();
+                if e <= f32::MIN_POSITIVE {
+                    continue;
+                }
+                let psi = (2.0 * (l[f] * r[f].conj()).re / e).clamp(0.0, 1.0);
+                let d = 1.0 - psi;
+                mask[t * bins + f] = (-d * d / denom).exp();
+            }
+        }
+        opts.report(Stage::Separate, 1, 1);
+        let vocals = mix.iter().map(|s| masked(s, &mask)).collect();
+        // More than two channels: the stems are of the stereo downmix (see the
+        // channel policy in `crate::audio`) and sum to that downmix.
+        synthesise(&mut self.stft, &stereo, &mix, vec![("vocals".into(), vocals)], "accompaniment", opts)
+    }
+}

@@ -1,0 +1,149 @@
+//! The one error type of splitsound-core.
+
+use std::path::PathBuf;
+
+/// Convenience alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which configured limit an input exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    /// [`crate::DecodeOptions::max_bytes`].
+    Bytes,
+    /// [`crate::DecodeOptions::max_duration_secs`], measured in seconds.
+    DurationSecs,
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Limit::Bytes => "bytes",
+            Limit::DurationSecs => "seconds",
+        })
+    }
+}
+
+/// Everything that can go wrong in splitsound-core.
+///
+/// Construction problems (bad arguments, unknown names) are separate variants
+/// from processing problems (undecodable input, cancellation), and every variant
+/// carries the facts a caller needs to explain it to a user. The enum is
+/// `#[non_exhaustive]`: match with a wildcard arm.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // ----- construction / arguments -------------------------------------------------------
+    /// An argument is outside what the function accepts.
+    #[error("invalid argument `{name}`: expected {expected}, got {actual}")]
+    InvalidArgument { name: &'static str, expected: String, actual: String },
+
+    /// A sample rate outside the supported range.
+    #[error("unsupported sample rate {rate} Hz (supported: {min}..={max} Hz)")]
+    UnsupportedSampleRate { rate: u32, min: u32, max: u32 },
+
+    /// No separator of that name exists.
+    #[error("unknown separator `{name}`; available: {}", available.join(", "))]
+    UnknownSeparator { name: String, available: Vec<String> },
+
+    /// A stem was asked for that the separator does not produce.
+    #[error("unknown stem `{stem}`; this separator produces: {}", available.join(", "))]
+    UnknownStem { stem: String, available: Vec<String> },
+
+    /// A description could not be mapped to the separator's stems.
+    #[error("could not understand \"{query}\"; describe one of: {}", stems.join(", "))]
+    UnresolvedQuery { query: String, stems: Vec<String> },
+
+    // ----- input audio --------------------------------------------------------------------
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "I/O".into()))]
+    Io {
+        path: Option<PathBuf>,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The input holds no bytes at all, or no audio frames.
+    #[error("{what} is empty")]
+    Empty { what: String },
+
+    /// The bytes are not a container or codec that we recognise.
+    #[error("unrecognised audio format{}", hint.as_ref().map(|h| format!(" (file extension `{h}`)")).unwrap_or_default())]
+    UnrecognizedFormat { hint: Option<String> },
+
+    /// A recognised but unsupported codec or feature.
+    #[error("unsupported {what}{}", suggestion.as_ref().map(|s| format!("; {s}")).unwrap_or_default())]
+    Unsupported { what: String, suggestion: Option<String> },
+
+    /// The container has no audio track.
+    #[error("no audio track in the input")]
+    NoAudioTrack,
+
+    /// The stream ends before the length its header declares.
+    #[error("truncated input: header declares {expected_frames} frames, only {decoded_frames} could be decoded")]
+    Truncated { expected_frames: u64, decoded_frames: u64 },
+
+    /// The stream is malformed beyond what the decoder can skip.
+    #[error("corrupt audio data: {detail}")]
+    Corrupt { detail: String },
+
+    /// The input exceeds a configured limit; raised before decoding where possible.
+    #[error("input too large: {actual} {limit} exceeds the limit of {max} {limit}")]
+    TooLarge { limit: Limit, max: f64, actual: f64 },
+
+    /// A sample is NaN or infinite.
+    #[error("non-finite sample ({value}) at channel {channel}, frame {frame}")]
+    NonFinite { channel: usize, frame: usize, value: f32 },
+
+    /// Buffers whose channel layout does not fit the operation.
+    #[error("invalid channel layout: {detail}")]
+    InvalidChannels { detail: String },
+
+    // ----- processing ---------------------------------------------------------------------
+    /// The operation was cancelled through a [`crate::CancelToken`].
+    #[error("cancelled")]
+    Cancelled,
+
+    /// Encoding the output failed.
+    #[error("could not encode output: {detail}")]
+    Encode { detail: String },
+
+    /// Creating or running the resampler failed.
+    #[error("resampler error: {detail}")]
+    Resample { detail: String },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: Some(path.into()), source }
+    }
+
+    pub(crate) fn invalid(name: &'static str, expected: impl Into<String>, actual: impl ToString) -> Self {
+        Error::InvalidArgument { name, expected: expected.into(), actual: actual.to_string() }
+    }
+
+    /// A short, stable, machine-readable name for the kind of error, used by
+    /// the CLI's JSON output and by the language bindings.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidArgument { .. } => "invalid_argument",
+            Error::UnsupportedSampleRate { .. } => "unsupported_sample_rate",
+            Error::UnknownSeparator { .. } => "unknown_separator",
+            Error::UnknownStem { .. } => "unknown_stem",
+            Error::UnresolvedQuery { .. } => "unresolved_query",
+            Error::Io { .. } => "io",
+            Error::Empty { .. } => "empty",
+            Error::UnrecognizedFormat { .. } => "unrecognized_format",
+            Error::Unsupported { .. } => "unsupported",
+            Error::NoAudioTrack => "no_audio_track",
+            Error::Truncated { .. } => "truncated",
+            Error::Corrupt { .. } => "corrupt",
+            Error::TooLarge { .. } => "too_large",
+            Error::NonFinite { .. } => "non_finite",
+            Error::InvalidChannels { .. } => "invalid_channels",
+            Error::Cancelled => "cancelled",
+            Error::Encode { .. } => "encode",
+            Error::Resample { .. } => "resample",
+        }
+    }
+}

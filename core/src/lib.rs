@@ -1,0 +1,31 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+mod audio;
+pub mod builtin;
+mod decode;
+mod error;
+mod job;
+mod query;
+mod resample;
+mod separator;
+mod stft;
+mod write;
+
+pub use audio::{AudioBuffer, AudioSpec, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, check_sample_rate, deinterleave, interleave};
+pub use builtin::{BUILTIN_NAMES, BuiltinConfig, DEFAULT_BUILTIN, builtin_separator};
+pub use decode::{DecodeOptions, MediaInfo, StreamDecoder, decode_bytes, decode_file, probe, probe_bytes};
+pub use error::{Error, Limit, Result};
+pub use job::{FileJobOptions, FileJobReport, StemSelection, WrittenStem, check_names, select_stems, separate_file};
+pub use query::{QueryMode, QueryResolution, resolve_query};
+pub use resample::{StreamResampler, resample, resampled_len};
+pub use separator::{CancelToken, Progress, SeparateOptions, Separator, Stage, Stems, separate_audio};
+pub use stft::{PadMode, Spectrogram, Stft, StftConfig, WindowKind};
+pub use write::{ClipMode, OutputFormat, PendingFile, SampleEncoding, WriteOptions, apply_clip, encode, write_file};
+
+/// Complex sample type used by [`Spectrogram`].
+pub use realfft::num_complex::Complex32;
+
+/// Version of this crate.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,234 @@
+//! Sample-rate conversion (rubato's synchronous FFT resampler).
+//!
+//! Both entry points give the same samples: [`resample`] is [`StreamResampler`]
+//! fed once. The output has exactly `round(n · out_rate / in_rate)` frames and no
+//! time shift: the resampler's internal delay is trimmed from the start and the
+//! tail is flushed at [`StreamResampler::finish`].
+
+use audioadapter_buffers::direct::SequentialSliceOfVecs;
+use rubato::{Fft, FixedSync, Indexing, Resampler, WindowFunction};
+
+use crate::audio::{AudioBuffer, check_sample_rate};
+use crate::error::{Error, Result};
+
+/// Target FFT block length in input frames. Longer blocks put the anti-aliasing
+/// cutoff closer to Nyquist at the cost of latency (irrelevant offline).
+const CHUNK: usize = 2048;
+
+/// Resamples a whole buffer to `out_rate`.
+pub fn resample(audio: &AudioBuffer, out_rate: u32) -> Result<AudioBuffer> {
+    if out_rate == audio.sample_rate() {
+        return Ok(audio.clone());
+    }
+    let mut r = StreamResampler::new(audio.sample_rate(), out_rate, audio.num_channels())?;
+    let mut out = vec![Vec::with_capacity(r.expected_len(audio.frames() as u64) as usize); audio.num_channels()];
+    r.process(audio.channels(), &mut out)?;
+    r.finish(&mut out)?;
+    AudioBuffer::new(out_rate, out)
+}
+
+/// Number of frames `n` input frames become: `round(n · out / in)`.
+pub fn resampled_len(n: u64, in_rate: u32, out_rate: u32) -> u64 {
+    ((n as u128 * out_rate as u128 + in_rate as u128 / 2) / in_rate as u128) as u64
+}
+
+/// A resampler for audio that arrives in blocks of any size.
+///
+/// Output is appended to the caller's vectors; the concatenation of all outputs
+/// equals [`resample`] of the concatenated input, bit for bit.
+pub struct StreamResampler {
+    inner: Option<Fft<f32>>,
+    in_rate: u32,
+    out_rate: u32,
+    channels: usize,
+    /// Input not yet processed, fewer than one chunk after each `process`.
+    fifo: Vec<Vec<f32>>,
+    chunk_in: Vec<Vec<f32>>,
+    chunk_out: Vec<Vec<f32>>,
+    to_trim: usize,
+    frames_in: u64,
+    frames_out: u64,
+    finished: bool,
+}
+
+impl StreamResampler {
+    pub fn new(in_rate: u32, out_rate: u32, channels: usize) -> Result<Self> {
+        check_sample_rate(in_rate)?;
+        check_sample_rate(out_rate)?;
+        if channels == 0 {
+            return Err(Error::InvalidChannels { detail: "zero channels".into() });
+        }
+        let inner = if in_rate == out_rate {
+            None
+        } else {
+            Some(
+                Fft::<f32>::new_custom(
+                    in_rate as usize,
+                    out_rate as usize,
+                    CHUNK,
+                    1,
+                    channels,
+                    WindowFunction::BlackmanHarris2,
+                    FixedSync::Both,
+                )
+                .map_err(|e| Error::Resample { detail: e.to_string() })?,
+            )
+        };
+        let (max_in, max_out, delay) =
+            inner.as_ref().map_or((0, 0, 0), |r| (r.input_frames_max(), r.output_frames_max(), r.output_delay()));
+        Ok(Self {
+            inner,
+            in_rate,
+            out_rate,
+            channels,
+            fifo: vec![Vec::new(); channels],
+            chunk_in: vec![vec![0.0; max_in]; channels],
+            chunk_out: vec![vec![0.0; max_out]; channels],
+            to_trim: delay,
+            frames_in: 0,
+            frames_out: 0,
+            finished: false,
+        })
+    }
+
+    pub fn input_rate(&self) -> u32 {
+        self.in_rate
+    }
+    pub fn output_rate(&self) -> u32 {
+        self.out_rate
+    }
+
+    /// Output frames that `n` input frames produce in total.
+    pub fn expected_len(&self, n: u64) -> u64 {
+        resampled_len(n, self.in_rate, self.out_rate)
+    }
+
+    /// Feeds planar input (one slice per channel) and appends any finished output.
+    pub fn process<S: AsRef<[f32]>>(&mut self, input: &[S], out: &mut [Vec<f32>]) -> Result<()> {
+        self.check_io(input.len(), out.len())?;
+        if self.finished {
+            return Err(Error::invalid("StreamResampler::process", "a call before finish() or after reset()", "a call after finish()"));
+        }
+        let n = input[0].as_ref().len();
+        if input.iter().any(|c| c.as_ref().len() != n) {
+            return Err(Error::InvalidChannels { detail: "input channels differ in length".into() });
+        }
+        self.frames_in += n as u64;
+        if self.inner.is_none() {
+            for (o, i) in out.iter_mut().zip(input) {
+                o.extend_from_slice(i.as_ref());
+            }
+            self.frames_out += n as u64;
+            return Ok(());
+        }
+        for (f, i) in self.fifo.iter_mut().zip(input) {
+            f.extend_from_slice(i.as_ref());
+        }
+        let need = self.inner.as_ref().map_or(0, |r| r.input_frames_next());
+        let mut offset = 0;
+        while self.fifo[0].len() - offset >= need {
+            for (c, f) in self.chunk_in.iter_mut().zip(&self.fifo) {
+                c[..need].copy_from_slice(&f[offset..offset + need]);
+            }
+            self.run_chunk(None, out, u64::MAX)?;
+            offset += need;
+        }
+        for f in &mut self.fifo {
+            f.drain(..offset);
+        }
+        Ok(())
+    }
+
+    /// Flushes the tail so the total output is exactly `round(n · out / in)` frames.
+    pub fn finish(&mut self, out: &mut [Vec<f32>]) -> Result<()> {
+        self.check_io(self.channels, out.len())?;
+        if self.finished {
+            return Ok(());
+        }
+        self.finished = true;
+        let target = self.expected_len(self.frames_in);
+        if self.inner.is_none() {
+            return Ok(());
+        }
+        let mut partial = self.fifo[0].len();
+        while self.frames_out < target {
+            for (c, f) in self.chunk_in.iter_mut().zip(&self.fifo) {
+                c[..partial].copy_from_slice(&f[..partial]);
+            }
+            self.run_chunk(Some(partial), out, target)?;
+            for f in &mut self.fifo {
+                f.clear();
+            }
+            partial = 0;
+        }
+        Ok(())
+    }
+
+    /// Clears all state so the resampler can start a new stream.
+    pub fn reset(&mut self) {
+        if let Some(r) = self.inner.as_mut() {
+            r.reset();
+            self.to_trim = r.output_delay();
+        }
+        self.fifo.iter_mut().for_each(Vec::clear);
+        self.frames_in = 0;
+        self.frames_out = 0;
+        self.finished = false;
+    }
+
+    fn check_io(&self, inputs: usize, outputs: usize) -> Result<()> {
+        if inputs != self.channels || outputs != self.channels {
+            return Err(Error::InvalidChannels {
+                detail: format!("resampler has {} channels, got {inputs} in / {outputs} out", self.channels),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs one chunk from `chunk_in`, trims the start-up delay, appends at most
+    /// `limit - frames_out` frames.
+    fn run_chunk(&mut self, partial: Option<usize>, out: &mut [Vec<f32>], limit: u64) -> Result<()> {
+        let r = self.inner.as_mut().expect("run_chunk without a resampler");
+        let (max_in, max_out) = (self.chunk_in[0].len(), self.chunk_out[0].len());
+        let input = SequentialSliceOfVecs::new(&self.chunk_in, self.channels, max_in)
+            .map_err(|e| Error::Resample { detail: e.to_string() })?;
+        let mut output = SequentialSliceOfVecs::new_mut(&mut self.chunk_out, self.channels, max_out)
+            .map_err(|e| Error::Resample { detail: e.to_string() })?;
+        let indexing = Indexing { input_offset: 0, output_offset: 0, partial_len: partial, active_channels_mask: None };
+        let (_, produced) = r
+            .process_into_buffer(&input, &mut output, Some(&indexing))
+            .map_err(|e| Error::Resample { detail: e.to_string() })?;
+        let skip = self.to_trim.min(produced);
+        self.to_trim -= skip;
+        let avail = (produced - skip) as u64;
+        let take = avail.min(limit.saturating_sub(self.frames_out)) as usize;
+        for (o, c) in out.iter_mut().zip(&self.chunk_out) {
+            o.extend_from_slice(&c[skip..skip + take]);
+        }
+        self.frames_out += take as u64;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_of_lengths() {
+        assert_eq!(resampled_len(44100, 44100, 48000), 48000);
+        assert_eq!(resampled_len(1, 44100, 48000), 1);
+        assert_eq!(resampled_len(3, 48000, 16000), 1);
+        assert_eq!(resampled_len(0, 48000, 16000), 0);
+    }
+}
+
+impl std::fmt::Debug for StreamResampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamResampler")
+            .field("in_rate", &self.in_rate)
+            .field("out_rate", &self.out_rate)
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
+    }
+}

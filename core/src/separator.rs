@@ -1,0 +1,167 @@
+//! The one interface every separator implements, built-in or neural, and the
+//! values that travel with a call: progress, cancellation, and the named stems.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::audio::AudioBuffer;
+use crate::error::{Error, Result};
+
+/// A cancellation flag shared between the caller and a running separation.
+/// Separators check it at safe points (between channels, frames blocks and
+/// stages) and return [`Error::Cancelled`], producing no output.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+    /// `Err(Error::Cancelled)` once cancelled.
+    pub fn check(&self) -> Result<()> {
+        if self.is_cancelled() { Err(Error::Cancelled) } else { Ok(()) }
+    }
+}
+
+/// The stage a progress report refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Decode,
+    Resample,
+    /// Spectral analysis (STFT) or feature extraction.
+    Analyse,
+    /// Masking, filtering or model inference.
+    Separate,
+    /// Inverse transform and overlap-add.
+    Synthesise,
+    Write,
+}
+
+/// A progress report: `done` out of `total` units of `stage`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Progress {
+    pub stage: Stage,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// Per-call options of [`Separator::separate`].
+#[derive(Default, Clone, Copy)]
+pub struct SeparateOptions<'a> {
+    /// Called from the separating thread; keep it cheap.
+    pub progress: Option<&'a (dyn Fn(Progress) + Sync)>,
+    pub cancel: Option<&'a CancelToken>,
+}
+
+impl std::fmt::Debug for SeparateOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeparateOptions")
+            .field("progress", &self.progress.is_some())
+            .field("cancel", &self.cancel)
+            .finish()
+    }
+}
+
+impl SeparateOptions<'_> {
+    pub fn report(&self, stage: Stage, done: u64, total: u64) {
+        if let Some(p) = self.progress {
+            p(Progress { stage, done, total });
+        }
+    }
+    pub fn check_cancel(&self) -> Result<()> {
+        self.cancel.map_or(Ok(()), CancelToken::check)
+    }
+}
+
+/// Named stems, in the separator's order, all with the input's length and rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stems {
+    stems: Vec<(String, AudioBuffer)>,
+}
+
+impl Stems {
+    pub fn new(stems: Vec<(String, AudioBuffer)>) -> Result<Self> {
+        if let Some((_, first)) = stems.first()
+            && let Some((name, _)) =
+                stems.iter().find(|(_, b)| b.spec() != first.spec() || b.frames() != first.frames())
+        {
+            return Err(Error::InvalidChannels { detail: format!("stem `{name}` differs in shape from the others") });
+        }
+        Ok(Self { stems })
+    }
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.stems.iter().map(|(n, _)| n.as_str())
+    }
+    pub fn get(&self, name: &str) -> Option<&AudioBuffer> {
+        self.stems.iter().find(|(n, _)| n == name).map(|(_, b)| b)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &AudioBuffer)> {
+        self.stems.iter().map(|(n, b)| (n.as_str(), b))
+    }
+    pub fn len(&self) -> usize {
+        self.stems.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.stems.is_empty()
+    }
+    pub fn into_vec(self) -> Vec<(String, AudioBuffer)> {
+        self.stems
+    }
+}
+
+/// A source separator: audio in, named stems out.
+///
+/// Implementations adapt the input's channel count with the documented policy in
+/// [`crate::audio`] when they need to, work at the input's sample rate unless
+/// [`Separator::sample_rate`] says otherwise (then the caller resamples; see
+/// [`crate::separate_audio`]), and return stems of the input's length.
+pub trait Separator: Send {
+    /// Name as accepted by [`crate::builtin_separator`] or a model path.
+    fn name(&self) -> &str;
+    /// Stems produced, in order.
+    fn stems(&self) -> &[String];
+    /// The rate the separator needs, or `None` if it works at any rate.
+    fn sample_rate(&self) -> Option<u32> {
+        None
+    }
+    /// Separates `audio` into stems.
+    fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems>;
+}
+
+/// Runs a separator, resampling to its rate and back when it has one, and
+/// checking the input for NaN/Inf first. Returned stems are at the input's rate.
+pub fn separate_audio(sep: &mut dyn Separator, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
+    audio.check_finite()?;
+    if audio.is_empty() {
+        return Err(Error::Empty { what: "input audio".into() });
+    }
+    let Some(rate) = sep.sample_rate().filter(|&r| r != audio.sample_rate()) else {
+        return sep.separate(audio, opts);
+    };
+    opts.report(Stage::Resample, 0, 2);
+    let input = crate::resample::resample(audio, rate)?;
+    opts.check_cancel()?;
+    let stems = sep.separate(&input, opts)?;
+    opts.report(Stage::Resample, 1, 2);
+    let mut back = Vec::with_capacity(stems.len());
+    for (name, s) in stems.into_vec() {
+        opts.check_cancel()?;
+        let mut r = crate::resample::resample(&s, audio.sample_rate())?;
+        // Rounding can differ by a frame after the round trip; match the input.
+        if r.frames() != audio.frames() {
+            let mut ch = r.into_channels();
+            ch.iter_mut().for_each(|c| c.resize(audio.frames(), 0.0));
+            r = AudioBuffer::new(audio.sample_rate(), ch)?;
+        }
+        back.push((name, r));
+    }
+    opts.report(Stage::Resample, 2, 2);
+    Stems::new(back)
+}
