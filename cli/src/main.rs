@@ -1,1 +1,388 @@
-fn main() {}
+//! `splitsound`: split songs, podcasts and soundtracks into stems.
+//!
+//! Exit codes: 0 success; 1 at least one input failed (unreadable, corrupt,
+//! unsupported); 2 usage error (bad flag, unknown separator, stem or query);
+//! 130 cancelled with Ctrl-C (no partial files are left).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use splitsound_core as core;
+use splitsound_core::{
+    CancelToken, ClipMode, DecodeOptions, Error, FileJobOptions, OutputFormat, Progress, SampleEncoding,
+    SeparateOptions, Separator, Stage, StemSelection, WriteOptions,
+};
+
+#[derive(Parser)]
+#[command(name = "splitsound", version, about = "Split audio into stems", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Separate one or more files into stems: DIR/<track>/<stem>.<ext>
+    Separate(SeparateArgs),
+    /// Show a file's container, codec, rate, channels and duration
+    Info {
+        input: PathBuf,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the built-in separators and their stems
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct SeparateArgs {
+    /// Audio or video files
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Separator: builtin:hpss (default; harmonic/percussive), builtin:center
+    /// (stereo vocals/accompaniment) or builtin:repet (foreground/background)
+    #[arg(short, long, default_value = "builtin:hpss")]
+    model: String,
+    /// Only write these stems (comma-separated)
+    #[arg(long, value_delimiter = ',', conflicts_with = "query")]
+    stems: Option<Vec<String>>,
+    /// Describe what you want, e.g. "remove the vocals", "just the drums"
+    #[arg(short, long)]
+    query: Option<String>,
+    /// Output directory
+    #[arg(short, long, default_value = "separated")]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Wav)]
+    format: Format,
+    #[arg(long, value_enum, default_value_t = Bits::B16)]
+    bits: Bits,
+    /// What to do with samples beyond full scale
+    #[arg(long, value_enum, default_value_t = Clip::Rescale)]
+    clip: Clip,
+    /// TPDF dither when writing 16-bit files
+    #[arg(long)]
+    dither: bool,
+    /// Refuse inputs longer than this many seconds
+    #[arg(long)]
+    max_duration: Option<f64>,
+    /// Refuse inputs larger than this many bytes
+    #[arg(long)]
+    max_bytes: Option<u64>,
+    /// Accept files that end before their header says, keeping what decodes
+    #[arg(long)]
+    allow_truncated: bool,
+    /// Machine-readable JSON lines on stdout (progress, results, errors)
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Wav,
+    Flac,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Bits {
+    #[value(name = "16")]
+    B16,
+    #[value(name = "24")]
+    B24,
+    #[value(name = "32f")]
+    F32,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Clip {
+    Rescale,
+    Clamp,
+    None,
+}
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_CANCELLED: u8 = 130;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Info { input, json } => info(&input, json),
+        Command::List { json } => list(json),
+        Command::Separate(args) => separate(args),
+    }
+}
+
+fn is_usage_error(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::InvalidArgument { .. }
+            | Error::UnknownSeparator { .. }
+            | Error::UnknownStem { .. }
+            | Error::UnresolvedQuery { .. }
+    )
+}
+
+fn error_json(input: Option<&Path>, e: &Error) -> serde_json::Value {
+    json!({"event": "error", "input": input, "code": e.code(), "message": e.to_string()})
+}
+
+fn info(input: &Path, as_json: bool) -> ExitCode {
+    match core::probe(input) {
+        Ok(i) if as_json => {
+            println!("{}", serde_json::to_string_pretty(&i).expect("MediaInfo serialises"));
+            ExitCode::SUCCESS
+        }
+        Ok(i) => {
+            println!("{}", input.display());
+            println!("  container  {}", i.container);
+            println!("  codec      {}", i.codec);
+            println!("  rate       {} Hz", i.sample_rate);
+            println!("  channels   {}", i.channels);
+            if let Some(b) = i.bits_per_sample {
+                println!("  bits       {b}");
+            }
+            match (i.duration_secs, i.frames) {
+                (Some(d), Some(n)) => println!("  duration   {} ({n} frames)", hms(d)),
+                (Some(d), None) => println!("  duration   {}", hms(d)),
+                _ => println!("  duration   unknown"),
+            }
+            println!("  tracks     {}", i.tracks);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if as_json {
+                println!("{}", error_json(Some(input), &e));
+            } else {
+                eprintln!("error: {}: {e}", input.display());
+            }
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn list(as_json: bool) -> ExitCode {
+    let mut rows = Vec::new();
+    for name in core::BUILTIN_NAMES {
+        let sep = core::builtin_separator(name).expect("built-ins construct with defaults");
+        rows.push(json!({"name": format!("builtin:{name}"), "stems": sep.stems(), "default": *name == core::DEFAULT_BUILTIN}));
+    }
+    if as_json {
+        println!("{}", serde_json::Value::Array(rows));
+    } else {
+        for r in rows {
+            let stems: Vec<&str> = r["stems"].as_array().unwrap().iter().filter_map(|s| s.as_str()).collect();
+            let d = if r["default"].as_bool() == Some(true) { " (default)" } else { "" };
+            println!("{:<16} {}{d}", r["name"].as_str().unwrap(), stems.join(", "));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn hms(secs: f64) -> String {
+    let t = secs.max(0.0);
+    let (h, m, s) = ((t / 3600.0) as u64, ((t % 3600.0) / 60.0) as u64, t % 60.0);
+    if h > 0 { format!("{h}:{m:02}:{s:06.3}") } else { format!("{m}:{s:06.3}") }
+}
+
+/// Fraction of a file's work done at a progress report, by stage.
+fn fraction(p: &Progress) -> f64 {
+    let (start, span) = match p.stage {
+        Stage::Decode => (0.0, 0.1),
+        Stage::Resample => (0.1, 0.05),
+        Stage::Analyse => (0.15, 0.2),
+        Stage::Separate => (0.35, 0.35),
+        Stage::Synthesise => (0.7, 0.2),
+        Stage::Write => (0.9, 0.1),
+    };
+    start + span * if p.total == 0 { 1.0 } else { p.done as f64 / p.total as f64 }
+}
+
+fn separate(args: SeparateArgs) -> ExitCode {
+    let emit = |v: serde_json::Value| {
+        if args.json {
+            println!("{v}");
+        }
+    };
+    let fail_usage = |e: Error| {
+        if args.json {
+            println!("{}", error_json(None, &e));
+        } else {
+            eprintln!("error: {e}");
+        }
+        ExitCode::from(EXIT_USAGE)
+    };
+    let mut sep: Box<dyn Separator> = match core::builtin_separator(&args.model) {
+        Ok(s) => s,
+        Err(e) => return fail_usage(e),
+    };
+    let selection = match (&args.stems, &args.query) {
+        (Some(s), _) => StemSelection::Stems(s.clone()),
+        (None, Some(q)) => StemSelection::Query(q.clone()),
+        (None, None) => StemSelection::All,
+    };
+    match &selection {
+        StemSelection::Stems(s) => {
+            if let Err(e) = core::check_names(s, sep.stems()) {
+                return fail_usage(e);
+            }
+        }
+        StemSelection::Query(q) => match core::resolve_query(q, sep.stems()) {
+            Ok(r) => {
+                for n in &r.notes {
+                    if !args.json {
+                        eprintln!("note: {n}");
+                    }
+                }
+            }
+            Err(e) => return fail_usage(e),
+        },
+        StemSelection::All => {}
+    }
+    // Two inputs with the same name would write to the same folder.
+    let mut seen = std::collections::HashMap::new();
+    for i in &args.inputs {
+        let key = i.file_stem().map(|s| s.to_os_string());
+        if let Some(prev) = seen.insert(key, i) {
+            return fail_usage(Error::InvalidArgument {
+                name: "inputs",
+                expected: "file names that differ without their extension".into(),
+                actual: format!("{} and {} both map to the same output folder", prev.display(), i.display()),
+            });
+        }
+    }
+    let encoding = match args.bits {
+        Bits::B16 => SampleEncoding::I16,
+        Bits::B24 => SampleEncoding::I24,
+        Bits::F32 => SampleEncoding::F32,
+    };
+    let format = match args.format {
+        Format::Wav => OutputFormat::Wav,
+        Format::Flac => OutputFormat::Flac,
+    };
+    if format == OutputFormat::Flac && encoding == SampleEncoding::F32 {
+        return fail_usage(Error::InvalidArgument {
+            name: "--bits",
+            expected: "16 or 24 with --format flac".into(),
+            actual: "32f".into(),
+        });
+    }
+    let opts = FileJobOptions {
+        decode: DecodeOptions {
+            max_bytes: args.max_bytes,
+            max_duration_secs: args.max_duration,
+            allow_truncated: args.allow_truncated,
+            ..DecodeOptions::default()
+        },
+        write: WriteOptions {
+            format,
+            encoding,
+            clip: match args.clip {
+                Clip::Rescale => ClipMode::Rescale,
+                Clip::Clamp => ClipMode::Clamp,
+                Clip::None => ClipMode::None,
+            },
+            dither: args.dither,
+        },
+        selection,
+    };
+
+    let cancel = CancelToken::new();
+    {
+        let cancel = cancel.clone();
+        let _ = ctrlc::set_handler(move || {
+            if cancel.is_cancelled() {
+                std::process::exit(EXIT_CANCELLED as i32);
+            }
+            cancel.cancel();
+        });
+    }
+
+    let show_bar = !args.json && std::io::stderr().is_terminal();
+    let n = args.inputs.len();
+    let (mut ok, mut failed) = (0usize, 0usize);
+    for (idx, input) in args.inputs.iter().enumerate() {
+        let bar = if show_bar {
+            let b = ProgressBar::new(1000);
+            b.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}% {msg} ETA {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            b.set_prefix(format!("[{}/{n}] {}", idx + 1, input.file_name().unwrap_or_default().to_string_lossy()));
+            b
+        } else {
+            ProgressBar::hidden()
+        };
+        let last_json = Mutex::new((Stage::Decode, u64::MAX));
+        let progress = |p: Progress| {
+            bar.set_position((fraction(&p) * 1000.0) as u64);
+            bar.set_message(format!("{:?}", p.stage).to_lowercase());
+            if args.json {
+                // One line per change of stage or percent, not per callback.
+                let pct = if p.total == 0 { 100 } else { p.done * 100 / p.total };
+                let mut last = last_json.lock().unwrap_or_else(|e| e.into_inner());
+                if last.0 != p.stage || last.1 != pct {
+                    *last = (p.stage, pct);
+                    println!("{}", json!({"event": "progress", "input": input, "stage": p.stage, "done": p.done, "total": p.total}));
+                }
+            }
+        };
+        let call = SeparateOptions { progress: Some(&progress), cancel: Some(&cancel) };
+        let started = std::time::Instant::now();
+        match core::separate_file(sep.as_mut(), input, &args.out, &opts, &call) {
+            Ok(report) => {
+                bar.finish_and_clear();
+                ok += 1;
+                let secs = started.elapsed().as_secs_f64();
+                if args.json {
+                    let mut v = serde_json::to_value(&report).expect("report serialises");
+                    v["event"] = json!("done");
+                    v["elapsed_secs"] = json!(secs);
+                    emit(v);
+                } else {
+                    eprintln!(
+                        "{} → {} ({:.1}s of audio in {:.1}s)",
+                        input.display(),
+                        report.output_dir.display(),
+                        report.duration_secs,
+                        secs
+                    );
+                    for s in &report.stems {
+                        println!("{}", s.path.display());
+                    }
+                }
+            }
+            Err(Error::Cancelled) => {
+                bar.abandon_with_message("cancelled");
+                emit(error_json(Some(input), &Error::Cancelled));
+                if !args.json {
+                    eprintln!("cancelled; no partial files were written");
+                }
+                return ExitCode::from(EXIT_CANCELLED);
+            }
+            Err(e) => {
+                bar.abandon();
+                failed += 1;
+                if args.json {
+                    emit(error_json(Some(input), &e));
+                } else {
+                    eprintln!("error: {}: {e}", input.display());
+                }
+                if is_usage_error(&e) {
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            }
+        }
+    }
+    emit(json!({"event": "summary", "succeeded": ok, "failed": failed}));
+    if failed > 0 { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
+}

@@ -7,7 +7,8 @@
 //! The centre mask is a Gaussian in the panning distance `1 − ψ`, restricted to
 //! the vocal band; `vocals = mask · X`, `accompaniment = X − vocals`, per channel.
 
-use super::{analyse, check_len, masked, synthesise};
+use super::hpss::hpss_masks;
+use super::{HpssConfig, analyse, check_len, masked, synthesise};
 use crate::audio::AudioBuffer;
 use crate::error::{Error, Result};
 use crate::separator::{SeparateOptions, Separator, Stage, Stems};
@@ -26,11 +27,16 @@ pub struct CenterConfig {
     pub low_cut_hz: f32,
     /// Bins above this frequency stay in the accompaniment (cymbals, air).
     pub high_cut_hz: f32,
+    /// Keep percussive sounds (a centred kick and snare) out of the vocals by
+    /// multiplying the centre mask with a harmonic/percussive mask of the mid
+    /// signal (median filters as in `hpss`, over this many frames and bins).
+    /// `0` disables it.
+    pub percussive_kernel: usize,
 }
 
 impl Default for CenterConfig {
     fn default() -> Self {
-        Self { n_fft: 4096, hop_length: 1024, width: 0.2, low_cut_hz: 120.0, high_cut_hz: 12_000.0 }
+        Self { n_fft: 4096, hop_length: 1024, width: 0.1, low_cut_hz: 120.0, high_cut_hz: 12_000.0, percussive_kernel: 17 }
     }
 }
 
@@ -95,6 +101,13 @@ impl Separator for Center {
                 let d = 1.0 - psi;
                 mask[t * bins + f] = (-d * d / denom).exp();
             }
+        }
+        if self.cfg.percussive_kernel > 0 {
+            let mid: Vec<f32> = mix[0].data.iter().zip(&mix[1].data).map(|(l, r)| 0.5 * (l + r).norm()).collect();
+            let k = self.cfg.percussive_kernel;
+            let hcfg = HpssConfig { kernel_harmonic: k, kernel_percussive: k, ..HpssConfig::default() };
+            let (harmonic, _) = hpss_masks(&mid, bins, frames, &hcfg);
+            mask.iter_mut().zip(harmonic).for_each(|(m, h)| *m *= h);
         }
         opts.report(Stage::Separate, 1, 1);
         let vocals = mix.iter().map(|s| masked(s, &mask)).collect();

@@ -74,28 +74,32 @@ impl Hpss {
 
     /// Harmonic and percussive masks of one spectrogram, frame-major like it.
     pub fn masks(&self, spec: &Spectrogram) -> (Vec<f32>, Vec<f32>) {
-        let (bins, frames) = (spec.bins, spec.frames);
         let mag: Vec<f32> = spec.data.iter().map(|c| c.norm()).collect();
-        let mut harm = vec![0.0f32; mag.len()];
-        let mut perc = vec![0.0f32; mag.len()];
-        let mut window = Vec::with_capacity(self.cfg.kernel_harmonic.max(self.cfg.kernel_percussive));
-        let mut line = vec![0.0f32; frames.max(bins)];
-        for f in 0..bins {
-            median_filter_1d(frames, self.cfg.kernel_harmonic, |t| mag[t * bins + f], &mut line, &mut window);
-            for t in 0..frames {
-                harm[t * bins + f] = line[t];
-            }
-        }
-        for t in 0..frames {
-            let row = &mag[t * bins..(t + 1) * bins];
-            median_filter_1d(bins, self.cfg.kernel_percussive, |f| row[f], &mut perc[t * bins..(t + 1) * bins], &mut window);
-        }
-        let (mh, mp, p) = (self.cfg.margin_harmonic, self.cfg.margin_percussive, self.cfg.power);
-        let split = mh == 1.0 && mp == 1.0;
-        let mask_h = harm.iter().zip(&perc).map(|(&h, &q)| softmask(h, q * mh, p, split)).collect();
-        let mask_p = harm.iter().zip(&perc).map(|(&h, &q)| softmask(q, h * mp, p, split)).collect();
-        (mask_h, mask_p)
+        hpss_masks(&mag, spec.bins, spec.frames, &self.cfg)
     }
+}
+
+/// Harmonic and percussive soft masks of a frame-major magnitude spectrogram.
+pub(crate) fn hpss_masks(mag: &[f32], bins: usize, frames: usize, cfg: &HpssConfig) -> (Vec<f32>, Vec<f32>) {
+    let mut harm = vec![0.0f32; mag.len()];
+    let mut perc = vec![0.0f32; mag.len()];
+    let mut window = Vec::with_capacity(cfg.kernel_harmonic.max(cfg.kernel_percussive));
+    let mut line = vec![0.0f32; frames];
+    for f in 0..bins {
+        median_filter_1d(frames, cfg.kernel_harmonic, |t| mag[t * bins + f], &mut line, &mut window);
+        for t in 0..frames {
+            harm[t * bins + f] = line[t];
+        }
+    }
+    for t in 0..frames {
+        let row = &mag[t * bins..(t + 1) * bins];
+        median_filter_1d(bins, cfg.kernel_percussive, |f| row[f], &mut perc[t * bins..(t + 1) * bins], &mut window);
+    }
+    let (mh, mp, p) = (cfg.margin_harmonic, cfg.margin_percussive, cfg.power);
+    let split = mh == 1.0 && mp == 1.0;
+    let mask_h = harm.iter().zip(&perc).map(|(&h, &q)| softmask(h, q * mh, p, split)).collect();
+    let mask_p = harm.iter().zip(&perc).map(|(&h, &q)| softmask(q, h * mp, p, split)).collect();
+    (mask_h, mask_p)
 }
 
 impl Separator for Hpss {

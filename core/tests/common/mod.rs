@@ -1,0 +1,93 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use splitsound_core::{AudioBuffer, Complex32, DecodeOptions, decode_file};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn demo(name: &str) -> AudioBuffer {
+    decode_file(repo_root().join("examples/data/demo").join(format!("{name}.flac")), &DecodeOptions::default())
+        .expect("demo file decodes")
+}
+
+/// A fresh scratch directory under the target dir, removed first if it exists.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Reference array written by scripts/make_references.py.
+pub struct RefArray {
+    pub shape: Vec<usize>,
+    pub real: Vec<f32>,
+    pub complex: Vec<Complex32>,
+    pub params: serde_json::Value,
+}
+
+pub fn reference(name: &str) -> RefArray {
+    let dir = repo_root().join("core/tests/data/refs");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).expect("refs index")).unwrap();
+    let entry = &index["arrays"][name];
+    assert!(!entry.is_null(), "no reference named {name}");
+    let bytes = std::fs::read(dir.join(entry["file"].as_str().unwrap())).unwrap();
+    let floats: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let shape = entry["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let params = entry["params"].clone();
+    if entry["dtype"] == "complex64" {
+        let complex = floats.chunks_exact(2).map(|c| Complex32::new(c[0], c[1])).collect();
+        RefArray { shape, real: vec![], complex, params }
+    } else {
+        RefArray { shape, real: floats, complex: vec![], params }
+    }
+}
+
+/// Signal-to-distortion ratio in dB of `est` against `reference`, all channels.
+pub fn sdr(reference: &AudioBuffer, est: &AudioBuffer) -> f64 {
+    let (mut num, mut den) = (1e-12f64, 1e-12f64);
+    for (r, e) in reference.channels().iter().zip(est.channels()) {
+        for (&a, &b) in r.iter().zip(e) {
+            num += (a as f64).powi(2);
+            den += (a as f64 - b as f64).powi(2);
+        }
+    }
+    10.0 * (num / den).log10()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+pub fn peak(a: &[f32]) -> f32 {
+    a.iter().fold(0.0f32, |m, x| m.max(x.abs()))
+}
+
+/// Deterministic noise in [-amp, amp].
+pub fn noise(n: usize, seed: u64, amp: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            amp * (((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0)
+        })
+        .collect()
+}
+
+/// True if `program` runs.
+pub fn have(program: &str) -> bool {
+    std::process::Command::new(program).arg("-version").output().is_ok()
+}
+
+/// Panics with install advice if a tool the test command installs is missing.
+pub fn require(program: &str) {
+    assert!(have(program), "`{program}` is not installed; the README's test command installs it (apt-get install {program})");
+}
