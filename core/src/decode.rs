@@ -27,6 +27,7 @@ use symphonia::core::meta::MetadataOptions;
 
 use crate::audio::{AudioBuffer, check_sample_rate};
 use crate::error::{Error, Limit, Result};
+use crate::mp4edit::{Edit, read_audio_edit};
 
 /// Limits and behaviour for decoding untrusted input.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -101,8 +102,11 @@ pub struct StreamDecoder {
     track_id: u32,
     info: MediaInfo,
     opts: DecodeOptions,
-    lossless: bool,
     max_packet_frames: u64,
+    /// Frames still to drop from the start (MP4 edit list).
+    skip_frames: u64,
+    /// Packets from this timestamp on are dropped (MP4 edit list).
+    end_pts: Option<i64>,
     /// Decoded samples not yet handed out.
     pending: Vec<Vec<f32>>,
     scratch: Vec<Vec<f32>>,
@@ -123,19 +127,22 @@ impl StreamDecoder {
             return Err(Error::invalid("path", "a file", format!("directory {}", path.display())));
         }
         let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-        Self::from_source(Box::new(file), len, ext.as_deref(), opts)
+        let edit = File::open(path).ok().and_then(|mut f| read_audio_edit(&mut f, len));
+        Self::from_source(Box::new(file), len, ext.as_deref(), edit, opts)
     }
 
     /// Reads headers from bytes in memory.
     pub fn from_bytes(bytes: Vec<u8>, extension: Option<&str>, opts: &DecodeOptions) -> Result<Self> {
         let len = bytes.len() as u64;
-        Self::from_source(Box::new(Cursor::new(bytes)), len, extension, opts)
+        let edit = read_audio_edit(&mut Cursor::new(&bytes[..]), len);
+        Self::from_source(Box::new(Cursor::new(bytes)), len, extension, edit, opts)
     }
 
     fn from_source(
         source: Box<dyn MediaSource>,
         len: u64,
         extension: Option<&str>,
+        edit: Option<Edit>,
         opts: &DecodeOptions,
     ) -> Result<Self> {
         if opts.block_frames == 0 {
@@ -177,14 +184,24 @@ impl StreamDecoder {
                 SymError::Unsupported(_) => unsupported_codec(&codec_name),
                 other => map_header_error(other),
             })?;
-        let frames = track.num_frames;
+        let mut frames = track.num_frames;
+        // MP4/MOV: apply the edit list as FFmpeg does (symphonia parses but ignores it).
+        // The start is trimmed to the frame; the end, like FFmpeg, by dropping the
+        // packets that start after the edit (so lengths match FFmpeg's).
+        let mut trim = (0u64, None);
+        if let (Some(e), Some(rate), true) = (edit, params.sample_rate, container == "isomp4") {
+            let to_frames = |t: u64| (t as u128 * rate as u128 / e.media_timescale as u128) as u64;
+            let end_ts = (e.skip + e.duration) as u128 * track.time_base.map_or(0, |tb| tb.denom.get() as u128)
+                / (e.media_timescale as u128 * track.time_base.map_or(1, |tb| tb.numer.get() as u128)).max(1);
+            trim = (to_frames(e.skip), (end_ts > 0).then_some(end_ts as i64));
+            frames = Some(to_frames(e.duration));
+        }
         let duration_secs = match (track.time_base, track.duration, params.sample_rate, frames) {
             (_, _, Some(sr), Some(n)) if sr > 0 => Some(n as f64 / sr as f64),
             (Some(tb), Some(d), _, _) => tb.calc_duration(d).map(|t| t.as_secs_f64()),
             _ => None,
         };
         let track_id = track.id;
-        let lossless = is_lossless(params.codec);
         let max_packet_frames = params.max_frames_per_packet.unwrap_or(8192);
 
         if let (Some(max), Some(d)) = (opts.max_duration_secs, duration_secs)
@@ -209,8 +226,9 @@ impl StreamDecoder {
                 bytes: Some(len),
             },
             opts: opts.clone(),
-            lossless,
             max_packet_frames,
+            skip_frames: trim.0,
+            end_pts: trim.1,
             pending: Vec::new(),
             scratch: Vec::new(),
             decoded_frames: 0,
@@ -312,6 +330,10 @@ impl StreamDecoder {
             if packet.track_id != self.track_id {
                 continue;
             }
+            if self.end_pts.is_some_and(|e| packet.pts.get() >= e) {
+                self.finished = true;
+                break;
+            }
             match self.decoder.decode(&packet) {
                 Ok(buf) => {
                     bad_packets = 0;
@@ -339,10 +361,14 @@ impl StreamDecoder {
                     if self.pending.len() != channels {
                         self.pending = vec![Vec::with_capacity(want); channels];
                     }
+                    let n = buf.frames() as u64;
+                    let skip = self.skip_frames.min(n);
+                    self.skip_frames -= skip;
+                    let end = n;
                     for (p, s) in self.pending.iter_mut().zip(&self.scratch) {
-                        p.extend_from_slice(s);
+                        p.extend_from_slice(&s[skip as usize..end as usize]);
                     }
-                    self.decoded_frames += buf.frames() as u64;
+                    self.decoded_frames += end - skip;
                     if let Some(max) = self.opts.max_duration_secs {
                         let secs = self.decoded_frames as f64 / self.info.sample_rate as f64;
                         if secs > max {
@@ -373,8 +399,9 @@ impl StreamDecoder {
         let Some(expected) = self.info.frames else {
             return Ok(());
         };
-        // Lossy decoders may legitimately differ from the header by part of a packet.
-        let tolerance = if self.lossless { 0 } else { self.max_packet_frames };
+        // Headers may round the length to whole packets (CAF, lossy codecs), so a
+        // shortfall within one packet counts only if the file ended abruptly.
+        let tolerance = self.max_packet_frames;
         let short = self.decoded_frames + tolerance < expected;
         if short || (hit_eof_error && self.decoded_frames < expected) {
             return Err(Error::Truncated { expected_frames: expected, decoded_frames: self.decoded_frames });
@@ -428,10 +455,6 @@ fn map_stream_error(e: SymError) -> Error {
         SymError::Unsupported(d) => Error::Unsupported { what: d.to_string(), suggestion: None },
         other => Error::Corrupt { detail: other.to_string() },
     }
-}
-
-fn is_lossless(id: AudioCodecId) -> bool {
-    codec_name(id).starts_with("pcm_") || id == CODEC_ID_FLAC || id == CODEC_ID_ALAC
 }
 
 /// FFmpeg-style short name of a codec id.

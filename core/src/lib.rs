@@ -7,6 +7,7 @@ pub mod builtin;
 mod decode;
 mod error;
 mod job;
+mod mp4edit;
 mod query;
 mod resample;
 mod separator;
