@@ -14,6 +14,7 @@
 
 use std::fs::File;
 use std::io::Cursor;
+use std::sync::Arc;
 use std::path::Path;
 
 use symphonia::core::codecs::CodecParameters;
@@ -103,6 +104,8 @@ pub struct StreamDecoder {
     info: MediaInfo,
     opts: DecodeOptions,
     max_packet_frames: u64,
+    /// The header's frame count is exact (PCM, FLAC), not rounded to packets.
+    exact_length: bool,
     /// Frames still to drop from the start (MP4 edit list).
     skip_frames: u64,
     /// Packets from this timestamp on are dropped (MP4 edit list).
@@ -128,18 +131,29 @@ impl StreamDecoder {
         }
         let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
         let edit = File::open(path).ok().and_then(|mut f| read_audio_edit(&mut f, len));
-        Self::from_source(Box::new(file), len, ext.as_deref(), edit, opts)
+        let mut first = Some(file);
+        let source = || -> Result<Box<dyn MediaSource>> {
+            match first.take() {
+                Some(f) => Ok(Box::new(f)),
+                None => Ok(Box::new(File::open(path).map_err(|e| Error::io(path, e))?)),
+            }
+        };
+        Self::from_source(source, len, ext.as_deref(), edit, opts)
     }
 
     /// Reads headers from bytes in memory.
     pub fn from_bytes(bytes: Vec<u8>, extension: Option<&str>, opts: &DecodeOptions) -> Result<Self> {
         let len = bytes.len() as u64;
         let edit = read_audio_edit(&mut Cursor::new(&bytes[..]), len);
-        Self::from_source(Box::new(Cursor::new(bytes)), len, extension, edit, opts)
+        let bytes: Arc<[u8]> = bytes.into();
+        let source = || -> Result<Box<dyn MediaSource>> { Ok(Box::new(Cursor::new(Arc::clone(&bytes)))) };
+        Self::from_source(source, len, extension, edit, opts)
     }
 
+    /// `source` is called once, or twice when probing with the extension hint
+    /// fails (a FLAC file named `.wav`) and we retry by content alone.
     fn from_source(
-        source: Box<dyn MediaSource>,
+        mut source: impl FnMut() -> Result<Box<dyn MediaSource>>,
         len: u64,
         extension: Option<&str>,
         edit: Option<Edit>,
@@ -156,17 +170,22 @@ impl StreamDecoder {
         {
             return Err(Error::TooLarge { limit: Limit::Bytes, max: max as f64, actual: len as f64 });
         }
-        let mut hint = Hint::new();
-        if let Some(ext) = extension {
-            hint.with_extension(ext);
+        let probe = |source: Box<dyn MediaSource>, ext: Option<&str>| {
+            let mut hint = Hint::new();
+            if let Some(ext) = ext {
+                hint.with_extension(ext);
+            }
+            let mss = MediaSourceStream::new(source, Default::default());
+            symphonia::default::get_probe().probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
+        };
+        let format = match probe(source()?, extension) {
+            Err(_) if extension.is_some() => probe(source()?, None),
+            other => other,
         }
-        let mss = MediaSourceStream::new(source, Default::default());
-        let format = symphonia::default::get_probe()
-            .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
-            .map_err(|e| match e {
-                SymError::Unsupported(_) => Error::UnrecognizedFormat { hint: extension.map(str::to_owned) },
-                other => map_header_error(other),
-            })?;
+        .map_err(|e| match e {
+            SymError::Unsupported(_) => Error::UnrecognizedFormat { hint: extension.map(str::to_owned) },
+            other => map_header_error(other),
+        })?;
         let container = format.format_info().short_name.to_string();
         let tracks = format.tracks().len();
 
@@ -202,6 +221,10 @@ impl StreamDecoder {
             _ => None,
         };
         let track_id = track.id;
+        if params.sample_rate == Some(0) {
+            return Err(Error::UnsupportedSampleRate { rate: 0, min: crate::MIN_SAMPLE_RATE, max: crate::MAX_SAMPLE_RATE });
+        }
+        let exact_length = codec_name.starts_with("pcm_") || params.codec == CODEC_ID_FLAC;
         let max_packet_frames = params.max_frames_per_packet.unwrap_or(8192);
 
         if let (Some(max), Some(d)) = (opts.max_duration_secs, duration_secs)
@@ -227,6 +250,7 @@ impl StreamDecoder {
             },
             opts: opts.clone(),
             max_packet_frames,
+            exact_length,
             skip_frames: trim.0,
             end_pts: trim.1,
             pending: Vec::new(),
@@ -365,8 +389,13 @@ impl StreamDecoder {
                     let skip = self.skip_frames.min(n);
                     self.skip_frames -= skip;
                     let end = n;
-                    for (p, s) in self.pending.iter_mut().zip(&self.scratch) {
-                        p.extend_from_slice(&s[skip as usize..end as usize]);
+                    for (ch, (p, s)) in self.pending.iter_mut().zip(&self.scratch).enumerate() {
+                        let new = &s[skip as usize..end as usize];
+                        if let Some(i) = new.iter().position(|x| !x.is_finite()) {
+                            let frame = (self.decoded_frames + i as u64) as usize;
+                            return Err(Error::NonFinite { channel: ch, frame, value: new[i] });
+                        }
+                        p.extend_from_slice(new);
                     }
                     self.decoded_frames += end - skip;
                     if let Some(max) = self.opts.max_duration_secs {
@@ -401,7 +430,7 @@ impl StreamDecoder {
         };
         // Headers may round the length to whole packets (CAF, lossy codecs), so a
         // shortfall within one packet counts only if the file ended abruptly.
-        let tolerance = self.max_packet_frames;
+        let tolerance = if self.exact_length { 0 } else { self.max_packet_frames };
         let short = self.decoded_frames + tolerance < expected;
         if short || (hit_eof_error && self.decoded_frames < expected) {
             return Err(Error::Truncated { expected_frames: expected, decoded_frames: self.decoded_frames });

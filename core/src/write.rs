@@ -199,20 +199,42 @@ fn encode_wav(audio: &AudioBuffer, opts: &WriteOptions) -> Result<Vec<u8>> {
 fn encode_flac(audio: &AudioBuffer, opts: &WriteOptions) -> Result<Vec<u8>> {
     let bits = opts.encoding.bits() as usize;
     let samples = to_ints(audio, opts, bits as u16);
-    let config = flacenc::config::Encoder::default()
+    let bytes = flac_stream(audio, &samples, bits, true)?;
+    // flacenc's predictors cap the Rice parameter at 14, so loud noise-like
+    // 24-bit blocks can come out many times larger than raw, which some readers
+    // (FFmpeg) then fail to parse. STREAMINFO's max frame size tells us; past the
+    // size of a verbatim frame, encode verbatim instead.
+    let block = flacenc::config::Encoder::default().block_size;
+    let verbatim_frame = block * audio.num_channels() * bits / 8 + 64;
+    let max_frame = u32::from_be_bytes([0, bytes[15], bytes[16], bytes[17]]) as usize;
+    if max_frame > verbatim_frame { flac_stream(audio, &samples, bits, false) } else { Ok(bytes) }
+}
+
+fn flac_stream(audio: &AudioBuffer, samples: &[i32], bits: usize, predict: bool) -> Result<Vec<u8>> {
+    let mut config = flacenc::config::Encoder::default();
+    if !predict {
+        config.subframe_coding.use_fixed = false;
+        config.subframe_coding.use_lpc = false;
+    }
+    let config = config
         .into_verified()
         .map_err(|(_, e)| Error::Encode { detail: format!("FLAC encoder configuration: {e:?}") })?;
-    let source = flacenc::source::MemSource::from_samples(
-        &samples,
-        audio.num_channels(),
-        bits,
-        audio.sample_rate() as usize,
-    );
+    let source = flacenc::source::MemSource::from_samples(samples, audio.num_channels(), bits, audio.sample_rate() as usize);
     let stream = flacenc::encode_with_fixed_block_size(&config, source, config.block_size)
         .map_err(|e| Error::Encode { detail: format!("FLAC: {e:?}") })?;
     let mut sink = flacenc::bitsink::ByteSink::new();
     stream.write(&mut sink).map_err(|e| Error::Encode { detail: format!("FLAC: {e:?}") })?;
-    Ok(sink.as_slice().to_vec())
+    let mut bytes = sink.as_slice().to_vec();
+    if bytes.len() < 18 || &bytes[..4] != b"fLaC" {
+        return Err(Error::Encode { detail: "FLAC encoder produced no STREAMINFO".into() });
+    }
+    // STREAMINFO's minimum block size must exclude the last block (FLAC format
+    // spec); flacenc counts the short last block, which makes some decoders
+    // (symphonia among them) take the stream for variable-block-size. Every
+    // block but the last has the fixed size, so min = max.
+    bytes[8] = bytes[10];
+    bytes[9] = bytes[11];
+    Ok(bytes)
 }
 
 /// A file written under a temporary name next to its destination. [`commit`]
