@@ -15,6 +15,24 @@ use crate::error::{Error, Result};
 /// cutoff closer to Nyquist at the cost of latency (irrelevant offline).
 const CHUNK: usize = 2048;
 
+/// A chunk of whole FFT blocks whose sides are both even, so the resampler's
+/// delay (half a block on each side) is a whole number of frames and trimming
+/// it leaves no fractional time shift.
+fn chunk_size(in_rate: u32, out_rate: u32) -> usize {
+    let (a, b) = (in_rate as usize, out_rate as usize);
+    let g = gcd(a, b);
+    let (min_in, min_out) = (a / g, b / g);
+    let mut blocks = CHUNK.div_ceil(min_in);
+    if blocks % 2 == 1 && (min_out % 2 == 1 || min_in % 2 == 1) {
+        blocks += 1;
+    }
+    blocks * min_in
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
 /// Resamples a whole buffer to `out_rate`.
 pub fn resample(audio: &AudioBuffer, out_rate: u32) -> Result<AudioBuffer> {
     if out_rate == audio.sample_rate() {
@@ -65,7 +83,7 @@ impl StreamResampler {
                 Fft::<f32>::new_custom(
                     in_rate as usize,
                     out_rate as usize,
-                    CHUNK,
+                    chunk_size(in_rate, out_rate),
                     1,
                     channels,
                     WindowFunction::BlackmanHarris2,
