@@ -173,7 +173,9 @@ fn list(as_json: bool) -> ExitCode {
     let mut rows = Vec::new();
     for name in core::BUILTIN_NAMES {
         let sep = core::builtin_separator(name).expect("built-ins construct with defaults");
-        rows.push(json!({"name": format!("builtin:{name}"), "stems": sep.stems(), "default": *name == core::DEFAULT_BUILTIN}));
+        rows.push(
+            json!({"name": format!("builtin:{name}"), "stems": sep.stems(), "default": *name == core::DEFAULT_BUILTIN}),
+        );
     }
     if as_json {
         println!("{}", serde_json::Value::Array(rows));
@@ -328,11 +330,14 @@ fn separate(args: SeparateArgs) -> ExitCode {
             bar.set_message(format!("{:?}", p.stage).to_lowercase());
             if args.json {
                 // One line per change of stage or percent, not per callback.
-                let pct = if p.total == 0 { 100 } else { p.done * 100 / p.total };
+                let pct = (p.done * 100).checked_div(p.total).unwrap_or(100);
                 let mut last = last_json.lock().unwrap_or_else(|e| e.into_inner());
                 if last.0 != p.stage || last.1 != pct {
                     *last = (p.stage, pct);
-                    println!("{}", json!({"event": "progress", "input": input, "stage": p.stage, "done": p.done, "total": p.total}));
+                    println!(
+                        "{}",
+                        json!({"event": "progress", "input": input, "stage": p.stage, "done": p.done, "total": p.total})
+                    );
                 }
             }
         };

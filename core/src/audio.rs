@@ -152,9 +152,7 @@ impl AudioBuffer {
             }
             (_, 2) => downmix_to_stereo(&self.channels),
             (a, b) => {
-                return Err(Error::InvalidChannels {
-                    detail: format!("no policy to convert {a} channels to {b}"),
-                });
+                return Err(Error::InvalidChannels { detail: format!("no policy to convert {a} channels to {b}") });
             }
         };
         AudioBuffer::new(self.sample_rate, channels)
@@ -255,8 +253,7 @@ mod tests {
     fn interleave_roundtrip() {
         for ch in 1..=8 {
             let frames = 37;
-            let planar: Vec<Vec<f32>> =
-                (0..ch).map(|c| (0..frames).map(|i| (c * 1000 + i) as f32).collect()).collect();
+            let planar: Vec<Vec<f32>> = (0..ch).map(|c| (0..frames).map(|i| (c * 1000 + i) as f32).collect()).collect();
             let inter = interleave(&planar);
             assert_eq!(inter.len(), ch * frames);
             assert_eq!(inter[ch], planar[0][1]);

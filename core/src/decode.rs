@@ -14,8 +14,8 @@
 
 use std::fs::File;
 use std::io::Cursor;
-use std::sync::Arc;
 use std::path::Path;
+use std::sync::Arc;
 
 use symphonia::core::codecs::CodecParameters;
 use symphonia::core::codecs::audio::well_known::*;
@@ -190,12 +190,7 @@ impl StreamDecoder {
         let tracks = format.tracks().len();
 
         let track = select_audio_track(format.as_ref())?;
-        let params = track
-            .codec_params
-            .as_ref()
-            .and_then(CodecParameters::audio)
-            .ok_or(Error::NoAudioTrack)?
-            .clone();
+        let params = track.codec_params.as_ref().and_then(CodecParameters::audio).ok_or(Error::NoAudioTrack)?.clone();
         let codec_name = codec_name(params.codec);
         let decoder = symphonia::default::get_codecs()
             .make_audio_decoder(&params, &AudioDecoderOptions::default())
@@ -222,7 +217,11 @@ impl StreamDecoder {
         };
         let track_id = track.id;
         if params.sample_rate == Some(0) {
-            return Err(Error::UnsupportedSampleRate { rate: 0, min: crate::MIN_SAMPLE_RATE, max: crate::MAX_SAMPLE_RATE });
+            return Err(Error::UnsupportedSampleRate {
+                rate: 0,
+                min: crate::MIN_SAMPLE_RATE,
+                max: crate::MAX_SAMPLE_RATE,
+            });
         }
         let exact_length = codec_name.starts_with("pcm_") || params.codec == CODEC_ID_FLAC;
         let max_packet_frames = params.max_frames_per_packet.unwrap_or(8192);

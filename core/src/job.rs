@@ -53,13 +53,16 @@ pub struct FileJobReport {
     pub query: Option<QueryResolution>,
 }
 
+/// Stems as (name, audio) pairs, in output order.
+pub type NamedBuffers = Vec<(String, AudioBuffer)>;
+
 /// Picks and combines stems according to `selection`. Returns the stems to
 /// write, in order, and the query resolution if there was one.
 pub fn select_stems(
     stems: Stems,
     available: &[String],
     selection: &StemSelection,
-) -> Result<(Vec<(String, AudioBuffer)>, Option<QueryResolution>)> {
+) -> Result<(NamedBuffers, Option<QueryResolution>)> {
     match selection {
         StemSelection::All => Ok((stems.into_vec(), None)),
         StemSelection::Stems(names) => {
@@ -69,8 +72,7 @@ pub fn select_stems(
         }
         StemSelection::Query(q) => {
             let res = resolve_query(q, available)?;
-            let (target, rest): (Vec<_>, Vec<_>) =
-                stems.iter().partition(|(n, _)| res.targets.iter().any(|t| t == n));
+            let (target, rest): (Vec<_>, Vec<_>) = stems.iter().partition(|(n, _)| res.targets.iter().any(|t| t == n));
             let label = res.targets.join("+");
             let described = AudioBuffer::sum(target.iter().map(|(_, b)| *b))?;
             let residual = match rest.is_empty() {
@@ -173,8 +175,5 @@ fn write_all(
         call.report(Stage::Write, i as u64 + 1, total);
     }
     call.check_cancel()?;
-    pending
-        .into_iter()
-        .map(|(name, p)| p.commit().map(|path| WrittenStem { name, path }))
-        .collect()
+    pending.into_iter().map(|(name, p)| p.commit().map(|path| WrittenStem { name, path })).collect()
 }

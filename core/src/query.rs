@@ -40,9 +40,27 @@ const CONCEPTS: &[Concept] = &[
     Concept {
         label: "vocals",
         words: &[
-            "vocal", "vocals", "voice", "voices", "singer", "singers", "singing", "vox", "lyrics", "acapella",
-            "acappella", "a_cappella", "a_capella", "speech", "dialogue", "dialog", "talking", "speaker",
-            "narrator", "narration", "lead",
+            "vocal",
+            "vocals",
+            "voice",
+            "voices",
+            "singer",
+            "singers",
+            "singing",
+            "vox",
+            "lyrics",
+            "acapella",
+            "acappella",
+            "a_cappella",
+            "a_capella",
+            "speech",
+            "dialogue",
+            "dialog",
+            "talking",
+            "speaker",
+            "narrator",
+            "narration",
+            "lead",
         ],
         stems: &["vocals", "voice", "speech", "foreground", "harmonic"],
         implies: None,
@@ -62,8 +80,26 @@ const CONCEPTS: &[Concept] = &[
     Concept {
         label: "drums",
         words: &[
-            "drum", "drums", "drumkit", "percussion", "percussive", "beat", "beats", "kick", "kicks", "snare",
-            "snares", "hihat", "hi_hat", "hats", "cymbal", "cymbals", "toms", "tom", "claps", "clap",
+            "drum",
+            "drums",
+            "drumkit",
+            "percussion",
+            "percussive",
+            "beat",
+            "beats",
+            "kick",
+            "kicks",
+            "snare",
+            "snares",
+            "hihat",
+            "hi_hat",
+            "hats",
+            "cymbal",
+            "cymbals",
+            "toms",
+            "tom",
+            "claps",
+            "clap",
         ],
         stems: &["drums", "percussive"],
         implies: None,
@@ -89,8 +125,24 @@ const CONCEPTS: &[Concept] = &[
     Concept {
         label: "other",
         words: &[
-            "other", "rest", "melody", "melodies", "chords", "chord", "harmony", "harmonies", "harmonic", "tonal",
-            "synth", "synths", "strings", "pads", "pad", "horns", "brass", "organ",
+            "other",
+            "rest",
+            "melody",
+            "melodies",
+            "chords",
+            "chord",
+            "harmony",
+            "harmonies",
+            "harmonic",
+            "tonal",
+            "synth",
+            "synths",
+            "strings",
+            "pads",
+            "pad",
+            "horns",
+            "brass",
+            "organ",
         ],
         stems: &["other", "harmonic", "accompaniment", "background"],
         implies: None,
@@ -98,8 +150,26 @@ const CONCEPTS: &[Concept] = &[
 ];
 
 const REMOVE_WORDS: &[&str] = &[
-    "remove", "removing", "without", "no", "minus", "mute", "muted", "cut", "strip", "delete", "drop", "kill",
-    "except", "but", "eliminate", "suppress", "erase", "less", "rid", "out",
+    "remove",
+    "removing",
+    "without",
+    "no",
+    "minus",
+    "mute",
+    "muted",
+    "cut",
+    "strip",
+    "delete",
+    "drop",
+    "kill",
+    "except",
+    "but",
+    "eliminate",
+    "suppress",
+    "erase",
+    "less",
+    "rid",
+    "out",
 ];
 
 /// Resolves `query` against the stems a separator produces.
@@ -110,11 +180,8 @@ pub fn resolve_query(query: &str, stems: &[String]) -> Result<QueryResolution> {
     if words.is_empty() {
         return Err(unresolved());
     }
-    let mut mode = if words.iter().any(|w| REMOVE_WORDS.contains(&w.as_str())) {
-        QueryMode::Remove
-    } else {
-        QueryMode::Isolate
-    };
+    let mut mode =
+        if words.iter().any(|w| REMOVE_WORDS.contains(&w.as_str())) { QueryMode::Remove } else { QueryMode::Isolate };
     // "everything but X" / "all except X" keep X out: the same as removing X.
     let mut targets: Vec<String> = Vec::new();
     let mut notes = Vec::new();

@@ -125,7 +125,11 @@ impl StreamResampler {
     pub fn process<S: AsRef<[f32]>>(&mut self, input: &[S], out: &mut [Vec<f32>]) -> Result<()> {
         self.check_io(input.len(), out.len())?;
         if self.finished {
-            return Err(Error::invalid("StreamResampler::process", "a call before finish() or after reset()", "a call after finish()"));
+            return Err(Error::invalid(
+                "StreamResampler::process",
+                "a call before finish() or after reset()",
+                "a call after finish()",
+            ));
         }
         let n = input[0].as_ref().len();
         if input.iter().any(|c| c.as_ref().len() != n) {
@@ -228,6 +232,16 @@ impl StreamResampler {
     }
 }
 
+impl std::fmt::Debug for StreamResampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamResampler")
+            .field("in_rate", &self.in_rate)
+            .field("out_rate", &self.out_rate)
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,15 +252,5 @@ mod tests {
         assert_eq!(resampled_len(1, 44100, 48000), 1);
         assert_eq!(resampled_len(3, 48000, 16000), 1);
         assert_eq!(resampled_len(0, 48000, 16000), 0);
-    }
-}
-
-impl std::fmt::Debug for StreamResampler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamResampler")
-            .field("in_rate", &self.in_rate)
-            .field("out_rate", &self.out_rate)
-            .field("channels", &self.channels)
-            .finish_non_exhaustive()
     }
 }

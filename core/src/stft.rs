@@ -119,7 +119,9 @@ impl StftConfig {
     pub fn window_samples(&self) -> Vec<f32> {
         let wl = self.win_length.unwrap_or(self.n_fft);
         let core: Vec<f64> = match self.window {
-            WindowKind::Hann => (0..wl).map(|i| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / wl as f64).cos()).collect(),
+            WindowKind::Hann => {
+                (0..wl).map(|i| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / wl as f64).cos()).collect()
+            }
             WindowKind::HannSymmetric if wl == 1 => vec![1.0],
             WindowKind::HannSymmetric => {
                 (0..wl).map(|i| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / (wl - 1) as f64).cos()).collect()
@@ -316,6 +318,12 @@ impl Stft {
     }
 }
 
+impl std::fmt::Debug for Stft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stft").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,7 +341,11 @@ mod tests {
     #[test]
     fn round_trip_matrix() {
         for &(n_fft, hop) in &[(2048, 512), (4096, 1024), (512, 128), (256, 64), (64, 16)] {
-            for cfg in [StftConfig::torch(n_fft, hop), StftConfig::librosa(n_fft, hop), StftConfig::torch(n_fft, hop).with_normalized(true)] {
+            for cfg in [
+                StftConfig::torch(n_fft, hop),
+                StftConfig::librosa(n_fft, hop),
+                StftConfig::torch(n_fft, hop).with_normalized(true),
+            ] {
                 for len in [n_fft + 1, 3 * n_fft + 7, 10_000] {
                     let x = noise(len, len as u64);
                     let mut s = Stft::new(cfg).unwrap();
@@ -367,11 +379,5 @@ mod tests {
         assert_eq!(spec.frames, 1);
         assert!((spec.get(0, 0).re - 32.0).abs() < 1e-4);
         assert!(spec.get(2, 0).norm() < 1e-4);
-    }
-}
-
-impl std::fmt::Debug for Stft {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stft").field("cfg", &self.cfg).finish_non_exhaustive()
     }
 }

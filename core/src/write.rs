@@ -126,7 +126,7 @@ fn quantise(x: f32, bits: u16, dither: Option<&mut Dither>) -> i32 {
 /// Interleaved integers at `bits`, after clipping and optional dither.
 fn to_ints(audio: &AudioBuffer, opts: &WriteOptions, bits: u16) -> Vec<i32> {
     let planar = apply_clip(audio, opts.clip);
-    let mut dither = (opts.dither && bits == 16).then(|| Dither(0x9E37_79B9_7F4A_7C15));
+    let mut dither = (opts.dither && bits == 16).then_some(Dither(0x9E37_79B9_7F4A_7C15));
     let frames = audio.frames();
     let mut out = Vec::with_capacity(frames * planar.len());
     for i in 0..frames {
@@ -219,7 +219,8 @@ fn flac_stream(audio: &AudioBuffer, samples: &[i32], bits: usize, predict: bool)
     let config = config
         .into_verified()
         .map_err(|(_, e)| Error::Encode { detail: format!("FLAC encoder configuration: {e:?}") })?;
-    let source = flacenc::source::MemSource::from_samples(samples, audio.num_channels(), bits, audio.sample_rate() as usize);
+    let source =
+        flacenc::source::MemSource::from_samples(samples, audio.num_channels(), bits, audio.sample_rate() as usize);
     let stream = flacenc::encode_with_fixed_block_size(&config, source, config.block_size)
         .map_err(|e| Error::Encode { detail: format!("FLAC: {e:?}") })?;
     let mut sink = flacenc::bitsink::ByteSink::new();
@@ -255,12 +256,7 @@ impl PendingFile {
         let dest = dest.into();
         let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let name = dest.file_name().ok_or_else(|| Error::invalid("path", "a file path", dest.display()))?;
-        let temp = dir.join(format!(
-            ".{}.{}.{}.partial",
-            name.to_string_lossy(),
-            std::process::id(),
-            unique_suffix()
-        ));
+        let temp = dir.join(format!(".{}.{}.{}.partial", name.to_string_lossy(), std::process::id(), unique_suffix()));
         let this = PendingFile { temp, dest, committed: false };
         let mut f = File::create(&this.temp).map_err(|e| Error::io(&this.temp, e))?;
         f.write_all(bytes).map_err(|e| Error::io(&this.temp, e))?;

@@ -6,7 +6,8 @@ use common::*;
 use std::path::{Path, PathBuf};
 
 use splitsound_core::{
-    AudioBuffer, DecodeOptions, Error, OutputFormat, SampleEncoding, WriteOptions, decode_bytes, decode_file, encode, probe,
+    AudioBuffer, DecodeOptions, Error, OutputFormat, SampleEncoding, WriteOptions, decode_bytes, decode_file, encode,
+    probe,
 };
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
@@ -33,7 +34,9 @@ fn decode(p: &Path) -> Result<AudioBuffer, Error> {
 fn expect(p: &Path, codes: &[&str]) {
     match decode(p) {
         Ok(a) => panic!("{}: decoded {} frames instead of failing with {codes:?}", p.display(), a.frames()),
-        Err(e) => assert!(codes.contains(&e.code()), "{}: got {} ({e}), expected one of {codes:?}", p.display(), e.code()),
+        Err(e) => {
+            assert!(codes.contains(&e.code()), "{}: got {} ({e}), expected one of {codes:?}", p.display(), e.code())
+        }
     }
     // probe must fail the same way or succeed, never panic.
     let _ = std::panic::catch_unwind(|| probe(p)).expect("probe panicked");
@@ -53,7 +56,10 @@ fn random_bytes_and_text() {
     for (i, len) in [1usize, 7, 100, 4096, 200_000].into_iter().enumerate() {
         let bytes: Vec<u8> = noise(len, 50 + i as u64, 1.0).iter().map(|x| (x * 127.0 + 128.0) as u8).collect();
         for ext in ["wav", "mp3", "flac", "m4a", "bin", "ogg"] {
-            expect(&write(&d, &format!("random{len}.{ext}"), &bytes), &["unrecognized_format", "corrupt", "truncated", "empty"]);
+            expect(
+                &write(&d, &format!("random{len}.{ext}"), &bytes),
+                &["unrecognized_format", "corrupt", "truncated", "empty"],
+            );
         }
     }
     expect(&write(&d, "notes.wav", b"{\"this\": \"is json, not audio\"}\n"), &["unrecognized_format"]);
@@ -86,10 +92,19 @@ fn absurd_headers() {
     let d = scratch("bad_headers");
     let wav = good_wav(SampleEncoding::I16);
     // Canonical 44-byte header: channels @22, rate @24, bits @34, data size @40.
-    expect(&write(&d, "zero-channels.wav", &patch(&wav, 22, &0u16.to_le_bytes())), &["corrupt", "invalid_channels", "unsupported"]);
-    expect(&write(&d, "zero-rate.wav", &patch(&wav, 24, &0u32.to_le_bytes())), &["corrupt", "unsupported_sample_rate", "unsupported"]);
+    expect(
+        &write(&d, "zero-channels.wav", &patch(&wav, 22, &0u16.to_le_bytes())),
+        &["corrupt", "invalid_channels", "unsupported"],
+    );
+    expect(
+        &write(&d, "zero-rate.wav", &patch(&wav, 24, &0u32.to_le_bytes())),
+        &["corrupt", "unsupported_sample_rate", "unsupported"],
+    );
     expect(&write(&d, "rate-1hz.wav", &patch(&wav, 24, &1u32.to_le_bytes())), &["unsupported_sample_rate", "corrupt"]);
-    expect(&write(&d, "rate-4ghz.wav", &patch(&wav, 24, &4_000_000_000u32.to_le_bytes())), &["unsupported_sample_rate", "corrupt"]);
+    expect(
+        &write(&d, "rate-4ghz.wav", &patch(&wav, 24, &4_000_000_000u32.to_le_bytes())),
+        &["unsupported_sample_rate", "corrupt"],
+    );
     expect(&write(&d, "bits-7.wav", &patch(&wav, 34, &7u16.to_le_bytes())), &["corrupt", "unsupported"]);
     expect(&write(&d, "huge-data.wav", &patch(&wav, 40, &0xFFFF_FFF0u32.to_le_bytes())), &["truncated", "corrupt"]);
     expect(
@@ -127,4 +142,3 @@ fn wrong_extension_is_fine_and_bytes_in_memory_work() {
     assert_eq!(a, b);
     assert!(matches!(decode_bytes(vec![], None, &DecodeOptions::default()), Err(Error::Empty { .. })));
 }
-

@@ -78,14 +78,10 @@ fn compare(path: &Path) -> (f32, f64, usize) {
     let (theirs, channels) = ffmpeg_decode(path);
     assert_eq!(ours.num_channels(), channels, "{}: channels", path.display());
     let ours_i = ours.to_interleaved();
-    assert_eq!(
-        ours_i.len() / channels,
-        theirs.len() / channels,
-        "{}: frames (ours vs ffmpeg)",
-        path.display()
-    );
+    assert_eq!(ours_i.len() / channels, theirs.len() / channels, "{}: frames (ours vs ffmpeg)", path.display());
     let max = max_abs_diff(&ours_i, &theirs);
-    let rms = (ours_i.iter().zip(&theirs).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / theirs.len() as f64).sqrt();
+    let rms =
+        (ours_i.iter().zip(&theirs).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / theirs.len() as f64).sqrt();
     (max, rms, ours.frames())
 }
 
@@ -217,7 +213,10 @@ fn duration_limit_fails_before_decoding() {
         other => panic!("{other:?}"),
     }
     let opts = DecodeOptions { max_bytes: Some(1000), ..Default::default() };
-    assert!(matches!(StreamDecoder::open(&p, &opts), Err(Error::TooLarge { limit: splitsound_core::Limit::Bytes, .. })));
+    assert!(matches!(
+        StreamDecoder::open(&p, &opts),
+        Err(Error::TooLarge { limit: splitsound_core::Limit::Bytes, .. })
+    ));
     // A raw ADTS stream carries no duration: the limit trips while decoding.
     let p = make("limit.aac", &["-c:a", "aac", "-f", "adts"]);
     let opts = DecodeOptions { max_duration_secs: Some(1.0), ..Default::default() };

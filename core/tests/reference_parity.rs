@@ -3,8 +3,8 @@
 
 mod common;
 use common::*;
-use splitsound_core::{AudioBuffer, Separator, SeparateOptions, Spectrogram, Stft, StftConfig};
 use splitsound_core::builtin::{Hpss, HpssConfig};
+use splitsound_core::{AudioBuffer, SeparateOptions, Separator, Spectrogram, Stft, StftConfig};
 
 fn to_spectrogram(r: &RefArray) -> Spectrogram {
     // Reference layout is [bins, frames]; ours is frame-major.
@@ -75,7 +75,10 @@ fn hpss_matches_librosa_defaults() {
 
 #[test]
 fn hpss_matches_librosa_kernels_and_power() {
-    hpss_case("hpss_k17_9_p1", HpssConfig { kernel_harmonic: 17, kernel_percussive: 9, power: 1.0, ..Default::default() });
+    hpss_case(
+        "hpss_k17_9_p1",
+        HpssConfig { kernel_harmonic: 17, kernel_percussive: 9, power: 1.0, ..Default::default() },
+    );
 }
 
 #[test]

@@ -35,12 +35,8 @@ fn every_format_round_trips_through_us_and_ffmpeg() {
             assert!(err <= lsb * 0.5 + 1e-9, "{format:?}/{encoding:?}: error {err} > half an LSB");
         }
         // FFmpeg reads exactly what we read.
-        let out = Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(&path)
-            .args(["-f", "f32le", "-"])
-            .output()
-            .unwrap();
+        let out =
+            Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(&path).args(["-f", "f32le", "-"]).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let theirs: Vec<f32> = out.stdout.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
         assert_eq!(max_abs_diff(&back.to_interleaved(), &theirs), 0.0, "{format:?}/{encoding:?} vs ffmpeg");

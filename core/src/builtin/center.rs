@@ -36,7 +36,14 @@ pub struct CenterConfig {
 
 impl Default for CenterConfig {
     fn default() -> Self {
-        Self { n_fft: 4096, hop_length: 1024, width: 0.1, low_cut_hz: 120.0, high_cut_hz: 12_000.0, percussive_kernel: 17 }
+        Self {
+            n_fft: 4096,
+            hop_length: 1024,
+            width: 0.1,
+            low_cut_hz: 120.0,
+            high_cut_hz: 12_000.0,
+            percussive_kernel: 17,
+        }
     }
 }
 

@@ -55,11 +55,7 @@ impl Hpss {
             return Err(Error::invalid("kernel", "at least 1", 0));
         }
         if !(cfg.margin_harmonic >= 1.0 && cfg.margin_percussive >= 1.0) {
-            return Err(Error::invalid(
-                "margin",
-                "≥ 1",
-                format!("{}/{}", cfg.margin_harmonic, cfg.margin_percussive),
-            ));
+            return Err(Error::invalid("margin", "≥ 1", format!("{}/{}", cfg.margin_harmonic, cfg.margin_percussive)));
         }
         if !(cfg.power > 0.0) {
             return Err(Error::invalid("power", "> 0", cfg.power));

@@ -90,13 +90,7 @@ pub(crate) fn reflect_index(i: isize, n: usize) -> usize {
 
 /// `scipy.ndimage.median_filter(x, size=k, mode="reflect")` of a 1-D sequence
 /// given by `get(i)`, written to `out`. Uses a sorted sliding window: O(n·k).
-pub(crate) fn median_filter_1d(
-    n: usize,
-    k: usize,
-    get: impl Fn(usize) -> f32,
-    out: &mut [f32],
-    window: &mut Vec<f32>,
-) {
+pub(crate) fn median_filter_1d(n: usize, k: usize, get: impl Fn(usize) -> f32, out: &mut [f32], window: &mut Vec<f32>) {
     let half = (k / 2) as isize;
     let rank = k / 2;
     window.clear();

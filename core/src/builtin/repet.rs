@@ -95,7 +95,8 @@ impl Repet {
         for t in 0..frames {
             let row = &mut feat[t * d..(t + 1) * d];
             for (b, w) in edges.windows(2).enumerate().take(d) {
-                let s: f32 = mags.iter().map(|m| m[t * bins + w[0]..t * bins + w[1].max(w[0])].iter().sum::<f32>()).sum();
+                let s: f32 =
+                    mags.iter().map(|m| m[t * bins + w[0]..t * bins + w[1].max(w[0])].iter().sum::<f32>()).sum();
                 row[b] = (s * inv_ch).sqrt();
             }
             let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -107,7 +108,14 @@ impl Repet {
     }
 
     /// For each frame, the indices of its most similar frames in the lag window.
-    fn neighbours(&self, feat: &[f32], d: usize, frames: usize, rate: u32, opts: &SeparateOptions<'_>) -> Result<Vec<Vec<usize>>> {
+    fn neighbours(
+        &self,
+        feat: &[f32],
+        d: usize,
+        frames: usize,
+        rate: u32,
+        opts: &SeparateOptions<'_>,
+    ) -> Result<Vec<Vec<usize>>> {
         let fps = rate as f32 / self.cfg.hop_length as f32;
         let max_lag = ((self.cfg.max_lag_secs * fps) as usize).max(1);
         // Short inputs: shrink the exclusion zone so there is something to compare.

@@ -89,5 +89,8 @@ pub fn have(program: &str) -> bool {
 
 /// Panics with install advice if a tool the test command installs is missing.
 pub fn require(program: &str) {
-    assert!(have(program), "`{program}` is not installed; the README's test command installs it (apt-get install {program})");
+    assert!(
+        have(program),
+        "`{program}` is not installed; the README's test command installs it (apt-get install {program})"
+    );
 }

@@ -1,0 +1,206 @@
+//! The `splitsound` command as a user runs it: outputs, JSON, exit codes, errors,
+//! Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use splitsound_core::{DecodeOptions, decode_file};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_splitsound"))
+}
+
+fn demo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/data/demo/mixture.flac")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}"));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect(l)).collect()
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        walk(dir).into_iter().map(|p| p.strip_prefix(dir).unwrap().display().to_string()).collect();
+    v.sort();
+    v
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+        }
+    }
+    out
+}
+
+#[test]
+fn separates_the_demo_with_the_default_builtin() {
+    let out_dir = scratch("default");
+    let o = run(&["separate", demo().to_str().unwrap(), "-o", out_dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(files_in(&out_dir), ["mixture/harmonic.wav", "mixture/percussive.wav"]);
+    let mix = decode_file(demo(), &DecodeOptions::default()).unwrap();
+    let h = decode_file(out_dir.join("mixture/harmonic.wav"), &DecodeOptions::default()).unwrap();
+    assert_eq!((h.frames(), h.num_channels(), h.sample_rate()), (mix.frames(), 2, 44100));
+}
+
+#[test]
+fn json_output_formats_and_queries() {
+    let out_dir = scratch("json");
+    let o = run(&[
+        "separate",
+        demo().to_str().unwrap(),
+        "-m",
+        "builtin:center",
+        "--query",
+        "remove the vocals",
+        "--format",
+        "flac",
+        "--bits",
+        "24",
+        "-o",
+        out_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines = json_lines(&o);
+    assert!(lines.iter().any(|l| l["event"] == "progress"));
+    let done = lines.iter().find(|l| l["event"] == "done").expect("a done event");
+    assert_eq!(done["query"]["mode"], "remove");
+    assert_eq!(done["stems"][0]["name"], "no_vocals");
+    assert_eq!(lines.last().unwrap()["event"], "summary");
+    assert_eq!(files_in(&out_dir), ["mixture/no_vocals.flac", "mixture/vocals.flac"]);
+    let info = run(&["info", out_dir.join("mixture/vocals.flac").to_str().unwrap(), "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!((info["codec"].as_str(), info["bits_per_sample"].as_u64()), (Some("flac"), Some(24)));
+}
+
+#[test]
+fn several_inputs_and_stem_selection() {
+    let dir = scratch("multi");
+    let (a, b) = (dir.join("a.flac"), dir.join("b.flac"));
+    std::fs::copy(demo(), &a).unwrap();
+    std::fs::copy(demo(), &b).unwrap();
+    let out_dir = dir.join("out");
+    let o = run(&[
+        "separate",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "-m",
+        "builtin:repet",
+        "--stems",
+        "foreground",
+        "--bits",
+        "32f",
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(files_in(&out_dir), ["a/foreground.wav", "b/foreground.wav"]);
+}
+
+#[test]
+fn usage_errors_exit_2_with_clear_messages() {
+    let d = demo();
+    let cases: &[(&[&str], &str)] = &[
+        (&["separate", d.to_str().unwrap(), "-m", "builtin:nope"], "builtin:hpss"),
+        (&["separate", d.to_str().unwrap(), "--stems", "vocals"], "harmonic"),
+        (&["separate", d.to_str().unwrap(), "--query", "make it nicer"], "harmonic"),
+        (&["separate", d.to_str().unwrap(), "--format", "flac", "--bits", "32f"], "16 or 24"),
+        (&["separate", d.to_str().unwrap(), d.to_str().unwrap()], "same output folder"),
+        (&["separate", "--bits", "12", d.to_str().unwrap()], "12"),
+        (&["separate"], "INPUTS"),
+    ];
+    for (args, needle) in cases {
+        let o = run(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn bad_inputs_exit_1_and_others_still_run() {
+    let dir = scratch("bad");
+    std::fs::write(dir.join("empty.wav"), b"").unwrap();
+    std::fs::write(dir.join("text.mp3"), b"hello, this is not audio at all\n").unwrap();
+    let good = dir.join("good.flac");
+    std::fs::copy(demo(), &good).unwrap();
+    let out_dir = dir.join("out");
+    let o = run(&[
+        "separate",
+        dir.join("empty.wav").to_str().unwrap(),
+        dir.join("text.mp3").to_str().unwrap(),
+        dir.join("missing.wav").to_str().unwrap(),
+        good.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let lines = json_lines(&o);
+    let codes: Vec<&str> = lines.iter().filter(|l| l["event"] == "error").filter_map(|l| l["code"].as_str()).collect();
+    assert_eq!(codes, ["empty", "unrecognized_format", "io"]);
+    assert_eq!(lines.last().unwrap()["succeeded"], 1);
+    assert_eq!(files_in(&out_dir), ["good/harmonic.wav", "good/percussive.wav"]);
+    let o = run(&["info", dir.join("text.mp3").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unrecognised audio format"));
+}
+
+#[test]
+fn info_and_list() {
+    let o = run(&["info", demo().to_str().unwrap()]);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && s.contains("44100 Hz") && s.contains("0:12.000"), "{s}");
+    let o = run(&["list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 3);
+}
+
+/// SIGINT mid-run: exit 130 and no files, partial or whole, in the output.
+#[test]
+fn ctrl_c_leaves_no_partial_files() {
+    let dir = scratch("sigint");
+    // A long input so the signal lands mid-separation: the demo 20 times.
+    let mix = decode_file(demo(), &DecodeOptions::default()).unwrap();
+    let long: Vec<Vec<f32>> = mix.channels().iter().map(|c| c.repeat(20)).collect();
+    let long = splitsound_core::AudioBuffer::new(44100, long).unwrap();
+    let input = dir.join("long.wav");
+    splitsound_core::write_file(&input, &long, &Default::default()).unwrap();
+    let out_dir = dir.join("out");
+    let mut child = bin()
+        .args(["separate", input.to_str().unwrap(), "-m", "builtin:repet", "-o", out_dir.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first progress line, then interrupt.
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let l = lines.next().expect("progress before exit").unwrap();
+        if l.contains("\"analyse\"") {
+            break;
+        }
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(files_in(&out_dir).is_empty(), "left behind: {:?}", files_in(&out_dir));
+}

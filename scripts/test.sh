@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every splitsound test on a fresh Debian machine that has Rust.
+# Installs what the tests need (ffmpeg, from Debian) and builds once, in release
+# mode, into a target directory outside the checkout so later runs reuse it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_cmd=""
+[ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+missing=()
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> installing ${missing[*]} (Debian packages)"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/splitsound/target}"
+export CARGO_TERM_COLOR=never
+
+echo "==> formatting"
+cargo fmt --all --check
+
+echo "==> tests (release build, whole workspace)"
+cargo test --release --locked --workspace
+
+echo "==> the README's first command"
+out=$(mktemp -d)
+cargo run --release --locked -q -p splitsound-cli -- separate examples/data/demo/mixture.flac -o "$out" >/dev/null
+test -s "$out/mixture/harmonic.wav" && test -s "$out/mixture/percussive.wav"
+rm -rf "$out"
+echo "==> all tests passed"
