@@ -22,11 +22,27 @@ echo "==> formatting"
 cargo fmt --all --check
 
 echo "==> tests (release build, whole workspace)"
-cargo test --release --locked --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --release --locked --workspace 2>&1 | tee "$log"
+passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 
 echo "==> the README's first command"
 out=$(mktemp -d)
 cargo run --release --locked -q -p splitsound-cli -- separate examples/data/demo/mixture.flac -o "$out" >/dev/null
 test -s "$out/mixture/harmonic.wav" && test -s "$out/mixture/percussive.wav"
 rm -rf "$out"
+
+echo "==> fuzzing decode and probe (${SPLITSOUND_FUZZ_SECS:-60}s each)"
+fuzzlog=$(mktemp)
+if ! ./scripts/fuzz.sh "${SPLITSOUND_FUZZ_SECS:-60}" >"$fuzzlog" 2>&1; then
+  tail -n 60 "$fuzzlog"
+  echo "fuzzing found a crash or failed to run"
+  exit 1
+fi
+grep -E '^==>|^Done|stat::number_of_executed_units' "$fuzzlog" || true
+rm -f "$fuzzlog"
+
 echo "==> all tests passed"
+echo "tests: $passed passed, $failed failed"

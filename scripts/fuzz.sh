@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Fuzzes the decoders and the prober for a bounded time per target.
+#   scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
+# Installs cargo-fuzz from crates.io if missing. The machine's toolchain is
+# stable, so RUSTC_BOOTSTRAP=1 lets it accept the sanitizer flags cargo-fuzz passes.
+# Seeds are short files of every supported format, made by ffmpeg.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-60}"
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+export RUSTC_BOOTSTRAP=1
+export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/splitsound/fuzz-target}"
+
+seeds=fuzz/corpus/seeds
+if [ ! -d "$seeds" ]; then
+  mkdir -p "$seeds"
+  src="$seeds/src.wav"
+  ffmpeg -v error -y -f lavfi -i "sine=frequency=440:duration=0.2" -ac 2 -ar 44100 "$src"
+  enc() { ffmpeg -v error -y -i "$src" "$@"; }
+  enc -c:a pcm_s16le "$seeds/s16.wav"; enc -c:a pcm_f32le "$seeds/f32.wav"; enc -c:a pcm_s24be "$seeds/s24.aiff"
+  enc -c:a flac "$seeds/a.flac"; enc -c:a libmp3lame "$seeds/a.mp3"; enc -c:a libvorbis "$seeds/a.ogg"
+  enc -c:a aac "$seeds/a.m4a"; enc -c:a alac "$seeds/alac.m4a"; enc -c:a flac "$seeds/a.mkv"
+  enc -c:a pcm_s16le "$seeds/a.caf"; enc -c:a aac -f adts "$seeds/a.aac"
+  rm -f "$src"
+fi
+for t in decode probe; do
+  mkdir -p "fuzz/corpus/$t"
+  echo "==> fuzzing $t for ${secs}s"
+  cargo fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" "$seeds" -- \
+    -max_total_time="$secs" -max_len=262144 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+done
