@@ -34,6 +34,7 @@ fn main() {
     }
     let audio = (op != "decode").then(|| decode_file(input, &DecodeOptions::default()).unwrap());
     for _ in 0..runs {
+        frames = 0;
         let t = Instant::now();
         match op {
             "decode" => frames = decode_file(input, &DecodeOptions::default()).unwrap().frames(),

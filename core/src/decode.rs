@@ -303,17 +303,18 @@ impl StreamDecoder {
 
     /// Decodes everything that is left into one buffer.
     pub fn collect_all(mut self) -> Result<AudioBuffer> {
-        let mut out: Vec<Vec<f32>> = vec![Vec::new(); self.info.channels];
+        // Decode straight into the pending buffers, reserved from the header's
+        // length when it is known, instead of going through blocks.
         if let Some(n) = self.info.frames {
-            let reserve = n.min(1 << 28) as usize;
-            out.iter_mut().for_each(|c| c.reserve_exact(reserve));
-        }
-        while let Some(block) = self.next_block()? {
-            for (o, c) in out.iter_mut().zip(block.channels()) {
-                o.extend_from_slice(c);
+            let n = n.min(1 << 28) as usize;
+            if self.pending.len() != self.info.channels {
+                self.pending = vec![Vec::new(); self.info.channels];
             }
+            self.pending.iter_mut().for_each(|c| c.reserve_exact(n.saturating_sub(c.len())));
         }
-        if out[0].is_empty() {
+        self.fill(usize::MAX)?;
+        let out = std::mem::take(&mut self.pending);
+        if out.first().is_none_or(Vec::is_empty) {
             return Err(Error::Empty { what: "decoded audio".into() });
         }
         AudioBuffer::new(self.info.sample_rate, out)
@@ -382,7 +383,7 @@ impl StreamDecoder {
                     }
                     buf.copy_to_vecs_planar::<f32>(&mut self.scratch);
                     if self.pending.len() != channels {
-                        self.pending = vec![Vec::with_capacity(want); channels];
+                        self.pending = vec![Vec::with_capacity(want.min(1 << 20)); channels];
                     }
                     let n = buf.frames() as u64;
                     let skip = self.skip_frames.min(n);

@@ -5,7 +5,8 @@
 //! time shift: the resampler's internal delay is trimmed from the start and the
 //! tail is flushed at [`StreamResampler::finish`].
 
-use audioadapter_buffers::direct::SequentialSliceOfVecs;
+use audioadapter_buffers::direct::{SequentialSliceOfSlices, SequentialSliceOfVecs};
+use rubato::audioadapter::Adapter;
 use rubato::{Fft, FixedSync, Indexing, Resampler, WindowFunction};
 
 use crate::audio::{AudioBuffer, check_sample_rate};
@@ -13,7 +14,7 @@ use crate::error::{Error, Result};
 
 /// Target FFT block length in input frames. Longer blocks put the anti-aliasing
 /// cutoff closer to Nyquist at the cost of latency (irrelevant offline).
-const CHUNK: usize = 2048;
+const CHUNK: usize = 1024;
 
 /// A chunk of whole FFT blocks whose sides are both even, so the resampler's
 /// delay (half a block on each side) is a whole number of frames and trimming
@@ -143,20 +144,46 @@ impl StreamResampler {
             self.frames_out += n as u64;
             return Ok(());
         }
-        for (f, i) in self.fifo.iter_mut().zip(input) {
-            f.extend_from_slice(i.as_ref());
-        }
         let need = self.inner.as_ref().map_or(0, |r| r.input_frames_next());
-        let mut offset = 0;
-        while self.fifo[0].len() - offset >= need {
-            for (c, f) in self.chunk_in.iter_mut().zip(&self.fifo) {
-                c[..need].copy_from_slice(&f[offset..offset + need]);
+        let mut pos = 0;
+        // Complete a chunk left over from the last call first.
+        if !self.fifo[0].is_empty() {
+            let take = (need - self.fifo[0].len()).min(n);
+            for (f, i) in self.fifo.iter_mut().zip(input) {
+                f.extend_from_slice(&i.as_ref()[..take]);
             }
-            self.run_chunk(None, out, u64::MAX)?;
-            offset += need;
+            pos = take;
+            if self.fifo[0].len() < need {
+                return Ok(());
+            }
+            for (c, f) in self.chunk_in.iter_mut().zip(&self.fifo) {
+                c[..need].copy_from_slice(f);
+            }
+            self.fifo.iter_mut().for_each(Vec::clear);
+            self.run_internal(None, out, u64::MAX)?;
         }
-        for f in &mut self.fifo {
-            f.drain(..offset);
+        // Whole chunks straight from the caller's slices, no copy.
+        if n - pos >= need {
+            let slices: Vec<&[f32]> = input.iter().map(|c| c.as_ref()).collect();
+            let adapter = SequentialSliceOfSlices::new(&slices, self.channels, n)
+                .map_err(|e| Error::Resample { detail: e.to_string() })?;
+            while n - pos >= need {
+                run_chunk(
+                    self.inner.as_mut().expect("resampler"),
+                    &adapter,
+                    pos,
+                    None,
+                    &mut self.chunk_out,
+                    &mut self.to_trim,
+                    &mut self.frames_out,
+                    out,
+                    u64::MAX,
+                )?;
+                pos += need;
+            }
+        }
+        for (f, i) in self.fifo.iter_mut().zip(input) {
+            f.extend_from_slice(&i.as_ref()[pos..]);
         }
         Ok(())
     }
@@ -177,7 +204,7 @@ impl StreamResampler {
             for (c, f) in self.chunk_in.iter_mut().zip(&self.fifo) {
                 c[..partial].copy_from_slice(&f[..partial]);
             }
-            self.run_chunk(Some(partial), out, target)?;
+            self.run_internal(Some(partial), out, target)?;
             for f in &mut self.fifo {
                 f.clear();
             }
@@ -207,29 +234,63 @@ impl StreamResampler {
         Ok(())
     }
 
-    /// Runs one chunk from `chunk_in`, trims the start-up delay, appends at most
-    /// `limit - frames_out` frames.
-    fn run_chunk(&mut self, partial: Option<usize>, out: &mut [Vec<f32>], limit: u64) -> Result<()> {
-        let r = self.inner.as_mut().expect("run_chunk without a resampler");
-        let (max_in, max_out) = (self.chunk_in[0].len(), self.chunk_out[0].len());
+    /// Runs one chunk from `chunk_in`.
+    fn run_internal(&mut self, partial: Option<usize>, out: &mut [Vec<f32>], limit: u64) -> Result<()> {
+        let max_in = self.chunk_in[0].len();
         let input = SequentialSliceOfVecs::new(&self.chunk_in, self.channels, max_in)
             .map_err(|e| Error::Resample { detail: e.to_string() })?;
-        let mut output = SequentialSliceOfVecs::new_mut(&mut self.chunk_out, self.channels, max_out)
+        let r = self.inner.as_mut().expect("run_internal without a resampler");
+        run_chunk(r, &input, 0, partial, &mut self.chunk_out, &mut self.to_trim, &mut self.frames_out, out, limit)
+    }
+}
+
+/// Runs one chunk read from `input` at `offset`, trims the start-up delay and
+/// appends at most `limit - frames_out` frames to `out`.
+#[allow(clippy::too_many_arguments)]
+fn run_chunk(
+    r: &mut Fft<f32>,
+    input: &dyn Adapter<f32>,
+    offset: usize,
+    partial: Option<usize>,
+    chunk_out: &mut [Vec<f32>],
+    to_trim: &mut usize,
+    frames_out: &mut u64,
+    out: &mut [Vec<f32>],
+    limit: u64,
+) -> Result<()> {
+    let (channels, max_out) = (chunk_out.len(), chunk_out[0].len());
+    let next = r.output_frames_next();
+    let indexing = |output_offset| Indexing {
+        input_offset: offset,
+        output_offset,
+        partial_len: partial,
+        active_channels_mask: None,
+    };
+    let map = |e: rubato::ResampleError| Error::Resample { detail: e.to_string() };
+    let take = if *to_trim == 0 && limit == u64::MAX {
+        // Steady state: write straight into the caller's vectors.
+        let start = out[0].len();
+        out.iter_mut().for_each(|o| o.resize(start + next, 0.0));
+        let mut output = SequentialSliceOfVecs::new_mut(out, channels, start + next)
             .map_err(|e| Error::Resample { detail: e.to_string() })?;
-        let indexing = Indexing { input_offset: 0, output_offset: 0, partial_len: partial, active_channels_mask: None };
-        let (_, produced) = r
-            .process_into_buffer(&input, &mut output, Some(&indexing))
+        let (_, produced) = r.process_into_buffer(input, &mut output, Some(&indexing(start))).map_err(map)?;
+        out.iter_mut().for_each(|o| o.truncate(start + produced));
+        produced
+    } else {
+        let mut output = SequentialSliceOfVecs::new_mut(chunk_out, channels, max_out)
             .map_err(|e| Error::Resample { detail: e.to_string() })?;
-        let skip = self.to_trim.min(produced);
-        self.to_trim -= skip;
+        let (_, produced) = r.process_into_buffer(input, &mut output, Some(&indexing(0))).map_err(map)?;
+        let skip = (*to_trim).min(produced);
+        *to_trim -= skip;
         let avail = (produced - skip) as u64;
-        let take = avail.min(limit.saturating_sub(self.frames_out)) as usize;
-        for (o, c) in out.iter_mut().zip(&self.chunk_out) {
+        let take = avail.min(limit.saturating_sub(*frames_out)) as usize;
+        for (o, c) in out.iter_mut().zip(chunk_out.iter()) {
             o.extend_from_slice(&c[skip..skip + take]);
         }
-        self.frames_out += take as u64;
-        Ok(())
-    }
+        take
+    };
+    *frames_out += take as u64;
+    Ok(())
 }
 
 impl std::fmt::Debug for StreamResampler {

@@ -171,8 +171,12 @@ pub struct Stft {
     freq: Vec<Complex32>,
     scratch: Vec<Complex32>,
     padded: Vec<f32>,
-    envelope: Vec<f32>,
-    ola: Vec<f32>,
+    /// Synthesis window: the window times the inverse FFT's scale.
+    synthesis: Vec<f32>,
+    /// `1 / Σ w²` of the overlap-added window for `envelope_frames` frames (0 where
+    /// the sum vanishes); depends only on the frame count, so it is reused.
+    inv_envelope: Vec<f32>,
+    envelope_frames: Option<usize>,
 }
 
 impl Stft {
@@ -182,8 +186,13 @@ impl Stft {
         let fwd = planner.plan_fft_forward(cfg.n_fft);
         let inv = planner.plan_fft_inverse(cfg.n_fft);
         let scratch_len = fwd.get_scratch_len().max(inv.get_scratch_len());
+        let window = cfg.window_samples();
+        let scale = if cfg.normalized { (cfg.n_fft as f32).sqrt() } else { 1.0 } / cfg.n_fft as f32;
         Ok(Self {
-            window: cfg.window_samples(),
+            synthesis: window.iter().map(|w| w * scale).collect(),
+            inv_envelope: Vec::new(),
+            envelope_frames: None,
+            window,
             time: fwd.make_input_vec(),
             freq: fwd.make_output_vec(),
             scratch: vec![Complex32::new(0.0, 0.0); scratch_len],
@@ -191,8 +200,6 @@ impl Stft {
             inv,
             cfg,
             padded: Vec::new(),
-            envelope: Vec::new(),
-            ola: Vec::new(),
         })
     }
 
@@ -225,7 +232,9 @@ impl Stft {
         let bins = c.bins();
         out.bins = bins;
         out.frames = frames;
-        out.data.resize(bins * frames, Complex32::new(0.0, 0.0));
+        // Filled frame by frame below; no zeroing pass over the whole buffer.
+        out.data.clear();
+        out.data.reserve_exact(bins * frames);
 
         let signal: &[f32] = if c.center {
             self.padded.clear();
@@ -256,11 +265,10 @@ impl Stft {
             self.fwd
                 .process_with_scratch(&mut self.time, &mut self.freq, &mut self.scratch)
                 .map_err(|e| Error::invalid("fft", "valid buffers", e))?;
-            let dst = out.frame_mut(t);
             if scale == 1.0 {
-                dst.copy_from_slice(&self.freq);
+                out.data.extend_from_slice(&self.freq);
             } else {
-                dst.iter_mut().zip(&self.freq).for_each(|(d, s)| *d = s * scale);
+                out.data.extend(self.freq.iter().map(|d| d * scale));
             }
         }
         Ok(())
@@ -283,11 +291,18 @@ impl Stft {
         }
         let frames = spec.frames;
         let full = if frames == 0 { 0 } else { c.n_fft + c.hop_length * (frames - 1) };
-        self.ola.clear();
-        self.ola.resize(full, 0.0);
-        self.envelope.clear();
-        self.envelope.resize(full, 0.0);
-        let scale = if c.normalized { (c.n_fft as f32).sqrt() } else { 1.0 } / c.n_fft as f32;
+        // Overlap-add straight into `out`, then normalise and cut to the centred range.
+        out.clear();
+        out.resize(full, 0.0);
+        if self.envelope_frames != Some(frames) {
+            let mut env = vec![0.0f32; full];
+            for t in 0..frames {
+                let off = t * c.hop_length;
+                env[off..off + c.n_fft].iter_mut().zip(&self.window).for_each(|(e, w)| *e += w * w);
+            }
+            self.inv_envelope = env.into_iter().map(|e| if e > 1e-11 { 1.0 / e } else { 0.0 }).collect();
+            self.envelope_frames = Some(frames);
+        }
         for t in 0..frames {
             self.freq.copy_from_slice(spec.frame(t));
             // Like torch.fft.irfft, ignore the imaginary parts of DC and Nyquist.
@@ -298,22 +313,16 @@ impl Stft {
                 .process_with_scratch(&mut self.freq, &mut self.time, &mut self.scratch)
                 .map_err(|e| Error::invalid("ifft", "valid buffers", e))?;
             let off = t * c.hop_length;
-            for i in 0..c.n_fft {
-                let w = self.window[i];
-                self.ola[off + i] += self.time[i] * scale * w;
-                self.envelope[off + i] += w * w;
+            for (o, (x, w)) in out[off..off + c.n_fft].iter_mut().zip(self.time.iter().zip(&self.synthesis)) {
+                *o += x * w;
             }
         }
         let start = if c.center { c.n_fft / 2 } else { 0 };
         let natural_end = if c.center { full.saturating_sub(c.n_fft / 2) } else { full };
         let len = length.unwrap_or(natural_end.saturating_sub(start));
-        out.clear();
+        out.iter_mut().zip(&self.inv_envelope).for_each(|(o, e)| *o *= e);
+        out.drain(..start.min(full));
         out.resize(len, 0.0);
-        let avail = full.saturating_sub(start).min(len);
-        for i in 0..avail {
-            let e = self.envelope[start + i];
-            out[i] = if e > 1e-11 { self.ola[start + i] / e } else { 0.0 };
-        }
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 //! `reflect` edges, soft masks `softmask(H, margin·P, power)`, and the librosa
 //! STFT convention.
 
-use super::{analyse, masked, median_filter_1d, softmask, synthesise};
+use super::{MedianScratch, analyse, masked, median_filter_1d, softmask, synthesise};
 use crate::audio::AudioBuffer;
 use crate::error::{Error, Result};
 use crate::separator::{SeparateOptions, Separator, Stage, Stems};
@@ -79,17 +79,21 @@ impl Hpss {
 pub(crate) fn hpss_masks(mag: &[f32], bins: usize, frames: usize, cfg: &HpssConfig) -> (Vec<f32>, Vec<f32>) {
     let mut harm = vec![0.0f32; mag.len()];
     let mut perc = vec![0.0f32; mag.len()];
-    let mut window = Vec::with_capacity(cfg.kernel_harmonic.max(cfg.kernel_percussive));
+    let mut scratch = MedianScratch::default();
+    // Filter along time on a bin-major copy: contiguous reads instead of a
+    // stride of `bins` for every sample.
+    let mut row = vec![0.0f32; frames];
     let mut line = vec![0.0f32; frames];
     for f in 0..bins {
-        median_filter_1d(frames, cfg.kernel_harmonic, |t| mag[t * bins + f], &mut line, &mut window);
+        row.iter_mut().enumerate().for_each(|(t, r)| *r = mag[t * bins + f]);
+        median_filter_1d(&row, cfg.kernel_harmonic, &mut line, &mut scratch);
         for t in 0..frames {
             harm[t * bins + f] = line[t];
         }
     }
     for t in 0..frames {
-        let row = &mag[t * bins..(t + 1) * bins];
-        median_filter_1d(bins, cfg.kernel_percussive, |f| row[f], &mut perc[t * bins..(t + 1) * bins], &mut window);
+        let r = &mag[t * bins..(t + 1) * bins];
+        median_filter_1d(r, cfg.kernel_percussive, &mut perc[t * bins..(t + 1) * bins], &mut scratch);
     }
     let (mh, mp, p) = (cfg.margin_harmonic, cfg.margin_percussive, cfg.power);
     let split = mh == 1.0 && mp == 1.0;

@@ -73,8 +73,15 @@ pub(crate) fn softmask(x: f32, x_ref: f32, power: f32, split_zeros: bool) -> f32
     if power.is_infinite() {
         return if x > x_ref { 1.0 } else { 0.0 };
     }
-    let m = (x / z).powf(power);
-    let r = (x_ref / z).powf(power);
+    let (a, b) = (x / z, x_ref / z);
+    // powf is the slow part of the whole mask; the usual exponents need none.
+    let (m, r) = if power == 2.0 {
+        (a * a, b * b)
+    } else if power == 1.0 {
+        (a, b)
+    } else {
+        (a.powf(power), b.powf(power))
+    };
     m / (m + r)
 }
 
@@ -88,27 +95,46 @@ pub(crate) fn reflect_index(i: isize, n: usize) -> usize {
     (if m >= n { p - 1 - m } else { m }) as usize
 }
 
-/// `scipy.ndimage.median_filter(x, size=k, mode="reflect")` of a 1-D sequence
-/// given by `get(i)`, written to `out`. Uses a sorted sliding window: O(n·k).
-pub(crate) fn median_filter_1d(n: usize, k: usize, get: impl Fn(usize) -> f32, out: &mut [f32], window: &mut Vec<f32>) {
+/// Scratch space reused across calls of [`median_filter_1d`].
+#[derive(Debug, Default)]
+pub(crate) struct MedianScratch {
+    window: Vec<f32>,
+    padded: Vec<f32>,
+}
+
+/// `scipy.ndimage.median_filter(x, size=k, mode="reflect")` of `x`, written to
+/// `out`. The line is extended once with reflected edges, then a sorted window
+/// slides over it: O(n·k) with no index arithmetic in the loop.
+pub(crate) fn median_filter_1d(x: &[f32], k: usize, out: &mut [f32], scratch: &mut MedianScratch) {
+    let n = x.len();
     let half = (k / 2) as isize;
-    let rank = k / 2;
+    let MedianScratch { window, padded } = scratch;
+    padded.clear();
+    padded.extend((0..(n + k - 1) as isize).map(|j| x[reflect_index(j - half, n)]));
     window.clear();
-    for j in 0..k as isize {
-        window.push(get(reflect_index(j - half, n)));
-    }
+    window.extend_from_slice(&padded[..k]);
     window.sort_unstable_by(f32::total_cmp);
+    let rank = k / 2;
     for i in 0..n {
         out[i] = window[rank];
         if i + 1 == n {
             break;
         }
-        let outgoing = get(reflect_index(i as isize - half, n));
-        let incoming = get(reflect_index(i as isize - half + k as isize, n));
+        let (outgoing, incoming) = (padded[i], padded[i + k]);
+        if outgoing.to_bits() == incoming.to_bits() {
+            continue;
+        }
         let pos = window.partition_point(|v| v.total_cmp(&outgoing).is_lt());
-        window.remove(pos);
-        let pos = window.partition_point(|v| v.total_cmp(&incoming).is_lt());
-        window.insert(pos, incoming);
+        let ins = window.partition_point(|v| v.total_cmp(&incoming).is_lt());
+        // Move the elements between the two positions by one instead of a
+        // remove followed by an insert.
+        if ins > pos {
+            window.copy_within(pos + 1..ins, pos);
+            window[ins - 1] = incoming;
+        } else {
+            window.copy_within(ins..pos, ins + 1);
+            window[ins] = incoming;
+        }
     }
 }
 
@@ -198,7 +224,7 @@ mod tests {
         let x: Vec<f32> = (0..50).map(|i| ((i * 37) % 23) as f32 - (i % 5) as f32).collect();
         for k in [1, 2, 3, 4, 7, 31, 60] {
             let mut out = vec![0.0; x.len()];
-            median_filter_1d(x.len(), k, |i| x[i], &mut out, &mut Vec::new());
+            median_filter_1d(&x, k, &mut out, &mut MedianScratch::default());
             for i in 0..x.len() {
                 let mut w: Vec<f32> =
                     (0..k as isize).map(|j| x[reflect_index(i as isize - (k / 2) as isize + j, x.len())]).collect();

@@ -1,0 +1,30 @@
+//! The smallest complete use of the library: decode a file, separate it with a
+//! built-in separator, write the stems next to it.
+//!
+//!     cargo run --release -p splitsound-core --example separate -- INPUT [builtin:hpss|builtin:center|builtin:repet]
+
+use std::path::Path;
+
+use splitsound_core::{
+    DecodeOptions, SeparateOptions, WriteOptions, builtin_separator, decode_file, separate_audio, write_file,
+};
+
+fn main() -> Result<(), splitsound_core::Error> {
+    let mut args = std::env::args().skip(1);
+    let input = args.next().unwrap_or_else(|| "examples/data/demo/mixture.flac".into());
+    let method = args.next().unwrap_or_else(|| "builtin:hpss".into());
+
+    let audio = decode_file(&input, &DecodeOptions::default())?;
+    let mut separator = builtin_separator(&method)?;
+    let report = |p: splitsound_core::Progress| eprint!("\r{:?} {}/{}   ", p.stage, p.done, p.total);
+    let stems = separate_audio(separator.as_mut(), &audio, &SeparateOptions { progress: Some(&report), cancel: None })?;
+    eprintln!();
+
+    let stem_of = Path::new(&input).file_stem().unwrap_or_default().to_string_lossy().into_owned();
+    for (name, buffer) in stems.iter() {
+        let path = Path::new(&input).with_file_name(format!("{stem_of}.{name}.wav"));
+        write_file(&path, buffer, &WriteOptions::default())?;
+        println!("{}", path.display());
+    }
+    Ok(())
+}
