@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every splitsound test on a fresh Debian machine that has Rust.
-# Installs what the tests need (ffmpeg, from Debian) and builds once, in release
+# Installs what the tests need (ffmpeg, and cmake for the bundled libopus, from Debian) and builds once, in release
 # mode, into a target directory outside the checkout so later runs reuse it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,7 @@ sudo_cmd=""
 [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)   # builds the bundled libopus
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]} (Debian packages)"
   $sudo_cmd apt-get update -qq

@@ -192,12 +192,10 @@ impl StreamDecoder {
         let track = select_audio_track(format.as_ref())?;
         let params = track.codec_params.as_ref().and_then(CodecParameters::audio).ok_or(Error::NoAudioTrack)?.clone();
         let codec_name = codec_name(params.codec);
-        let decoder = symphonia::default::get_codecs()
-            .make_audio_decoder(&params, &AudioDecoderOptions::default())
-            .map_err(|e| match e {
-                SymError::Unsupported(_) => unsupported_codec(&codec_name),
-                other => map_header_error(other),
-            })?;
+        let decoder = codecs().make_audio_decoder(&params, &AudioDecoderOptions::default()).map_err(|e| match e {
+            SymError::Unsupported(_) => unsupported_codec(&codec_name),
+            other => map_header_error(other),
+        })?;
         let mut frames = track.num_frames;
         // MP4/MOV: apply the edit list as FFmpeg does (symphonia parses but ignores it).
         // The start is trimmed to the frame; the end, like FFmpeg, by dropping the
@@ -446,6 +444,23 @@ impl Iterator for StreamDecoder {
     }
 }
 
+/// symphonia's codecs, plus libopus when the `opus` feature is on.
+fn codecs() -> &'static symphonia::core::codecs::registry::CodecRegistry {
+    #[cfg(feature = "opus")]
+    {
+        use std::sync::OnceLock;
+        static REGISTRY: OnceLock<symphonia::core::codecs::registry::CodecRegistry> = OnceLock::new();
+        REGISTRY.get_or_init(|| {
+            let mut r = symphonia::core::codecs::registry::CodecRegistry::new();
+            symphonia::default::register_enabled_codecs(&mut r);
+            r.register_audio_decoder::<symphonia_adapter_libopus::OpusDecoder>();
+            r
+        })
+    }
+    #[cfg(not(feature = "opus"))]
+    symphonia::default::get_codecs()
+}
+
 fn select_audio_track(format: &dyn FormatReader) -> Result<&Track> {
     if let Some(t) = format.default_track(TrackType::Audio) {
         return Ok(t);
@@ -459,10 +474,12 @@ fn select_audio_track(format: &dyn FormatReader) -> Result<&Track> {
 }
 
 fn unsupported_codec(name: &str) -> Error {
-    Error::Unsupported {
-        what: format!("codec `{name}`"),
-        suggestion: Some("convert it first, e.g. `ffmpeg -i INPUT -c:a flac OUTPUT.flac`".into()),
-    }
+    let suggestion = if name == "opus" && cfg!(not(feature = "opus")) {
+        "this build has no Opus decoder: enable splitsound-core's `opus` feature, or convert first, e.g. `ffmpeg -i INPUT -c:a flac OUTPUT.flac`"
+    } else {
+        "convert it first, e.g. `ffmpeg -i INPUT -c:a flac OUTPUT.flac`"
+    };
+    Error::Unsupported { what: format!("codec `{name}`"), suggestion: Some(suggestion.into()) }
 }
 
 fn map_header_error(e: SymError) -> Error {
