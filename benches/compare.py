@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import subprocess
 import tempfile
 import time
@@ -30,11 +31,12 @@ SR = 44100
 
 
 def median_time(fn, runs):
+    """Median CPU time of this thread (the peers here are single-threaded)."""
     ts = []
     for _ in range(runs):
-        t = time.perf_counter()
+        t = time.thread_time()
         fn()
-        ts.append(time.perf_counter() - t)
+        ts.append(time.thread_time() - t)
     return float(np.median(ts))
 
 
@@ -42,11 +44,7 @@ def ours(op, path, *extra, runs):
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     exe = os.path.join(target, "release", "examples", "bench_ops")
     out = subprocess.run([exe, op, path, *map(str, extra), "--runs", str(runs)], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout)["median_s"]
-
-
-def process_time(cmd, runs):
-    return median_time(lambda: subprocess.run(cmd, check=True, capture_output=True), runs)
+    return json.loads(out.stdout)["median_cpu_s"]
 
 
 def sweep(rate, secs, f0, f1):
@@ -93,13 +91,22 @@ def main():
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", wav, "-c:a", "flac", flac], check=True)
     rows = []
 
-    # Decode: whole processes on both sides (ours includes reading and collecting f32).
+    # Decode: whole processes on both sides (ours includes reading and collecting
+    # f32), run alternately so both see the same machine load; CPU time (user +
+    # system) of the child, which a busy neighbour disturbs less than wall time.
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     exe = os.path.join(target, "release", "examples", "bench_ops")
     for name, path in [("decode MP3 192k, 3 min", mp3), ("decode FLAC, 3 min", flac)]:
-        o = process_time([exe, "decode", path, "--runs", "1"], runs)
-        f = process_time(["ffmpeg", "-v", "error", "-threads", "1", "-i", path, "-f", "f32le", "-y", "/dev/null"], runs)
-        rows.append((name, o, f, "ffmpeg -threads 1 -f f32le", 1.0))
+        cmds = [[exe, "decode", path, "--runs", "1"],
+                ["ffmpeg", "-v", "error", "-threads", "1", "-i", path, "-f", "f32le", "-y", "/dev/null"]]
+        cpu = [[], []]
+        for _ in range(runs):
+            for k, cmd in enumerate(cmds):
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                subprocess.run(cmd, check=True, capture_output=True)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu[k].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        rows.append((name, float(np.median(cpu[0])), float(np.median(cpu[1])), "ffmpeg -threads 1 -f f32le", 1.0))
 
     # Resample 44.1 -> 48 kHz, in-process on both sides, with quality.
     x = track.astype(np.float32)
@@ -162,8 +169,10 @@ def main():
         f"Measured {datetime.date.today().isoformat()} by `python3 benches/compare.py --runs {runs}` on "
         f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
         f"{ffv}; soxr {soxr.__version__}, scipy {scipy.__version__}, librosa {librosa.__version__}, numpy {np.__version__}.",
-        "Times are medians of the runs, in seconds. Decode is timed as whole processes (both sides);",
-        "the rest in-process (ours: `cargo run --release -p splitsound-core --example bench_ops`).",
+        "Times are medians of CPU seconds (this VM's wall time is disturbed by its neighbours; every",
+        "operation here runs on one thread on both sides). Decode: whole processes on both sides, run",
+        "alternately. The rest: in-process thread CPU time (ours: the `bench_ops` example of",
+        "splitsound-core, `cargo run --release -p splitsound-core --example bench_ops -- OP FILE`).",
         "",
         "| operation | splitsound (s) | peer | peer (s) | speed-up | target | met |",
         "|---|---|---|---|---|---|---|",
@@ -181,7 +190,12 @@ def main():
     ]
     for k, (s, r) in quality.items():
         lines.append(f"| {k} | {s:.1f} | {r:.4f} |")
-    lines.append("")
+    lines += [
+        "",
+        "Per-operation statistics of our side alone (30 s stereo): `cargo bench -p splitsound-core`",
+        "(Criterion, `benches/core.rs`).",
+        "",
+    ]
     with open(os.path.join(ROOT, "benches", "RESULTS.md"), "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))

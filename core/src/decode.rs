@@ -379,22 +379,32 @@ impl StreamDecoder {
                             suggestion: None,
                         });
                     }
-                    buf.copy_to_vecs_planar::<f32>(&mut self.scratch);
                     if self.pending.len() != channels {
                         self.pending = vec![Vec::with_capacity(want.min(1 << 20)); channels];
                     }
-                    let n = buf.frames() as u64;
-                    let skip = self.skip_frames.min(n);
-                    self.skip_frames -= skip;
-                    let end = n;
-                    for (ch, (p, s)) in self.pending.iter_mut().zip(&self.scratch).enumerate() {
-                        let new = &s[skip as usize..end as usize];
+                    let n = buf.frames();
+                    let skip = self.skip_frames.min(n as u64) as usize;
+                    self.skip_frames -= skip as u64;
+                    let start = self.pending[0].len();
+                    if skip == 0 {
+                        // Convert straight into the pending buffers.
+                        self.pending.iter_mut().for_each(|p| p.resize(start + n, 0.0));
+                        let mut tails: Vec<&mut [f32]> = self.pending.iter_mut().map(|p| &mut p[start..]).collect();
+                        buf.copy_to_slice_planar::<f32, _>(&mut tails);
+                    } else {
+                        buf.copy_to_vecs_planar::<f32>(&mut self.scratch);
+                        for (p, s) in self.pending.iter_mut().zip(&self.scratch) {
+                            p.extend_from_slice(&s[skip..]);
+                        }
+                    }
+                    for (ch, p) in self.pending.iter().enumerate() {
+                        let new = &p[start..];
                         if let Some(i) = new.iter().position(|x| !x.is_finite()) {
                             let frame = (self.decoded_frames + i as u64) as usize;
                             return Err(Error::NonFinite { channel: ch, frame, value: new[i] });
                         }
-                        p.extend_from_slice(new);
                     }
+                    let (end, skip) = (n as u64, skip as u64);
                     self.decoded_frames += end - skip;
                     if let Some(max) = self.opts.max_duration_secs {
                         let secs = self.decoded_frames as f64 / self.info.sample_rate as f64;
