@@ -25,7 +25,9 @@ cargo fmt --all --check
 echo "==> tests (release build, whole workspace)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --release --locked --workspace 2>&1 | tee "$log"
+cargo test --release --locked --workspace --features splitsound-core/opus 2>&1 | tee "$log"
+echo "==> the Opus error path of a build without the opus feature"
+cargo test --release --locked -p splitsound-core --test decode_ffmpeg opus 2>&1 | tee -a "$log"
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 
