@@ -17,6 +17,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/splitsound/target}"
+
+# ONNX Runtime for the model tests: the shared library from PyPI's onnxruntime
+# wheel, unpacked into a cache dir (no Python import needed).
+ort_version=1.32.0
+ort_dir="$HOME/.cache/splitsound/onnxruntime-$ort_version"
+if ! ls "$ort_dir"/onnxruntime/capi/libonnxruntime.so.* >/dev/null 2>&1; then
+  echo "==> installing onnxruntime $ort_version (PyPI) into $ort_dir"
+  python3 -m pip install --quiet --no-deps --target "$ort_dir" "onnxruntime==$ort_version"
+fi
+export SPLITSOUND_ORT_LIB
+SPLITSOUND_ORT_LIB=$(ls "$ort_dir"/onnxruntime/capi/libonnxruntime.so.* | head -n 1)
 export CARGO_TERM_COLOR=never
 
 echo "==> formatting"

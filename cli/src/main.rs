@@ -41,6 +41,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Neural model packages (ONNX Runtime)
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Load a model package and print its manifest, its graphs' inputs and
+    /// outputs, and the execution providers usable here
+    Inspect {
+        /// The manifest (model.json) or an ONNX file with a sidecar manifest
+        model: PathBuf,
+        /// Providers to try, in order (cpu, cuda:N, tensorrt:N, coreml, directml:N)
+        #[arg(long, value_delimiter = ',', default_value = "cpu")]
+        device: Vec<String>,
+        /// The ONNX Runtime library (else SPLITSOUND_ORT_LIB, ORT_DYLIB_PATH, the
+        /// onnxruntime Python package, the system's)
+        #[arg(long)]
+        ort_lib: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -118,6 +142,9 @@ fn main() -> ExitCode {
         Command::Info { input, json } => info(&input, json),
         Command::List { json } => list(json),
         Command::Separate(args) => separate(args),
+        Command::Model { command: ModelCommand::Inspect { model, device, ort_lib, json } } => {
+            inspect(&model, &device, ort_lib, json)
+        }
     }
 }
 
@@ -185,6 +212,78 @@ fn list(as_json: bool) -> ExitCode {
             let d = if r["default"].as_bool() == Some(true) { " (default)" } else { "" };
             println!("{:<16} {}{d}", r["name"].as_str().unwrap(), stems.join(", "));
         }
+    }
+    ExitCode::SUCCESS
+}
+
+fn inspect(path: &Path, devices: &[String], ort_lib: Option<PathBuf>, as_json: bool) -> ExitCode {
+    use splitsound_core::model::{Model, ModelOptions, Provider, provider_usable};
+    let fail = |e: Error, code: u8| {
+        if as_json {
+            println!("{}", error_json(Some(path), &e));
+        } else {
+            eprintln!("error: {e}");
+        }
+        ExitCode::from(code)
+    };
+    let providers: Result<Vec<Provider>, Error> = devices.iter().map(|d| d.parse()).collect();
+    let providers = match providers {
+        Ok(p) => p,
+        Err(e) => return fail(e, EXIT_USAGE),
+    };
+    let opts = ModelOptions { runtime_library: ort_lib, providers, ..Default::default() };
+    let model = match Model::load(path, &opts) {
+        Ok(m) => m,
+        Err(e) => return fail(e, EXIT_FAILED),
+    };
+    let usable: Vec<serde_json::Value> = Provider::ALL
+        .iter()
+        .map(|&p| {
+            let status = match provider_usable(p, &opts) {
+                Ok(Ok(())) => json!({"usable": true}),
+                Ok(Err(why)) => json!({"usable": false, "why": why}),
+                Err(e) => json!({"usable": false, "why": e.to_string()}),
+            };
+            json!({"provider": p.to_string(), "compiled_in": p.compiled_in(), "status": status})
+        })
+        .collect();
+    let runtime = splitsound_core::model::runtime(None).map(|r| r.library.display().to_string()).unwrap_or_default();
+    if as_json {
+        let v = json!({
+            "manifest": model.manifest(),
+            "graphs": model.graphs(),
+            "provider": model.provider().to_string(),
+            "runtime_library": runtime,
+            "providers": usable,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+        return ExitCode::SUCCESS;
+    }
+    let m = model.manifest();
+    println!(
+        "{} ({:?}), {} Hz, {} ch, segment {} samples",
+        m.name, m.family, m.sample_rate, m.channels, m.segment_samples
+    );
+    println!("  stems     {}", m.stems.join(", "));
+    println!("  defaults  overlap {}, shifts {}", m.defaults.overlap, m.defaults.shifts);
+    for g in model.graphs() {
+        println!("  graph     {}", g.file);
+        for t in &g.inputs {
+            println!("    in      {} {:?}", t.name, t.shape);
+        }
+        for t in &g.outputs {
+            println!("    out     {} {:?}", t.name, t.shape);
+        }
+    }
+    println!("  runs on   {} (ONNX Runtime: {runtime})", model.provider());
+    for u in usable {
+        let ok = u["status"]["usable"].as_bool() == Some(true);
+        let why = u["status"]["why"].as_str().unwrap_or("");
+        println!(
+            "  provider  {:<12} {}",
+            u["provider"].as_str().unwrap_or(""),
+            if ok { "usable".to_string() } else { format!("not usable: {why}") }
+        );
     }
     ExitCode::SUCCESS
 }

@@ -204,3 +204,20 @@ fn ctrl_c_leaves_no_partial_files() {
     assert_eq!(status.code(), Some(130));
     assert!(files_in(&out_dir).is_empty(), "left behind: {:?}", files_in(&out_dir));
 }
+
+#[test]
+fn model_inspect() {
+    let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/models/tiny/tiny.json");
+    let o = run(&["model", "inspect", tiny.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["provider"], "cpu");
+    assert_eq!(v["graphs"][0]["inputs"][0]["name"], "mix");
+    assert_eq!(v["providers"][0]["status"]["usable"], true);
+    let text = run(&["model", "inspect", tiny.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("stems     full, half"));
+    let o = run(&["model", "inspect", tiny.to_str().unwrap(), "--device", "tpu"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["model", "inspect", "/nonexistent/model.json"]);
+    assert_eq!(o.status.code(), Some(1));
+}

@@ -99,6 +99,23 @@ pub enum Error {
     #[error("invalid channel layout: {detail}")]
     InvalidChannels { detail: String },
 
+    // ----- neural models ------------------------------------------------------------------
+    /// The ONNX Runtime library could not be found or loaded.
+    #[error("ONNX Runtime is not available: {detail}. Tried: {}. Install it with `pip install onnxruntime` (or `onnxruntime-gpu`), or point SPLITSOUND_ORT_LIB at libonnxruntime", tried.join("; "))]
+    RuntimeUnavailable { tried: Vec<String>, detail: String },
+
+    /// A model package is malformed, or its manifest disagrees with its graph.
+    #[error("model {}: {detail}", path.display())]
+    Model { path: PathBuf, detail: String },
+
+    /// An execution provider was required but cannot run here.
+    #[error("execution provider `{provider}` is not usable here: {detail}")]
+    ProviderUnavailable { provider: String, detail: String },
+
+    /// ONNX Runtime failed while running a model.
+    #[error("inference failed: {detail}")]
+    Inference { detail: String },
+
     // ----- processing ---------------------------------------------------------------------
     /// The operation was cancelled through a [`crate::CancelToken`].
     #[error("cancelled")]
@@ -141,6 +158,10 @@ impl Error {
             Error::TooLarge { .. } => "too_large",
             Error::NonFinite { .. } => "non_finite",
             Error::InvalidChannels { .. } => "invalid_channels",
+            Error::RuntimeUnavailable { .. } => "runtime_unavailable",
+            Error::Model { .. } => "model",
+            Error::ProviderUnavailable { .. } => "provider_unavailable",
+            Error::Inference { .. } => "inference",
             Error::Cancelled => "cancelled",
             Error::Encode { .. } => "encode",
             Error::Resample { .. } => "resample",

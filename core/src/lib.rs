@@ -7,6 +7,8 @@ pub mod builtin;
 mod decode;
 mod error;
 mod job;
+#[cfg(feature = "onnx")]
+pub mod model;
 mod mp4edit;
 mod query;
 mod resample;

@@ -1,0 +1,183 @@
+//! The model package manifest: a JSON sidecar next to the ONNX file(s).
+//!
+//! ```json
+//! {
+//!   "format_version": 1,
+//!   "name": "htdemucs",
+//!   "family": "demucs-hybrid",
+//!   "sample_rate": 44100,
+//!   "channels": 2,
+//!   "stems": ["drums", "bass", "other", "vocals"],
+//!   "segment_samples": 343980,
+//!   "stft": {"n_fft": 4096, "hop_length": 1024, "window": "hann", "center": true,
+//!            "pad_mode": "reflect", "normalized": true},
+//!   "normalisation": "mono_mean_std",
+//!   "defaults": {"overlap": 0.25, "shifts": 0},
+//!   "inputs": [{"name": "mix", "shape": [1, 2, 343980]}, {"name": "spec", "shape": [1, 4, 2048, 336]}],
+//!   "outputs": [{"name": "time", "shape": [1, 4, 2, 343980]}, {"name": "freq", "shape": [1, 4, 4, 2048, 336]}],
+//!   "files": [{"path": "htdemucs.onnx", "stem_weights": [1, 1, 1, 1]}]
+//! }
+//! ```
+//! Shapes use `-1` for a dimension the graph leaves free. A bag of models
+//! (htdemucs_ft) lists several files, each with per-stem weights.
+
+use std::path::Path;
+
+use crate::audio::check_sample_rate;
+use crate::error::{Error, Result};
+use crate::stft::StftConfig;
+
+/// The newest manifest format this build reads.
+pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+
+/// Which reference pipeline the model follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// HT-Demucs (htdemucs, htdemucs_6s, htdemucs_ft): waveform and spectrogram branches.
+    DemucsHybrid,
+    /// Open-Unmix (umxhq, umxl): magnitude masks per target, then a Wiener filter.
+    Umx,
+    /// UVR/audio-separator MDX-Net: one primary stem, secondary = mix − primary.
+    Mdx,
+}
+
+/// How the input is normalised before the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalisation {
+    #[default]
+    None,
+    /// demucs: subtract the mono mix's mean, divide by its standard deviation.
+    MonoMeanStd,
+}
+
+/// Default separation settings the model's authors use.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Defaults {
+    pub overlap: f32,
+    pub shifts: u32,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self { overlap: 0.25, shifts: 0 }
+    }
+}
+
+/// A named tensor and its shape (`-1` = free).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorSpec {
+    pub name: String,
+    pub shape: Vec<i64>,
+}
+
+/// One ONNX file of the package.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFile {
+    /// Relative to the manifest's directory.
+    pub path: String,
+    /// Weight of each stem when averaging a bag; all ones if absent.
+    #[serde(default)]
+    pub stem_weights: Option<Vec<f32>>,
+}
+
+/// The manifest of a model package.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub name: String,
+    pub family: Family,
+    pub sample_rate: u32,
+    pub channels: usize,
+    pub stems: Vec<String>,
+    /// Samples per segment the network is run on.
+    pub segment_samples: usize,
+    #[serde(default)]
+    pub stft: Option<StftConfig>,
+    #[serde(default)]
+    pub normalisation: Normalisation,
+    #[serde(default)]
+    pub defaults: Defaults,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    pub files: Vec<ModelFile>,
+}
+
+impl Manifest {
+    /// Parses and validates a manifest; `path` is only used in messages.
+    pub fn from_json(json: &[u8], path: &Path) -> Result<Self> {
+        let bad = |detail: String| Error::Model { path: path.to_path_buf(), detail };
+        let m: Manifest = serde_json::from_slice(json).map_err(|e| bad(format!("invalid manifest JSON: {e}")))?;
+        m.validate().map_err(bad)?;
+        Ok(m)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        if self.format_version == 0 || self.format_version > MANIFEST_FORMAT_VERSION {
+            return Err(format!(
+                "manifest format_version {} is not supported (this build reads 1..={MANIFEST_FORMAT_VERSION})",
+                self.format_version
+            ));
+        }
+        check_sample_rate(self.sample_rate).map_err(|e| e.to_string())?;
+        if !(1..=2).contains(&self.channels) {
+            return Err(format!("channels must be 1 or 2, got {}", self.channels));
+        }
+        if self.stems.is_empty() {
+            return Err("stems is empty".into());
+        }
+        for (i, s) in self.stems.iter().enumerate() {
+            if s.is_empty() || s.contains(['/', '\\', '.']) || self.stems[..i].contains(s) {
+                return Err(format!("stem name `{s}` is empty, repeated, or not usable as a file name"));
+            }
+        }
+        if self.segment_samples == 0 {
+            return Err("segment_samples must be positive".into());
+        }
+        if !(0.0..1.0).contains(&self.defaults.overlap) {
+            return Err(format!("defaults.overlap must be in [0, 1), got {}", self.defaults.overlap));
+        }
+        if let Some(stft) = &self.stft {
+            crate::stft::Stft::new(*stft).map_err(|e| format!("stft: {e}"))?;
+        }
+        for (what, specs) in [("inputs", &self.inputs), ("outputs", &self.outputs)] {
+            if specs.is_empty() {
+                return Err(format!("{what} is empty"));
+            }
+            for (i, t) in specs.iter().enumerate() {
+                if t.name.is_empty() || specs[..i].iter().any(|o| o.name == t.name) {
+                    return Err(format!("{what}: name `{}` is empty or repeated", t.name));
+                }
+                if t.shape.is_empty() || t.shape.iter().any(|&d| d == 0 || d < -1) {
+                    return Err(format!(
+                        "{what}: `{}` has shape {:?}; dimensions must be positive or -1",
+                        t.name, t.shape
+                    ));
+                }
+            }
+        }
+        if self.files.is_empty() {
+            return Err("files is empty".into());
+        }
+        for f in &self.files {
+            if f.path.is_empty() || Path::new(&f.path).is_absolute() {
+                return Err(format!("file path `{}` must be relative to the manifest", f.path));
+            }
+            if let Some(w) = &f.stem_weights
+                && (w.len() != self.stems.len() || w.iter().any(|x| !x.is_finite() || *x < 0.0))
+            {
+                return Err(format!(
+                    "{}: stem_weights must have one finite, non-negative weight per stem ({}), got {w:?}",
+                    f.path,
+                    self.stems.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,284 @@
+//! Neural models on ONNX Runtime: the runtime library, model packages
+//! (a JSON manifest plus ONNX files), and execution providers.
+//!
+//! This module loads and checks model packages; the separation pipelines of the
+//! model families build on [`Model`].
+
+mod manifest;
+mod providers;
+mod runtime;
+
+use std::path::{Path, PathBuf};
+
+use ort::session::Session;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+
+pub use manifest::{Defaults, Family, MANIFEST_FORMAT_VERSION, Manifest, ModelFile, Normalisation, TensorSpec};
+pub use providers::{Fallback, Provider};
+pub use runtime::{Runtime, candidates as runtime_candidates, runtime};
+
+use crate::error::{Error, Result};
+
+/// How to load a model.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelOptions {
+    /// The ONNX Runtime library; see [`runtime`] for where it is looked for otherwise.
+    pub runtime_library: Option<PathBuf>,
+    /// Providers in order of preference.
+    pub providers: Vec<Provider>,
+    pub fallback: Fallback,
+    /// Threads for one operator; `None` lets ONNX Runtime decide.
+    pub intra_threads: Option<usize>,
+    /// Reuse memory between runs (ONNX Runtime's memory pattern optimisation).
+    pub memory_pattern: bool,
+    /// Graph optimisation level 0 (off) to 3 (all).
+    pub optimization_level: u8,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        Self {
+            runtime_library: None,
+            providers: vec![Provider::Cpu],
+            fallback: Fallback::default(),
+            intra_threads: None,
+            memory_pattern: true,
+            optimization_level: 3,
+        }
+    }
+}
+
+/// Inputs and outputs of a loaded graph, as ONNX Runtime reports them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GraphIo {
+    pub file: String,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+}
+
+/// A loaded, checked model package.
+#[derive(Debug)]
+pub struct Model {
+    manifest: Manifest,
+    manifest_path: PathBuf,
+    sessions: Vec<Session>,
+    graphs: Vec<GraphIo>,
+    provider: Provider,
+}
+
+impl Model {
+    /// Loads a package from its manifest (`model.json`) or from an ONNX file with
+    /// a sidecar manifest of the same name (`model.onnx` → `model.json`).
+    ///
+    /// Fails with [`Error::Model`] when the manifest is malformed or disagrees with
+    /// a graph (input/output names, ranks, fixed dimensions), with
+    /// [`Error::RuntimeUnavailable`] when ONNX Runtime cannot be loaded, and with
+    /// [`Error::ProviderUnavailable`] when the fallback policy forbids falling back.
+    pub fn load(path: impl AsRef<Path>, opts: &ModelOptions) -> Result<Model> {
+        let path = path.as_ref();
+        let manifest_path = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
+            path.with_extension("json")
+        } else {
+            path.to_path_buf()
+        };
+        let json = std::fs::read(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
+        let manifest = Manifest::from_json(&json, &manifest_path)?;
+        let dir = manifest_path.parent().unwrap_or(Path::new("."));
+        let rt = runtime(opts.runtime_library.as_deref())?;
+
+        let mut sessions = Vec::with_capacity(manifest.files.len());
+        let mut graphs = Vec::with_capacity(manifest.files.len());
+        let mut provider = None;
+        for file in &manifest.files {
+            let onnx = dir.join(&file.path);
+            if !onnx.is_file() {
+                return Err(Error::Model {
+                    path: manifest_path.clone(),
+                    detail: format!("missing file {}", onnx.display()),
+                });
+            }
+            let (session, used) = open_session(rt, &onnx, opts)?;
+            provider.get_or_insert(used);
+            let io = graph_io(&file.path, &session);
+            check_graph(&manifest, &io).map_err(|detail| Error::Model { path: onnx.clone(), detail })?;
+            sessions.push(session);
+            graphs.push(io);
+        }
+        Ok(Model { manifest, manifest_path, sessions, graphs, provider: provider.unwrap_or(Provider::Cpu) })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    pub fn manifest_path(&self) -> &Path {
+        &self.manifest_path
+    }
+    /// Inputs and outputs of each graph, as loaded.
+    pub fn graphs(&self) -> &[GraphIo] {
+        &self.graphs
+    }
+    /// The provider the model actually runs on.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// Runs graph `file` (an index into the manifest's `files`) on named `f32`
+    /// inputs and returns every output by name, in the graph's order.
+    pub fn run(
+        &mut self,
+        file: usize,
+        inputs: Vec<(String, ndarray::ArrayD<f32>)>,
+    ) -> Result<Vec<(String, ndarray::ArrayD<f32>)>> {
+        let session = self
+            .sessions
+            .get_mut(file)
+            .ok_or_else(|| Error::invalid("file", format!("an index below {}", self.graphs.len()), file))?;
+        let inference = |e: ort::Error| Error::Inference { detail: e.to_string() };
+        let mut values = Vec::with_capacity(inputs.len());
+        for (name, array) in inputs {
+            let tensor = ort::value::Tensor::from_array(array).map_err(inference)?;
+            values.push((name, ort::value::DynValue::from(tensor)));
+        }
+        let outputs = session.run(values).map_err(inference)?;
+        let mut out = Vec::with_capacity(outputs.len());
+        for (name, value) in outputs.iter() {
+            let array = value.try_extract_array::<f32>().map_err(inference)?;
+            out.push((name.to_string(), array.to_owned()));
+        }
+        Ok(out)
+    }
+}
+
+fn session_builder(rt: &Runtime, opts: &ModelOptions) -> std::result::Result<SessionBuilder, String> {
+    let level = match opts.optimization_level {
+        0 => GraphOptimizationLevel::Disable,
+        1 => GraphOptimizationLevel::Level1,
+        2 => GraphOptimizationLevel::Level2,
+        _ => GraphOptimizationLevel::Level3,
+    };
+    let mut b = Session::builder(&rt.environment)
+        .map_err(|e| e.to_string())?
+        .with_optimization_level(level)
+        .map_err(|e| e.to_string())?
+        .with_memory_pattern(opts.memory_pattern)
+        .map_err(|e| e.to_string())?;
+    if let Some(n) = opts.intra_threads {
+        b = b.with_intra_threads(n).map_err(|e| e.to_string())?;
+    }
+    Ok(b)
+}
+
+/// Opens a session on the first provider in `opts.providers` that registers,
+/// following the fallback policy; returns the session and the provider used.
+fn open_session(rt: &Runtime, onnx: &Path, opts: &ModelOptions) -> Result<(Session, Provider)> {
+    let model_err = |detail: String| Error::Model { path: onnx.to_path_buf(), detail };
+    let mut wanted = opts.providers.clone();
+    if wanted.is_empty() {
+        wanted.push(Provider::Cpu);
+    }
+    if opts.fallback == Fallback::NextThenCpu && !wanted.contains(&Provider::Cpu) {
+        wanted.push(Provider::Cpu);
+    }
+    for (i, p) in wanted.iter().copied().enumerate() {
+        let mut builder = session_builder(rt, opts).map_err(model_err)?;
+        if let Err(why) = register(p, &mut builder) {
+            if opts.fallback == Fallback::Error || i + 1 == wanted.len() {
+                return Err(Error::ProviderUnavailable { provider: p.to_string(), detail: why });
+            }
+            log::warn!("execution provider {p} is not usable ({why}); trying {}", wanted[i + 1]);
+            continue;
+        }
+        let session =
+            builder.commit_from_file(onnx).map_err(|e| model_err(format!("ONNX Runtime cannot load it: {e}")))?;
+        return Ok((session, p));
+    }
+    unreachable!("the provider list is never empty")
+}
+
+/// Whether `p` can run here: compiled in, present in the loaded ONNX Runtime,
+/// and accepted by it. Loads the runtime if needed.
+pub fn provider_usable(p: Provider, opts: &ModelOptions) -> Result<std::result::Result<(), String>> {
+    let rt = runtime(opts.runtime_library.as_deref())?;
+    let mut builder = session_builder(rt, opts).map_err(|detail| Error::Inference { detail })?;
+    Ok(register(p, &mut builder))
+}
+
+/// Registers one provider on a session builder, or says why it cannot run here.
+fn register(p: Provider, builder: &mut SessionBuilder) -> std::result::Result<(), String> {
+    match dispatch(p)? {
+        None => Ok(()),
+        Some(d) => d.register(builder).map_err(|e| e.to_string()),
+    }
+}
+
+/// ort's provider object for `p`; `None` for the CPU, which is always there.
+fn dispatch(p: Provider) -> std::result::Result<Option<ort::ep::ExecutionProviderDispatch>, String> {
+    let not_compiled = |p: Provider| {
+        Err(format!(
+            "support was not compiled in; build splitsound-core with the `{}` feature",
+            p.feature().unwrap_or("?")
+        ))
+    };
+    match p {
+        Provider::Cpu => Ok(None),
+        #[cfg(feature = "cuda")]
+        Provider::Cuda { device } => Ok(Some(ort::ep::CUDA::default().with_device_id(device as i32).build())),
+        #[cfg(feature = "tensorrt")]
+        Provider::TensorRt { device } => Ok(Some(ort::ep::TensorRT::default().with_device_id(device as i32).build())),
+        #[cfg(feature = "coreml")]
+        Provider::CoreMl => Ok(Some(ort::ep::CoreML::default().build())),
+        #[cfg(feature = "directml")]
+        Provider::DirectMl { device } => Ok(Some(ort::ep::DirectML::default().with_device_id(device as i32).build())),
+        #[allow(unreachable_patterns)]
+        other => not_compiled(other),
+    }
+}
+
+fn graph_io(file: &str, session: &Session) -> GraphIo {
+    let spec = |o: &ort::value::Outlet| TensorSpec {
+        name: o.name().to_string(),
+        shape: o.dtype().tensor_shape().map(|s| s.to_vec()).unwrap_or_default(),
+    };
+    GraphIo {
+        file: file.to_string(),
+        inputs: session.inputs().iter().map(spec).collect(),
+        outputs: session.outputs().iter().map(spec).collect(),
+    }
+}
+
+/// The manifest's tensors must exist in the graph with the same rank, and every
+/// dimension fixed on both sides must agree.
+fn check_graph(m: &Manifest, io: &GraphIo) -> std::result::Result<(), String> {
+    for (what, want, have) in [("input", &m.inputs, &io.inputs), ("output", &m.outputs, &io.outputs)] {
+        for w in want {
+            let Some(h) = have.iter().find(|h| h.name == w.name) else {
+                let names: Vec<&str> = have.iter().map(|h| h.name.as_str()).collect();
+                return Err(format!("the manifest names {what} `{}`, the graph has {names:?}", w.name));
+            };
+            if h.shape.len() != w.shape.len() {
+                return Err(format!(
+                    "{what} `{}`: the manifest says rank {} {:?}, the graph has rank {} {:?}",
+                    w.name,
+                    w.shape.len(),
+                    w.shape,
+                    h.shape.len(),
+                    h.shape
+                ));
+            }
+            if let Some(d) = (0..w.shape.len()).find(|&d| w.shape[d] > 0 && h.shape[d] > 0 && w.shape[d] != h.shape[d])
+            {
+                return Err(format!(
+                    "{what} `{}` dimension {d}: the manifest says {}, the graph says {}",
+                    w.name, w.shape[d], h.shape[d]
+                ));
+            }
+        }
+        if have.len() != want.len() {
+            let extra: Vec<&str> =
+                have.iter().filter(|h| !want.iter().any(|w| w.name == h.name)).map(|h| h.name.as_str()).collect();
+            return Err(format!("the graph has {what}s the manifest does not describe: {extra:?}"));
+        }
+    }
+    Ok(())
+}
