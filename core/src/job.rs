@@ -75,13 +75,10 @@ pub fn select_stems(
             let (target, rest): (Vec<_>, Vec<_>) = stems.iter().partition(|(n, _)| res.targets.iter().any(|t| t == n));
             let label = res.targets.join("+");
             let described = AudioBuffer::sum(target.iter().map(|(_, b)| *b))?;
-            let residual = match rest.is_empty() {
-                true => {
-                    let mut silent = described.clone();
-                    silent.channels_mut().for_each(|c| c.fill(0.0));
-                    silent
-                }
-                false => AudioBuffer::sum(rest.iter().map(|(_, b)| *b))?,
+            let residual = if rest.is_empty() {
+                AudioBuffer::silence(described.sample_rate(), described.num_channels(), described.frames())?
+            } else {
+                AudioBuffer::sum(rest.iter().map(|(_, b)| *b))?
             };
             let pair = vec![(label.clone(), described), (format!("no_{label}"), residual)];
             let out = match res.mode {
