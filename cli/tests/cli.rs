@@ -209,7 +209,7 @@ fn ctrl_c_leaves_no_partial_files() {
 fn model_inspect() {
     let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/models/tiny/tiny.json");
     let o = run(&["model", "inspect", tiny.to_str().unwrap(), "--json"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["provider"], "cpu");
     assert_eq!(v["graphs"][0]["inputs"][0]["name"], "mix");
