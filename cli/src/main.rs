@@ -41,6 +41,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Score separated stems against references: MDX global SDR and SI-SDR per
+    /// stem (`<stem>.wav|flac|…` matched by name; `mixture.*` skipped)
+    Eval {
+        #[arg(long)]
+        reference: PathBuf,
+        #[arg(long)]
+        estimate: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Neural model packages (ONNX Runtime)
     Model {
         #[command(subcommand)]
@@ -142,6 +152,7 @@ fn main() -> ExitCode {
         Command::Info { input, json } => info(&input, json),
         Command::List { json } => list(json),
         Command::Separate(args) => separate(args),
+        Command::Eval { reference, estimate, json } => eval(&reference, &estimate, json),
         Command::Model { command: ModelCommand::Inspect { model, device, ort_lib, json } } => {
             inspect(&model, &device, ort_lib, json)
         }
@@ -286,6 +297,30 @@ fn inspect(path: &Path, devices: &[String], ort_lib: Option<PathBuf>, as_json: b
         );
     }
     ExitCode::SUCCESS
+}
+
+fn eval(reference: &Path, estimate: &Path, as_json: bool) -> ExitCode {
+    match core::eval::evaluate_dirs(reference, estimate) {
+        Ok(scores) if as_json => {
+            println!("{}", serde_json::to_string_pretty(&scores).expect("scores serialise"));
+            ExitCode::SUCCESS
+        }
+        Ok(scores) => {
+            println!("{:<16} {:>12} {:>10}", "stem", "global SDR", "SI-SDR");
+            for s in scores {
+                println!("{:<16} {:>9.2} dB {:>7.2} dB", s.stem, s.global_sdr, s.si_sdr);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if as_json {
+                println!("{}", error_json(Some(estimate), &e));
+            } else {
+                eprintln!("error: {e}");
+            }
+            ExitCode::from(if is_usage_error(&e) { EXIT_USAGE } else { EXIT_FAILED })
+        }
+    }
 }
 
 fn hms(secs: f64) -> String {

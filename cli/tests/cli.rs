@@ -221,3 +221,41 @@ fn model_inspect() {
     let o = run(&["model", "inspect", "/nonexistent/model.json"]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+/// `eval` scores the demo's true stems against themselves (perfect) and the
+/// center separator's output against them.
+#[test]
+fn eval_scores_stems() {
+    let demo_dir = demo().parent().unwrap().to_path_buf();
+    let o =
+        run(&["eval", "--reference", demo_dir.to_str().unwrap(), "--estimate", demo_dir.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let stems: Vec<&str> = v.as_array().unwrap().iter().map(|s| s["stem"].as_str().unwrap()).collect();
+    assert_eq!(stems, ["bass", "drums", "other", "vocals"]);
+    assert!(v[0]["global_sdr"].as_f64().unwrap() > 60.0);
+
+    let dir = scratch("eval");
+    let o = run(&[
+        "separate",
+        demo().to_str().unwrap(),
+        "-m",
+        "builtin:center",
+        "--bits",
+        "32f",
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let refs = dir.join("refs");
+    std::fs::create_dir_all(&refs).unwrap();
+    std::fs::copy(demo_dir.join("vocals.flac"), refs.join("vocals.flac")).unwrap();
+    let o = run(&["eval", "--reference", refs.to_str().unwrap(), "--estimate", dir.join("mixture").to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.contains("vocals"), "{text}");
+    // A reference stem with no estimate is a usage error naming what exists.
+    std::fs::copy(demo_dir.join("bass.flac"), refs.join("bass.flac")).unwrap();
+    let o = run(&["eval", "--reference", refs.to_str().unwrap(), "--estimate", dir.join("mixture").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("accompaniment"));
+}

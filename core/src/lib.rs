@@ -6,6 +6,7 @@ mod audio;
 pub mod builtin;
 mod decode;
 mod error;
+pub mod eval;
 mod job;
 #[cfg(feature = "onnx")]
 pub mod model;
