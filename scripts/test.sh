@@ -33,6 +33,9 @@ export CARGO_TERM_COLOR=never
 echo "==> formatting"
 cargo fmt --all --check
 
+echo "==> API docs build without warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked -q -p splitsound-core --no-deps
+
 echo "==> tests (release build, whole workspace)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -119,7 +119,7 @@ impl Stems {
 /// A source separator: audio in, named stems out.
 ///
 /// Implementations adapt the input's channel count with the documented policy in
-/// [`crate::audio`] when they need to, work at the input's sample rate unless
+/// [`AudioBuffer::to_channels`] when they need to, work at the input's sample rate unless
 /// [`Separator::sample_rate`] says otherwise (then the caller resamples; see
 /// [`crate::separate_audio`]), and return stems of the input's length.
 pub trait Separator: Send {
