@@ -56,7 +56,7 @@ pub enum Normalisation {
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Defaults {
-    pub overlap: f32,
+    pub overlap: f64,
     pub shifts: u32,
 }
 
@@ -176,6 +176,14 @@ impl Manifest {
                     f.path,
                     self.stems.len()
                 ));
+            }
+        }
+        if self.files.len() > 1 {
+            for (k, stem) in self.stems.iter().enumerate() {
+                let total: f32 = self.files.iter().map(|f| f.stem_weights.as_ref().map_or(1.0, |w| w[k])).sum();
+                if total <= 0.0 {
+                    return Err(format!("stem `{stem}` has weight 0 in every model of the bag"));
+                }
             }
         }
         Ok(())

@@ -1,10 +1,12 @@
 //! Neural models on ONNX Runtime: the runtime library, model packages
 //! (a JSON manifest plus ONNX files), and execution providers.
 //!
-//! This module loads and checks model packages; the separation pipelines of the
-//! model families build on [`Model`].
+//! [`Model`] loads and checks a package; [`NeuralSeparator`] runs its family's
+//! separation pipeline behind the [`crate::Separator`] interface.
 
+mod demucs;
 mod manifest;
+mod neural;
 mod providers;
 mod runtime;
 
@@ -14,6 +16,7 @@ use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 
 pub use manifest::{Defaults, Family, MANIFEST_FORMAT_VERSION, Manifest, ModelFile, Normalisation, TensorSpec};
+pub use neural::{NeuralBuilder, NeuralOptions, NeuralSeparator};
 pub use providers::{Fallback, Provider};
 pub use runtime::{Runtime, candidates as runtime_candidates, runtime};
 

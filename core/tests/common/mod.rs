@@ -31,7 +31,11 @@ pub struct RefArray {
 }
 
 pub fn reference(name: &str) -> RefArray {
-    let dir = repo_root().join("core/tests/data/refs");
+    reference_in(&repo_root().join("core/tests/data/refs"), name)
+}
+
+/// A reference array from the `index.json` in `dir` (same format).
+pub fn reference_in(dir: &std::path::Path, name: &str) -> RefArray {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("index.json")).expect("refs index")).unwrap();
     let entry = &index["arrays"][name];

@@ -1,0 +1,198 @@
+//! [`NeuralSeparator`]: a model package behind the [`Separator`] interface.
+
+use std::path::Path;
+
+use super::demucs::{self, ApplySettings, ShiftOffsets, SplitMix64};
+use super::manifest::Family;
+use super::{Fallback, Model, ModelOptions, Provider};
+use crate::audio::AudioBuffer;
+use crate::error::{Error, Result};
+use crate::separator::{SeparateOptions, Separator, Stems};
+
+/// How a neural separator runs; `None` fields take the model's defaults.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NeuralOptions {
+    /// Runtime library, providers, threads, graph optimisation.
+    pub model: ModelOptions,
+    /// Overlap of consecutive segments, in `[0, 1)`.
+    pub overlap: Option<f64>,
+    /// demucs: runs on randomly shifted copies of the input (up to 0.5 s), averaged.
+    pub shifts: Option<u32>,
+    /// Seed of the shift offsets; the same seed gives the same output.
+    pub seed: u64,
+    /// Explicit shift offsets in samples, model by model and shift by shift,
+    /// instead of drawing them (to replay a reference run).
+    pub shift_offsets: Option<Vec<usize>>,
+    /// Segments per graph run, where the graph's batch dimension is free.
+    pub batch: usize,
+}
+
+impl Default for NeuralOptions {
+    fn default() -> Self {
+        Self { model: ModelOptions::default(), overlap: None, shifts: None, seed: 0, shift_offsets: None, batch: 1 }
+    }
+}
+
+/// Builds a [`NeuralSeparator`]: `NeuralSeparator::builder(path).providers([...]).build()?`.
+#[derive(Debug, Clone)]
+pub struct NeuralBuilder {
+    path: std::path::PathBuf,
+    opts: NeuralOptions,
+}
+
+impl NeuralBuilder {
+    pub fn options(mut self, opts: NeuralOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+    /// Providers in order of preference (default: CPU).
+    pub fn providers(mut self, providers: impl IntoIterator<Item = Provider>) -> Self {
+        self.opts.model.providers = providers.into_iter().collect();
+        self
+    }
+    pub fn fallback(mut self, fallback: Fallback) -> Self {
+        self.opts.model.fallback = fallback;
+        self
+    }
+    pub fn overlap(mut self, overlap: f64) -> Self {
+        self.opts.overlap = Some(overlap);
+        self
+    }
+    pub fn shifts(mut self, shifts: u32) -> Self {
+        self.opts.shifts = Some(shifts);
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.opts.seed = seed;
+        self
+    }
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.opts.batch = batch;
+        self
+    }
+    pub fn intra_threads(mut self, threads: usize) -> Self {
+        self.opts.model.intra_threads = Some(threads);
+        self
+    }
+    pub fn build(self) -> Result<NeuralSeparator> {
+        NeuralSeparator::load(&self.path, self.opts)
+    }
+}
+
+/// A separator running a model package on ONNX Runtime.
+pub struct NeuralSeparator {
+    model: Model,
+    opts: NeuralOptions,
+    pipeline: Pipeline,
+}
+
+enum Pipeline {
+    Demucs(demucs::Hybrid),
+}
+
+impl std::fmt::Debug for NeuralSeparator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NeuralSeparator")
+            .field("model", &self.model.manifest().name)
+            .field("provider", &self.model.provider())
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NeuralSeparator {
+    pub fn builder(path: impl AsRef<Path>) -> NeuralBuilder {
+        NeuralBuilder { path: path.as_ref().to_path_buf(), opts: NeuralOptions::default() }
+    }
+
+    /// Loads the package at `path` (its manifest, or an ONNX file with a sidecar
+    /// manifest) and checks the options against it.
+    pub fn load(path: impl AsRef<Path>, opts: NeuralOptions) -> Result<Self> {
+        let model = Model::load(path, &opts.model)?;
+        let m = model.manifest();
+        let bad = |detail: String| Error::Model { path: model.manifest_path().to_path_buf(), detail };
+        if let Some(o) = opts.overlap
+            && !(0.0..1.0).contains(&o)
+        {
+            return Err(Error::invalid("overlap", "in [0, 1)", o));
+        }
+        if opts.batch == 0 {
+            return Err(Error::invalid("batch", "at least 1", 0));
+        }
+        let pipeline = match m.family {
+            Family::DemucsHybrid => Pipeline::Demucs(demucs::Hybrid::new(m).map_err(bad)?),
+            other => return Err(bad(format!("the {other:?} pipeline is not available in this build"))),
+        };
+        if opts.batch > 1 && m.inputs.iter().any(|t| t.shape[0] != -1) {
+            return Err(Error::invalid(
+                "batch",
+                "1: this graph's batch dimension is fixed (export it with a free batch axis to batch segments)",
+                opts.batch,
+            ));
+        }
+        Ok(Self { model, opts, pipeline })
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+    /// The execution provider the model runs on.
+    pub fn provider(&self) -> Provider {
+        self.model.provider()
+    }
+    pub fn options(&self) -> &NeuralOptions {
+        &self.opts
+    }
+}
+
+impl Separator for NeuralSeparator {
+    fn name(&self) -> &str {
+        &self.model.manifest().name
+    }
+    fn stems(&self) -> &[String] {
+        &self.model.manifest().stems
+    }
+    fn sample_rate(&self) -> Option<u32> {
+        Some(self.model.manifest().sample_rate)
+    }
+
+    fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
+        let m = self.model.manifest();
+        if audio.sample_rate() != m.sample_rate {
+            return Err(Error::invalid(
+                "sample rate",
+                format!("{} Hz (use separate_audio to resample)", m.sample_rate),
+                audio.sample_rate(),
+            ));
+        }
+        audio.check_finite()?;
+        if audio.is_empty() {
+            return Err(Error::Empty { what: "input audio".into() });
+        }
+        let input = audio.to_channels(m.channels)?;
+        let rate = m.sample_rate;
+        let names = m.stems.clone();
+        let defaults = m.defaults;
+        let out = match &mut self.pipeline {
+            Pipeline::Demucs(hy) => {
+                let offsets = match &self.opts.shift_offsets {
+                    Some(v) => ShiftOffsets::Given(v.clone().into_iter()),
+                    None => ShiftOffsets::Seeded(SplitMix64::new(self.opts.seed)),
+                };
+                let mut set = ApplySettings {
+                    overlap: self.opts.overlap.unwrap_or(defaults.overlap),
+                    shifts: self.opts.shifts.unwrap_or(defaults.shifts),
+                    batch: self.opts.batch,
+                    offsets,
+                };
+                demucs::separate(&mut self.model, hy, input.channels(), &mut set, opts)?
+            }
+        };
+        let mut stems = Vec::with_capacity(names.len());
+        for (name, chans) in names.into_iter().zip(out) {
+            stems.push((name, AudioBuffer::new(rate, chans)?));
+        }
+        Stems::new(stems)
+    }
+}

@@ -1,0 +1,122 @@
+//! HT-Demucs parity: our pipeline against `demucs.api.Separator.separate_tensor`
+//! (`demucs.apply.apply_model`) on the same random-weight CI model and inputs.
+//! References come from python/tools/parity_demucs.py.
+#![cfg(feature = "onnx")]
+
+mod common;
+use common::*;
+use std::path::PathBuf;
+
+use splitsound_core::model::{NeuralOptions, NeuralSeparator};
+use splitsound_core::{AudioBuffer, CancelToken, Error, Progress, SeparateOptions, Separator, Stage};
+
+fn dir() -> PathBuf {
+    repo_root().join("core/tests/data/neural/demucs")
+}
+
+fn input(case: &str) -> AudioBuffer {
+    let r = reference_in(&dir().join("refs"), &format!("{case}_input"));
+    let (c, n) = (r.shape[0], r.shape[1]);
+    AudioBuffer::new(44100, (0..c).map(|i| r.real[i * n..(i + 1) * n].to_vec()).collect()).unwrap()
+}
+
+/// Separates `case` as the reference did and returns the largest error relative
+/// to the reference's peak.
+fn run_case(case: &str, batch: usize) -> f32 {
+    let want = reference_in(&dir().join("refs"), &format!("{case}_output"));
+    let p = &want.params;
+    let offsets: Vec<usize> = p["offsets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let opts = NeuralOptions {
+        overlap: Some(p["overlap"].as_f64().unwrap()),
+        shifts: Some(p["shifts"].as_u64().unwrap() as u32),
+        shift_offsets: Some(offsets),
+        batch,
+        ..NeuralOptions::default()
+    };
+    let package = dir().join(format!("{}.json", p["package"].as_str().unwrap()));
+    let mut sep = NeuralSeparator::load(package, opts).unwrap();
+    let stems = sep.separate(&input(case), &SeparateOptions::default()).unwrap();
+    let (s, c, n) = (want.shape[0], want.shape[1], want.shape[2]);
+    assert_eq!(stems.len(), s);
+    let peak = want.real.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let mut err = 0.0f32;
+    for (k, (_, stem)) in stems.iter().enumerate() {
+        assert_eq!((stem.num_channels(), stem.frames()), (c, n), "{case}: stem {k} shape");
+        for ch in 0..c {
+            let r = &want.real[(k * c + ch) * n..(k * c + ch + 1) * n];
+            for (a, b) in stem.channel(ch).iter().zip(r) {
+                err = err.max((a - b).abs());
+            }
+        }
+    }
+    err / peak
+}
+
+#[test]
+fn matches_demucs_apply_model() {
+    for case in ["stereo", "short", "mono", "shifts", "overlap", "bag"] {
+        let err = run_case(case, 1);
+        println!("{case}: max error {err:.2e} of peak");
+        assert!(err < 1e-4, "{case}: max error {err:.2e} of the reference's peak");
+    }
+}
+
+#[test]
+fn batching_segments_changes_nothing() {
+    let err = run_case("stereo", 3);
+    assert!(err < 1e-4, "batch 3: max error {err:.2e}");
+}
+
+#[test]
+fn progress_cancel_and_seeded_shifts() {
+    let package = dir().join("ci.json");
+    let mix = input("shifts");
+    let opts = NeuralOptions { shifts: Some(2), seed: 7, ..NeuralOptions::default() };
+    let mut sep = NeuralSeparator::load(&package, opts.clone()).unwrap();
+    assert_eq!(sep.stems(), ["drums", "bass", "other", "vocals"]);
+    assert_eq!(sep.sample_rate(), Some(44100));
+
+    let seen = std::sync::Mutex::new(Vec::<Progress>::new());
+    let record = |p: Progress| seen.lock().unwrap().push(p);
+    let a = sep.separate(&mix, &SeparateOptions { progress: Some(&record), cancel: None }).unwrap();
+    let seen = seen.into_inner().unwrap();
+    let last = seen.last().unwrap();
+    assert_eq!(last.stage, Stage::Separate);
+    assert_eq!(last.done, last.total);
+    assert!(last.total >= 4, "two shifts of at least two segments each, got {last:?}");
+
+    // Same seed, same output; another seed, other offsets.
+    let b = NeuralSeparator::load(&package, opts.clone()).unwrap().separate(&mix, &SeparateOptions::default()).unwrap();
+    assert_eq!(a, b);
+    let c = NeuralSeparator::load(&package, NeuralOptions { seed: 8, ..opts })
+        .unwrap()
+        .separate(&mix, &SeparateOptions::default())
+        .unwrap();
+    assert_ne!(a, c);
+
+    let token = CancelToken::new();
+    token.cancel();
+    let r = sep.separate(&mix, &SeparateOptions { progress: None, cancel: Some(&token) });
+    assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+}
+
+#[test]
+fn rejects_bad_options_and_inputs() {
+    let package = dir().join("ci.json");
+    let load = |o: NeuralOptions| NeuralSeparator::load(&package, o);
+    assert!(matches!(
+        load(NeuralOptions { overlap: Some(1.0), ..Default::default() }),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(load(NeuralOptions { batch: 0, ..Default::default() }), Err(Error::InvalidArgument { .. })));
+    let mut sep = load(NeuralOptions { shifts: Some(1), shift_offsets: Some(vec![]), ..Default::default() }).unwrap();
+    let mix = input("short");
+    assert!(matches!(sep.separate(&mix, &SeparateOptions::default()), Err(Error::InvalidArgument { .. })));
+    let mut sep = load(NeuralOptions::default()).unwrap();
+    let wrong_rate = AudioBuffer::new(48000, mix.channels().to_vec()).unwrap();
+    assert!(matches!(sep.separate(&wrong_rate, &SeparateOptions::default()), Err(Error::InvalidArgument { .. })));
+    let mut nan = mix.channels().to_vec();
+    nan[0][5] = f32::NAN;
+    let nan = AudioBuffer::new(44100, nan).unwrap();
+    assert!(matches!(sep.separate(&nan, &SeparateOptions::default()), Err(Error::NonFinite { .. })));
+}

@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Export HT-Demucs to an ONNX model package splitsound runs (family `demucs-hybrid`).
+
+The graph is the network without its STFT and ISTFT (complex `torch.stft` does not
+export): inputs are the waveform segments `mix` [B, C, L] and its complex-as-channels
+spectrogram `spec` [B, 2C, 2048, T]; outputs are the time branch `time` [B, S, C, L]
+and the spectral branch `freq` [B, S, 2C, 2048, T]. splitsound computes the STFT, the
+ISTFT and the sum exactly as `HTDemucs.forward` does.
+
+Random seeded weights (tests and benchmarks; no download):
+    python3 python/tools/export_demucs.py --config ci --seed 0 --out core/tests/data/neural/demucs
+    python3 python/tools/export_demucs.py --config full --seed 0 --out /tmp/htdemucs-random
+Real weights, a single model or a bag with per-stem weights (a demucs checkpoint
+`.th` as saved by demucs, e.g. from the `remote/` files of a demucs release):
+    python3 python/tools/export_demucs.py --checkpoint 955717e8-8726e21a.th --out htdemucs
+    python3 python/tools/export_demucs.py --checkpoint a.th --checkpoint b.th \
+        --bag-weights '[[1,0,0,0],[0,1,0,0]]' --name htdemucs_ft --out htdemucs_ft
+
+Needs torch, einops, julius and `pip install --no-deps demucs` (torchaudio is not needed).
+"""
+import argparse
+import json
+import os
+import random
+from fractions import Fraction
+
+import numpy as np
+import torch
+
+SOURCES = ["drums", "bass", "other", "vocals"]
+
+CONFIGS = {
+    # Small and fast, for CI: few channels, one transformer layer, a 0.5 s segment.
+    "ci": dict(channels=8, depth=4, t_layers=1, t_heads=2, bottom_channels=0, dconv_comp=4, segment=Fraction(1, 2)),
+    # The released htdemucs shape: 48 channels, 5 transformer layers, 512 bottom
+    # channels, 7.8 s segments (about 42 M parameters).
+    "full": dict(channels=48, depth=4, t_layers=5, t_heads=8, bottom_channels=512, segment=Fraction(39, 5)),
+}
+
+
+class Core(torch.nn.Module):
+    """HTDemucs.forward with its STFT, masking and ISTFT cut out.
+
+    The original forward runs unchanged; `_spec`, `_magnitude`, `_mask` and
+    `_ispec` are swapped for pass-throughs on this instance, so the graph holds
+    exactly the network's own normalisation, branches and de-normalisation.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.captured = None
+        model._spec = lambda mix: self._spec_in
+        model._magnitude = lambda z: z
+        model._mask = self._capture
+        model._ispec = lambda z, length=None, scale=0: torch.zeros((), dtype=z.dtype)
+
+    def _capture(self, z, m):
+        self.captured = m
+        return m
+
+    def forward(self, mix, spec):
+        self._spec_in = spec
+        time = self.model(mix)
+        return time, self.captured
+
+
+def build(args):
+    from demucs.htdemucs import HTDemucs
+
+    if args.checkpoint:
+        from demucs.states import load_model
+
+        models = []
+        for path in args.checkpoint:
+            package = torch.load(path, map_location="cpu", weights_only=False)
+            model = load_model(package)
+            if not isinstance(model, HTDemucs):
+                raise SystemExit(f"{path}: {type(model).__name__} is not an HTDemucs model")
+            models.append(model)
+        return models
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    cfg = dict(CONFIGS[args.config])
+    return [HTDemucs(sources=SOURCES, audio_channels=2, samplerate=44100, **cfg)]
+
+
+def export(model, path, opset):
+    model.eval()
+    length = int(model.segment * model.samplerate)
+    frames = -(-length // model.hop_length)
+    chans = model.audio_channels
+    mix = torch.randn(1, chans, length)
+    spec = torch.randn(1, 2 * chans, model.nfft // 2, frames)
+    core = Core(model)
+    # nn.MultiheadAttention's fused inference path has no ONNX export; the plain
+    # path computes the same attention from exportable operators.
+    torch.backends.mha.set_fastpath_enabled(False)
+    with torch.no_grad():
+        torch.onnx.export(
+            core,
+            (mix, spec),
+            path,
+            input_names=["mix", "spec"],
+            output_names=["time", "freq"],
+            opset_version=opset,
+            # Segments per run is the caller's choice (`--batch`).
+            dynamic_axes={n: {0: "batch"} for n in ("mix", "spec", "time", "freq")},
+            dynamo=False,
+        )
+    return length, frames, chans
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="directory of the package")
+    p.add_argument("--name", default=None)
+    p.add_argument("--config", choices=sorted(CONFIGS), default="ci")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", action="append", help="demucs .th package (repeat for a bag)")
+    p.add_argument("--bag-weights", help="JSON list of per-stem weights, one list per checkpoint")
+    p.add_argument("--opset", type=int, default=17)
+    args = p.parse_args()
+    models = build(args)
+    name = args.name or (f"htdemucs-random-{args.config}-seed{args.seed}" if not args.checkpoint else "htdemucs")
+    os.makedirs(args.out, exist_ok=True)
+    weights = json.loads(args.bag_weights) if args.bag_weights else None
+    if weights is not None and (len(weights) != len(models) or any(len(w) != len(models[0].sources) for w in weights)):
+        raise SystemExit("--bag-weights needs one list per checkpoint with one weight per source")
+    files = []
+    shapes = None
+    for i, model in enumerate(models):
+        fname = f"{name}.onnx" if len(models) == 1 else f"{name}.{i}.onnx"
+        got = export(model, os.path.join(args.out, fname), args.opset)
+        if shapes is not None and got != shapes:
+            raise SystemExit("all models of a bag need the same segment and channels")
+        shapes = got
+        entry = {"path": fname}
+        if weights is not None:
+            entry["stem_weights"] = [float(w) for w in weights[i]]
+        files.append(entry)
+    length, frames, chans = shapes
+    first = models[0]
+    s = len(first.sources)
+    bins = first.nfft // 2
+    manifest = {
+        "format_version": 1,
+        "name": name,
+        "family": "demucs-hybrid",
+        "sample_rate": first.samplerate,
+        "channels": chans,
+        "stems": list(first.sources),
+        "segment_samples": length,
+        "stft": {
+            "n_fft": first.nfft,
+            "hop_length": first.hop_length,
+            "window": "hann",
+            "center": True,
+            "pad_mode": "reflect",
+            "normalized": True,
+        },
+        "normalisation": "mono_mean_std",
+        "defaults": {"overlap": 0.25, "shifts": 1},
+        "inputs": [
+            {"name": "mix", "shape": [-1, chans, length]},
+            {"name": "spec", "shape": [-1, 2 * chans, bins, frames]},
+        ],
+        "outputs": [
+            {"name": "time", "shape": [-1, s, chans, length]},
+            {"name": "freq", "shape": [-1, s, 2 * chans, bins, frames]},
+        ],
+        "files": files,
+    }
+    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    params = sum(p.numel() for p in first.parameters())
+    print(f"wrote {args.out}/{name}.json ({len(files)} graph(s), {params / 1e6:.2f} M parameters each)")
+
+
+if __name__ == "__main__":
+    main()
