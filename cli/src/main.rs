@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use splitsound_core as core;
+use splitsound_core::model::{Fallback, ModelOptions, NeuralOptions, NeuralSeparator, Provider};
 use splitsound_core::{
     CancelToken, ClipMode, DecodeOptions, Error, FileJobOptions, OutputFormat, Progress, SampleEncoding,
     SeparateOptions, Separator, Stage, StemSelection, WriteOptions,
@@ -83,9 +84,36 @@ struct SeparateArgs {
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Separator: builtin:hpss (default; harmonic/percussive), builtin:center
-    /// (stereo vocals/accompaniment) or builtin:repet (foreground/background)
+    /// (stereo vocals/accompaniment), builtin:repet (foreground/background), or
+    /// a model package: its manifest (model.json) or ONNX file with a sidecar manifest
     #[arg(short, long, default_value = "builtin:hpss")]
     model: String,
+    /// Neural models: execution providers to try, in order (cpu, cuda:N,
+    /// tensorrt:N, coreml, directml:N); falls back to the CPU with a warning
+    #[arg(long, value_delimiter = ',', default_value = "cpu")]
+    device: Vec<String>,
+    /// Neural models: fail instead of falling back when a provider is not usable
+    #[arg(long)]
+    strict_device: bool,
+    /// Neural models: overlap of consecutive segments, in [0, 1) (default: the model's)
+    #[arg(long)]
+    overlap: Option<f64>,
+    /// demucs models: average over this many randomly shifted runs (default: the model's)
+    #[arg(long)]
+    shifts: Option<u32>,
+    /// Seed of the random shifts; the same seed gives the same output
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Neural models: segments per inference run
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Neural models: threads per operator (default: ONNX Runtime's choice)
+    #[arg(long)]
+    threads: Option<usize>,
+    /// The ONNX Runtime library (else SPLITSOUND_ORT_LIB, ORT_DYLIB_PATH, the
+    /// onnxruntime Python package, the system's)
+    #[arg(long)]
+    ort_lib: Option<PathBuf>,
     /// Only write these stems (comma-separated)
     #[arg(long, value_delimiter = ',', conflicts_with = "query")]
     stems: Option<Vec<String>>,
@@ -146,7 +174,25 @@ const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_CANCELLED: u8 = 130;
 
+/// Warnings from the library (e.g. a provider fallback) go to stderr.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::Level::Warn && m.target().starts_with("splitsound")
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            eprintln!("{}: {}", if r.level() == log::Level::Warn { "warning" } else { "error" }, r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
 fn main() -> ExitCode {
+    if log::set_logger(&StderrLog).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Info { input, json } => info(&input, json),
@@ -228,7 +274,7 @@ fn list(as_json: bool) -> ExitCode {
 }
 
 fn inspect(path: &Path, devices: &[String], ort_lib: Option<PathBuf>, as_json: bool) -> ExitCode {
-    use splitsound_core::model::{Model, ModelOptions, Provider, provider_usable};
+    use splitsound_core::model::{Model, provider_usable};
     let fail = |e: Error, code: u8| {
         if as_json {
             println!("{}", error_json(Some(path), &e));
@@ -299,6 +345,25 @@ fn inspect(path: &Path, devices: &[String], ort_lib: Option<PathBuf>, as_json: b
     ExitCode::SUCCESS
 }
 
+fn load_neural(args: &SeparateArgs) -> Result<NeuralSeparator, Error> {
+    let providers = args.device.iter().map(|d| d.parse()).collect::<Result<Vec<Provider>, Error>>()?;
+    let opts = NeuralOptions {
+        model: ModelOptions {
+            runtime_library: args.ort_lib.clone(),
+            providers,
+            fallback: if args.strict_device { Fallback::Error } else { Fallback::default() },
+            intra_threads: args.threads,
+            ..ModelOptions::default()
+        },
+        overlap: args.overlap,
+        shifts: args.shifts,
+        seed: args.seed,
+        shift_offsets: None,
+        batch: args.batch,
+    };
+    NeuralSeparator::load(&args.model, opts)
+}
+
 fn eval(reference: &Path, estimate: &Path, as_json: bool) -> ExitCode {
     match core::eval::evaluate_dirs(reference, estimate) {
         Ok(scores) if as_json => {
@@ -356,9 +421,32 @@ fn separate(args: SeparateArgs) -> ExitCode {
         }
         ExitCode::from(EXIT_USAGE)
     };
-    let mut sep: Box<dyn Separator> = match core::builtin_separator(&args.model) {
-        Ok(s) => s,
-        Err(e) => return fail_usage(e),
+    let mut sep: Box<dyn Separator> = if args.model.starts_with("builtin:") || !Path::new(&args.model).exists() {
+        match core::builtin_separator(&args.model) {
+            Ok(s) => s,
+            Err(e) => return fail_usage(e),
+        }
+    } else {
+        match load_neural(&args) {
+            Ok(s) => {
+                if !args.json {
+                    eprintln!("model {} runs on {}", s.model().manifest().name, s.provider());
+                }
+                emit(
+                    json!({"event": "model", "name": s.model().manifest().name, "provider": s.provider().to_string()}),
+                );
+                Box::new(s)
+            }
+            Err(e) => {
+                let code = if is_usage_error(&e) { EXIT_USAGE } else { EXIT_FAILED };
+                if args.json {
+                    println!("{}", error_json(Some(Path::new(&args.model)), &e));
+                } else {
+                    eprintln!("error: {e}");
+                }
+                return ExitCode::from(code);
+            }
+        }
     };
     let selection = match (&args.stems, &args.query) {
         (Some(s), _) => StemSelection::Stems(s.clone()),

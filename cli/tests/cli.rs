@@ -259,3 +259,92 @@ fn eval_scores_stems() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("accompaniment"));
 }
+
+fn demucs_ci() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/neural/demucs/ci.json").display().to_string()
+}
+
+#[test]
+fn separates_with_a_neural_model() {
+    let out_dir = scratch("neural");
+    let (model, o) = (demucs_ci(), out_dir.to_str().unwrap());
+    let r = run(&[
+        "separate",
+        "-m",
+        &model,
+        "--shifts",
+        "1",
+        "--overlap",
+        "0.5",
+        "--batch",
+        "2",
+        demo().to_str().unwrap(),
+        "-o",
+        o,
+        "--json",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let lines = json_lines(&r);
+    assert!(lines.iter().any(|l| l["event"] == "model" && l["provider"] == "cpu"), "{lines:?}");
+    assert_eq!(
+        files_in(&out_dir),
+        ["mixture/bass.wav", "mixture/drums.wav", "mixture/other.wav", "mixture/vocals.wav"]
+    );
+    let mix = decode_file(demo(), &DecodeOptions::default()).unwrap();
+    let v = decode_file(out_dir.join("mixture/vocals.wav"), &DecodeOptions::default()).unwrap();
+    assert_eq!((v.frames(), v.num_channels()), (mix.frames(), 2));
+
+    // A query works with the model's stems; a fallback from an unusable provider is announced.
+    let q = scratch("neural-query");
+    let r = run(&[
+        "separate",
+        "-m",
+        &model,
+        "--device",
+        "cuda:0,cpu",
+        "-q",
+        "remove the vocals",
+        demo().to_str().unwrap(),
+        "-o",
+        q.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("warning: execution provider cuda:0 is not usable"), "{err}");
+    assert!(err.contains("runs on cpu"), "{err}");
+    assert_eq!(files_in(&q), ["mixture/no_vocals.wav", "mixture/vocals.wav"]);
+}
+
+#[test]
+fn neural_errors_are_typed() {
+    let o = scratch("neural-errors");
+    let out = o.to_str().unwrap();
+    let model = demucs_ci();
+    // Insisting on a provider that cannot run here.
+    let r = run(&[
+        "separate",
+        "-m",
+        &model,
+        "--device",
+        "cuda:0",
+        "--strict-device",
+        demo().to_str().unwrap(),
+        "-o",
+        out,
+        "--json",
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    assert_eq!(json_lines(&r)[0]["code"], "provider_unavailable");
+    // Bad flags for a neural model.
+    let r = run(&["separate", "-m", &model, "--overlap", "1.5", demo().to_str().unwrap(), "-o", out]);
+    assert_eq!(r.status.code(), Some(2), "{}", String::from_utf8_lossy(&r.stderr));
+    let r = run(&["separate", "-m", &model, "--device", "npu:0", demo().to_str().unwrap(), "-o", out]);
+    assert_eq!(r.status.code(), Some(2), "{}", String::from_utf8_lossy(&r.stderr));
+    // A model file that is not a package.
+    let fake = o.join("fake.json");
+    std::fs::write(&fake, b"{\"format_version\": 1, \"name\": ").unwrap();
+    let r = run(&["separate", "-m", fake.to_str().unwrap(), demo().to_str().unwrap(), "-o", out, "--json"]);
+    assert_eq!(r.status.code(), Some(1));
+    assert_eq!(json_lines(&r)[0]["code"], "model");
+    assert!(files_in(&o).iter().all(|f| f == "fake.json"), "{:?}", files_in(&o));
+}
