@@ -15,9 +15,7 @@ fn dir() -> PathBuf {
 }
 
 fn input(case: &str) -> AudioBuffer {
-    let r = reference_in(&dir().join("refs"), &format!("{case}_input"));
-    let (c, n) = (r.shape[0], r.shape[1]);
-    AudioBuffer::new(44100, (0..c).map(|i| r.real[i * n..(i + 1) * n].to_vec()).collect()).unwrap()
+    reference_input(&dir().join("refs"), case, 44100)
 }
 
 /// Separates `case` as the reference did and returns the largest error relative
@@ -36,20 +34,7 @@ fn run_case(case: &str, batch: usize) -> f32 {
     let package = dir().join(format!("{}.json", p["package"].as_str().unwrap()));
     let mut sep = NeuralSeparator::load(package, opts).unwrap();
     let stems = sep.separate(&input(case), &SeparateOptions::default()).unwrap();
-    let (s, c, n) = (want.shape[0], want.shape[1], want.shape[2]);
-    assert_eq!(stems.len(), s);
-    let peak = want.real.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let mut err = 0.0f32;
-    for (k, (_, stem)) in stems.iter().enumerate() {
-        assert_eq!((stem.num_channels(), stem.frames()), (c, n), "{case}: stem {k} shape");
-        for ch in 0..c {
-            let r = &want.real[(k * c + ch) * n..(k * c + ch + 1) * n];
-            for (a, b) in stem.channel(ch).iter().zip(r) {
-                err = err.max((a - b).abs());
-            }
-        }
-    }
-    err / peak
+    stems_error(&stems, &want)
 }
 
 #[test]

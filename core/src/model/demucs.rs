@@ -9,8 +9,9 @@ use ndarray::{Array3, Array4, ArrayD, Axis, Ix5};
 
 use super::Model;
 use super::manifest::Manifest;
+use super::neural::Counter;
 use crate::error::{Error, Result};
-use crate::separator::{SeparateOptions, Stage};
+use crate::separator::SeparateOptions;
 use crate::stft::{PadMode, Spectrogram, Stft, StftConfig, WindowKind};
 use realfft::num_complex::Complex32;
 
@@ -338,7 +339,7 @@ pub(crate) fn separate(
         }
     };
     let total: usize = plan.iter().map(|s| views(s)).sum();
-    let mut progress = Counter { done: 0, total: total as u64, opts };
+    let mut progress = Counter::new(total as u64, opts);
     progress.report();
 
     let stems = m.stems.len();
@@ -378,18 +379,6 @@ pub(crate) fn separate(
         s.iter_mut().flatten().for_each(|v| *v = *v / t * std + mean);
     }
     Ok(estimates)
-}
-
-struct Counter<'a, 'b> {
-    done: u64,
-    total: u64,
-    opts: &'a SeparateOptions<'b>,
-}
-
-impl Counter<'_, '_> {
-    fn report(&self) {
-        self.opts.report(Stage::Separate, self.done, self.total);
-    }
 }
 
 /// `apply_model(..., shifts=0, split=True)` on one view: overlapping segments,

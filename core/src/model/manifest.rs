@@ -66,6 +66,19 @@ impl Default for Defaults {
     }
 }
 
+/// Parameters of an MDX-Net model (UVR's model data: `mdx_dim_f_set`,
+/// `2^mdx_dim_t_set`, `compensate`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MdxParams {
+    /// Frequency bins fed to the network (the lowest `dim_f` of `n_fft / 2 + 1`).
+    pub dim_f: usize,
+    /// Frames per segment.
+    pub dim_t: usize,
+    /// The secondary stem is `mix − compensate · primary`.
+    pub compensate: f32,
+}
+
 /// A named tensor and its shape (`-1` = free).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,6 +114,9 @@ pub struct Manifest {
     pub stft: Option<StftConfig>,
     #[serde(default)]
     pub normalisation: Normalisation,
+    /// Required for the `mdx` family.
+    #[serde(default)]
+    pub mdx: Option<MdxParams>,
     #[serde(default)]
     pub defaults: Defaults,
     pub inputs: Vec<TensorSpec>,

@@ -6,6 +6,7 @@
 
 mod demucs;
 mod manifest;
+mod mdx;
 mod neural;
 mod providers;
 mod runtime;
@@ -15,7 +16,9 @@ use std::path::{Path, PathBuf};
 use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 
-pub use manifest::{Defaults, Family, MANIFEST_FORMAT_VERSION, Manifest, ModelFile, Normalisation, TensorSpec};
+pub use manifest::{
+    Defaults, Family, MANIFEST_FORMAT_VERSION, Manifest, MdxParams, ModelFile, Normalisation, TensorSpec,
+};
 pub use neural::{NeuralBuilder, NeuralOptions, NeuralSeparator};
 pub use providers::{Fallback, Provider};
 pub use runtime::{Runtime, candidates as runtime_candidates, runtime};

@@ -4,10 +4,11 @@ use std::path::Path;
 
 use super::demucs::{self, ApplySettings, ShiftOffsets, SplitMix64};
 use super::manifest::Family;
+use super::mdx;
 use super::{Fallback, Model, ModelOptions, Provider};
 use crate::audio::AudioBuffer;
 use crate::error::{Error, Result};
-use crate::separator::{SeparateOptions, Separator, Stems};
+use crate::separator::{SeparateOptions, Separator, Stage, Stems};
 
 /// How a neural separator runs; `None` fields take the model's defaults.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -26,11 +27,22 @@ pub struct NeuralOptions {
     pub shift_offsets: Option<Vec<usize>>,
     /// Segments per graph run, where the graph's batch dimension is free.
     pub batch: usize,
+    /// mdx: also run the network on the negated input and average
+    /// (audio-separator's `enable_denoise`); twice the inference time.
+    pub denoise: bool,
 }
 
 impl Default for NeuralOptions {
     fn default() -> Self {
-        Self { model: ModelOptions::default(), overlap: None, shifts: None, seed: 0, shift_offsets: None, batch: 1 }
+        Self {
+            model: ModelOptions::default(),
+            overlap: None,
+            shifts: None,
+            seed: 0,
+            shift_offsets: None,
+            batch: 1,
+            denoise: false,
+        }
     }
 }
 
@@ -89,6 +101,23 @@ pub struct NeuralSeparator {
 
 enum Pipeline {
     Demucs(demucs::Hybrid),
+    Mdx(mdx::Mdx),
+}
+
+/// Progress of the separation stage: segments run out of all segments.
+pub(crate) struct Counter<'a, 'b> {
+    pub done: u64,
+    pub total: u64,
+    pub opts: &'a SeparateOptions<'b>,
+}
+
+impl<'a, 'b> Counter<'a, 'b> {
+    pub fn new(total: u64, opts: &'a SeparateOptions<'b>) -> Self {
+        Self { done: 0, total, opts }
+    }
+    pub fn report(&self) {
+        self.opts.report(Stage::Separate, self.done, self.total);
+    }
 }
 
 impl std::fmt::Debug for NeuralSeparator {
@@ -122,6 +151,7 @@ impl NeuralSeparator {
         }
         let pipeline = match m.family {
             Family::DemucsHybrid => Pipeline::Demucs(demucs::Hybrid::new(m).map_err(bad)?),
+            Family::Mdx => Pipeline::Mdx(mdx::Mdx::new(m).map_err(bad)?),
             other => return Err(bad(format!("the {other:?} pipeline is not available in this build"))),
         };
         if opts.batch > 1 && m.inputs.iter().any(|t| t.shape[0] != -1) {
@@ -187,6 +217,19 @@ impl Separator for NeuralSeparator {
                     offsets,
                 };
                 demucs::separate(&mut self.model, hy, input.channels(), &mut set, opts)?
+            }
+            Pipeline::Mdx(mx) => {
+                let overlap = self.opts.overlap.unwrap_or(defaults.overlap);
+                let mut progress = Counter::new(0, opts);
+                mdx::separate(
+                    &mut self.model,
+                    mx,
+                    input.channels(),
+                    overlap,
+                    self.opts.denoise,
+                    self.opts.batch,
+                    &mut progress,
+                )?
             }
         };
         let mut stems = Vec::with_capacity(names.len());

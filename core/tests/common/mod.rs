@@ -98,3 +98,29 @@ pub fn require(program: &str) {
         "`{program}` is not installed; the README's test command installs it (apt-get install {program})"
     );
 }
+
+/// The `<case>_input` array of a reference folder as audio (channels × frames).
+pub fn reference_input(dir: &std::path::Path, case: &str, rate: u32) -> AudioBuffer {
+    let r = reference_in(dir, &format!("{case}_input"));
+    let (c, n) = (r.shape[0], r.shape[1]);
+    AudioBuffer::new(rate, (0..c).map(|i| r.real[i * n..(i + 1) * n].to_vec()).collect()).unwrap()
+}
+
+/// Largest difference between `stems` and a stems × channels × frames reference,
+/// relative to the reference's peak; checks names' count and shapes.
+pub fn stems_error(stems: &splitsound_core::Stems, want: &RefArray) -> f32 {
+    let (s, c, n) = (want.shape[0], want.shape[1], want.shape[2]);
+    assert_eq!(stems.len(), s);
+    let peak = want.real.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let mut err = 0.0f32;
+    for (k, (name, stem)) in stems.iter().enumerate() {
+        assert_eq!((stem.num_channels(), stem.frames()), (c, n), "stem {name} shape");
+        for ch in 0..c {
+            let r = &want.real[(k * c + ch) * n..(k * c + ch + 1) * n];
+            for (a, b) in stem.channel(ch).iter().zip(r) {
+                err = err.max((a - b).abs());
+            }
+        }
+    }
+    err / peak
+}
