@@ -41,7 +41,8 @@ fn matches_audio_separator_demix() {
 #[test]
 fn rejects_manifests_that_do_not_fit_mdx() {
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(dir().join("mdx-random.json")).unwrap()).unwrap();
-    let cases: [(&str, fn(&mut serde_json::Value)); 4] = [
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit); 4] = [
         ("no_params", |m| {
             m.as_object_mut().unwrap().remove("mdx");
         }),
