@@ -107,6 +107,21 @@ struct SeparateArgs {
     /// Neural models: segments per inference run
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// mdx models: also run on the negated input and average (twice the time)
+    #[arg(long)]
+    denoise: bool,
+    /// umx models: EM iterations of the Wiener filter
+    #[arg(long, default_value_t = 1)]
+    niter: u32,
+    /// umx models: soft masks instead of the mix phase as the initial estimate
+    #[arg(long)]
+    softmask: bool,
+    /// umx models: also write the residual (the mix minus the targets)
+    #[arg(long)]
+    residual: bool,
+    /// umx models: frames per Wiener filter window (0 = the whole input)
+    #[arg(long, default_value_t = 300)]
+    wiener_win_len: usize,
     /// Neural models: threads per operator (default: ONNX Runtime's choice)
     #[arg(long)]
     threads: Option<usize>,
@@ -360,6 +375,11 @@ fn load_neural(args: &SeparateArgs) -> Result<NeuralSeparator, Error> {
         seed: args.seed,
         shift_offsets: None,
         batch: args.batch,
+        denoise: args.denoise,
+        niter: args.niter,
+        softmask: args.softmask,
+        residual: args.residual,
+        wiener_win_len: args.wiener_win_len,
     };
     NeuralSeparator::load(&args.model, opts)
 }

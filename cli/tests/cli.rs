@@ -348,3 +348,38 @@ fn neural_errors_are_typed() {
     assert_eq!(json_lines(&r)[0]["code"], "model");
     assert!(files_in(&o).iter().all(|f| f == "fake.json"), "{:?}", files_in(&o));
 }
+
+#[test]
+fn separates_with_umx_and_mdx_packages() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/neural");
+    let umx = data.join("umx/umx-ci.json");
+    let o = scratch("umx");
+    let r = run(&[
+        "separate",
+        "-m",
+        umx.to_str().unwrap(),
+        "--residual",
+        "--niter",
+        "2",
+        demo().to_str().unwrap(),
+        "-o",
+        o.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(files_in(&o), ["mixture/drums.wav", "mixture/residual.wav", "mixture/vocals.wav"]);
+    let mdx = data.join("mdx/mdx-random.json");
+    let o = scratch("mdx");
+    let r = run(&[
+        "separate",
+        "-m",
+        mdx.to_str().unwrap(),
+        "--denoise",
+        "--stems",
+        "instrumental",
+        demo().to_str().unwrap(),
+        "-o",
+        o.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(files_in(&o), ["mixture/instrumental.wav"]);
+}

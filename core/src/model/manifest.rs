@@ -108,7 +108,8 @@ pub struct Manifest {
     pub sample_rate: u32,
     pub channels: usize,
     pub stems: Vec<String>,
-    /// Samples per segment the network is run on.
+    /// Samples per segment the network is run on; 0 for `umx`, whose network
+    /// sees the whole input.
     pub segment_samples: usize,
     #[serde(default)]
     pub stft: Option<StftConfig>,
@@ -152,8 +153,8 @@ impl Manifest {
                 return Err(format!("stem name `{s}` is empty, repeated, or not usable as a file name"));
             }
         }
-        if self.segment_samples == 0 {
-            return Err("segment_samples must be positive".into());
+        if self.segment_samples == 0 && self.family != Family::Umx {
+            return Err("segment_samples must be positive (0, the whole input, is for umx only)".into());
         }
         if !(0.0..1.0).contains(&self.defaults.overlap) {
             return Err(format!("defaults.overlap must be in [0, 1), got {}", self.defaults.overlap));

@@ -10,6 +10,7 @@ mod mdx;
 mod neural;
 mod providers;
 mod runtime;
+mod umx;
 
 use std::path::{Path, PathBuf};
 

@@ -5,6 +5,7 @@ use std::path::Path;
 use super::demucs::{self, ApplySettings, ShiftOffsets, SplitMix64};
 use super::manifest::Family;
 use super::mdx;
+use super::umx::{self, WienerSettings};
 use super::{Fallback, Model, ModelOptions, Provider};
 use crate::audio::AudioBuffer;
 use crate::error::{Error, Result};
@@ -30,6 +31,14 @@ pub struct NeuralOptions {
     /// mdx: also run the network on the negated input and average
     /// (audio-separator's `enable_denoise`); twice the inference time.
     pub denoise: bool,
+    /// umx: EM iterations of the multichannel Wiener filter (openunmix's default, 1).
+    pub niter: u32,
+    /// umx: initial estimates by soft masks instead of the mixture's phase.
+    pub softmask: bool,
+    /// umx: add a `residual` stem, the mix minus the targets, before the EM.
+    pub residual: bool,
+    /// umx: frames per independently filtered window (openunmix's 300); 0 = the whole input.
+    pub wiener_win_len: usize,
 }
 
 impl Default for NeuralOptions {
@@ -42,6 +51,10 @@ impl Default for NeuralOptions {
             shift_offsets: None,
             batch: 1,
             denoise: false,
+            niter: 1,
+            softmask: false,
+            residual: false,
+            wiener_win_len: 300,
         }
     }
 }
@@ -97,11 +110,13 @@ pub struct NeuralSeparator {
     model: Model,
     opts: NeuralOptions,
     pipeline: Pipeline,
+    stems: Vec<String>,
 }
 
 enum Pipeline {
     Demucs(demucs::Hybrid),
     Mdx(mdx::Mdx),
+    Umx(umx::Umx),
 }
 
 /// Progress of the separation stage: segments run out of all segments.
@@ -152,8 +167,15 @@ impl NeuralSeparator {
         let pipeline = match m.family {
             Family::DemucsHybrid => Pipeline::Demucs(demucs::Hybrid::new(m).map_err(bad)?),
             Family::Mdx => Pipeline::Mdx(mdx::Mdx::new(m).map_err(bad)?),
-            other => return Err(bad(format!("the {other:?} pipeline is not available in this build"))),
+            Family::Umx => Pipeline::Umx(umx::Umx::new(m).map_err(bad)?),
         };
+        let mut stems = m.stems.clone();
+        if m.family == Family::Umx && opts.residual {
+            if stems.iter().any(|s| s == "residual") {
+                return Err(bad("a target is already named `residual`".into()));
+            }
+            stems.push("residual".into());
+        }
         if opts.batch > 1 && m.inputs.iter().any(|t| t.shape[0] != -1) {
             return Err(Error::invalid(
                 "batch",
@@ -161,7 +183,7 @@ impl NeuralSeparator {
                 opts.batch,
             ));
         }
-        Ok(Self { model, opts, pipeline })
+        Ok(Self { model, opts, pipeline, stems })
     }
 
     pub fn model(&self) -> &Model {
@@ -181,7 +203,7 @@ impl Separator for NeuralSeparator {
         &self.model.manifest().name
     }
     fn stems(&self) -> &[String] {
-        &self.model.manifest().stems
+        &self.stems
     }
     fn sample_rate(&self) -> Option<u32> {
         Some(self.model.manifest().sample_rate)
@@ -202,7 +224,7 @@ impl Separator for NeuralSeparator {
         }
         let input = audio.to_channels(m.channels)?;
         let rate = m.sample_rate;
-        let names = m.stems.clone();
+        let names = self.stems.clone();
         let defaults = m.defaults;
         let out = match &mut self.pipeline {
             Pipeline::Demucs(hy) => {
@@ -230,6 +252,15 @@ impl Separator for NeuralSeparator {
                     self.opts.batch,
                     &mut progress,
                 )?
+            }
+            Pipeline::Umx(ux) => {
+                let w = WienerSettings {
+                    niter: self.opts.niter,
+                    softmask: self.opts.softmask,
+                    residual: self.opts.residual,
+                    win_len: self.opts.wiener_win_len,
+                };
+                umx::separate(&mut self.model, ux, input.channels(), w, &mut Counter::new(0, opts))?
             }
         };
         let mut stems = Vec::with_capacity(names.len());
