@@ -13,6 +13,7 @@ import argparse
 import datetime
 import json
 import os
+import sys
 import platform
 import resource
 import subprocess
@@ -164,7 +165,7 @@ def main():
         pass
     ffv = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.split("\n")[0]
     lines = [
-        "# Benchmark results",
+        "## Core operations",
         "",
         f"Measured {datetime.date.today().isoformat()} by `python3 benches/compare.py --runs {runs}` on "
         f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
@@ -196,8 +197,10 @@ def main():
         "(Criterion, `benches/core.rs`).",
         "",
     ]
-    with open(os.path.join(ROOT, "benches", "RESULTS.md"), "w") as f:
-        f.write("\n".join(lines))
+    sys.path.insert(0, os.path.join(ROOT, "benches"))
+    from _results import update_section
+
+    update_section("core", "\n".join(lines))
     print("\n".join(lines))
 
 

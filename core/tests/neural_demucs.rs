@@ -105,3 +105,23 @@ fn rejects_bad_options_and_inputs() {
     let nan = AudioBuffer::new(44100, nan).unwrap();
     assert!(matches!(sep.separate(&nan, &SeparateOptions::default()), Err(Error::NonFinite { .. })));
 }
+
+#[test]
+fn a_single_onnx_file_carries_its_manifest() {
+    let d = scratch("demucs_embedded");
+    std::fs::copy(dir().join("ci.onnx"), d.join("renamed.onnx")).unwrap();
+    let mut alone = NeuralSeparator::load(d.join("renamed.onnx"), NeuralOptions::default()).unwrap();
+    let mut sidecar = NeuralSeparator::load(dir().join("ci.json"), NeuralOptions::default()).unwrap();
+    assert_eq!(alone.model().manifest().files[0].path, "renamed.onnx");
+    let mix = input("short");
+    assert_eq!(
+        alone.separate(&mix, &SeparateOptions::default()).unwrap(),
+        sidecar.separate(&mix, &SeparateOptions::default()).unwrap()
+    );
+    // An ONNX file with neither a sidecar nor embedded manifest.
+    std::fs::copy(repo_root().join("core/tests/data/models/tiny/tiny.onnx"), d.join("bare.onnx")).unwrap();
+    match NeuralSeparator::load(d.join("bare.onnx"), NeuralOptions::default()) {
+        Err(Error::Model { detail, .. }) => assert!(detail.contains("splitsound.manifest"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -22,10 +22,14 @@ import argparse
 import json
 import os
 import random
+import sys
 from fractions import Fraction
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _manifest import embed  # noqa: E402
 
 SOURCES = ["drums", "bass", "other", "vocals"]
 
@@ -175,6 +179,9 @@ def main():
     with open(os.path.join(args.out, f"{name}.json"), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
+    if len(files) == 1:
+        # The file also works alone, without the sidecar.
+        embed(os.path.join(args.out, files[0]["path"]), manifest)
     params = sum(p.numel() for p in first.parameters())
     print(f"wrote {args.out}/{name}.json ({len(files)} graph(s), {params / 1e6:.2f} M parameters each)")
 

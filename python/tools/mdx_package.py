@@ -15,6 +15,7 @@ to the primary stem's spectrogram `output` of the same shape.
 import argparse
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -125,6 +126,10 @@ def main():
         m = manifest(args.name, onnx_file, args.n_fft, args.dim_f, args.dim_t, args.compensate, "vocals",
                      "instrumental", -1)
         print("wrote", write_manifest(args.out, m))
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from _manifest import embed
+
+        embed(os.path.join(args.out, onnx_file), m)
 
 
 if __name__ == "__main__":

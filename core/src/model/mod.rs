@@ -26,6 +26,10 @@ pub use runtime::{Runtime, candidates as runtime_candidates, runtime};
 
 use crate::error::{Error, Result};
 
+/// The ONNX metadata key holding a package's manifest (JSON), for single-file
+/// packages without a sidecar `.json`.
+pub const MANIFEST_METADATA_KEY: &str = "splitsound.manifest";
+
 /// How to load a model.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -75,8 +79,9 @@ pub struct Model {
 }
 
 impl Model {
-    /// Loads a package from its manifest (`model.json`) or from an ONNX file with
-    /// a sidecar manifest of the same name (`model.onnx` → `model.json`).
+    /// Loads a package from its manifest (`model.json`), from an ONNX file with
+    /// a sidecar manifest of the same name (`model.onnx` → `model.json`), or from
+    /// an ONNX file carrying its manifest in its metadata ([`MANIFEST_METADATA_KEY`]).
     ///
     /// Fails with [`Error::Model`] when the manifest is malformed or disagrees with
     /// a graph (input/output names, ranks, fixed dimensions), with
@@ -84,18 +89,17 @@ impl Model {
     /// [`Error::ProviderUnavailable`] when the fallback policy forbids falling back.
     pub fn load(path: impl AsRef<Path>, opts: &ModelOptions) -> Result<Model> {
         let path = path.as_ref();
-        let manifest_path = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
-            path.with_extension("json")
-        } else {
-            path.to_path_buf()
-        };
+        let is_onnx = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
+        let sidecar = if is_onnx { path.with_extension("json") } else { path.to_path_buf() };
+        if is_onnx && !sidecar.exists() {
+            return Self::load_embedded(path, opts);
+        }
+        let manifest_path = sidecar;
         let json = std::fs::read(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
         let manifest = Manifest::from_json(&json, &manifest_path)?;
         let dir = manifest_path.parent().unwrap_or(Path::new("."));
         let rt = runtime(opts.runtime_library.as_deref())?;
-
         let mut sessions = Vec::with_capacity(manifest.files.len());
-        let mut graphs = Vec::with_capacity(manifest.files.len());
         let mut provider = None;
         for file in &manifest.files {
             let onnx = dir.join(&file.path);
@@ -107,12 +111,51 @@ impl Model {
             }
             let (session, used) = open_session(rt, &onnx, opts)?;
             provider.get_or_insert(used);
-            let io = graph_io(&file.path, &session);
-            check_graph(&manifest, &io).map_err(|detail| Error::Model { path: onnx.clone(), detail })?;
+            sessions.push((file.path.clone(), onnx, session));
+        }
+        Self::assemble(manifest, manifest_path, sessions, provider.unwrap_or(Provider::Cpu))
+    }
+
+    /// A single-file package whose manifest is in the ONNX file's metadata
+    /// (key [`MANIFEST_METADATA_KEY`]); the file may have been renamed.
+    fn load_embedded(onnx: &Path, opts: &ModelOptions) -> Result<Model> {
+        let rt = runtime(opts.runtime_library.as_deref())?;
+        if !onnx.is_file() {
+            return Err(Error::io(onnx, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        }
+        let (session, used) = open_session(rt, onnx, opts)?;
+        let bad = |detail: String| Error::Model { path: onnx.to_path_buf(), detail };
+        let json = session.metadata().ok().and_then(|m| m.custom(MANIFEST_METADATA_KEY)).ok_or_else(|| {
+            bad(format!(
+                "no manifest: neither {} nor `{MANIFEST_METADATA_KEY}` in the ONNX metadata",
+                onnx.with_extension("json").display()
+            ))
+        })?;
+        let mut manifest = Manifest::from_json(json.as_bytes(), onnx)?;
+        if manifest.files.len() != 1 {
+            return Err(bad("an embedded manifest describes a single-file package".into()));
+        }
+        let name = onnx.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        manifest.files[0].path = name.clone();
+        Self::assemble(manifest, onnx.to_path_buf(), vec![(name, onnx.to_path_buf(), session)], used)
+    }
+
+    /// Checks every graph against the manifest.
+    fn assemble(
+        manifest: Manifest,
+        manifest_path: PathBuf,
+        opened: Vec<(String, PathBuf, Session)>,
+        provider: Provider,
+    ) -> Result<Model> {
+        let mut sessions = Vec::with_capacity(opened.len());
+        let mut graphs = Vec::with_capacity(opened.len());
+        for (name, onnx, session) in opened {
+            let io = graph_io(&name, &session);
+            check_graph(&manifest, &io).map_err(|detail| Error::Model { path: onnx, detail })?;
             sessions.push(session);
             graphs.push(io);
         }
-        Ok(Model { manifest, manifest_path, sessions, graphs, provider: provider.unwrap_or(Provider::Cpu) })
+        Ok(Model { manifest, manifest_path, sessions, graphs, provider })
     }
 
     pub fn manifest(&self) -> &Manifest {

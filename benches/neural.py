@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""HT-Demucs, full size (random weights), side by side on this machine:
+splitsound (CLI, ONNX Runtime), PyTorch demucs (`demucs.apply.apply_model`), and a
+Python onnxruntime loop over the same graph. Writes the `neural` section of
+benches/RESULTS.md.
+
+    /opt/ssref/bin/python benches/neural.py [--durations 30,180] [--device cpu|cuda:0]
+
+Needs: a release build of the CLI (`cargo build --release -p splitsound-cli`, with
+`--features cuda` for the GPU), torch, onnx, onnxruntime, soundfile and
+`pip install --no-deps demucs`. The full-size model is exported once into
+--work (about 170 MB). Each separation runs in its own process, measured with
+wait4: wall time, CPU time (user + system) and peak RSS; each process also
+reports the separation alone (excluding start-up and model loading).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import soundfile as sf
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, os.path.join(ROOT, "python", "tools"))
+sys.path.insert(0, os.path.join(ROOT, "benches"))
+from _refio import test_signal  # noqa: E402
+from _results import update_section  # noqa: E402
+
+
+def measure(cmd, env=None):
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    out = p.stdout.read()
+    err = p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    if status != 0:
+        raise SystemExit(f"{cmd[0]} failed ({status}): {err.decode()[-2000:]}")
+    lines = [json.loads(x) for x in out.decode().splitlines() if x.startswith("{")]
+    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024, "lines": lines}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--durations", default="30,180")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "splitsound-neural-bench"))
+    ap.add_argument("--bin", default=None, help="the splitsound binary")
+    ap.add_argument("--skip", default="", help="comma-separated peers to skip: torch,ort")
+    args = ap.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    model_dir = os.path.join(args.work, "htdemucs-full")
+    manifest = os.path.join(model_dir, "htdemucs-random-full-seed0.json")
+    if not os.path.exists(manifest):
+        subprocess.run([sys.executable, os.path.join(ROOT, "python/tools/export_demucs.py"), "--config", "full",
+                        "--seed", "0", "--out", model_dir], check=True)
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    binary = args.bin or os.path.join(target, "release", "splitsound")
+    skip = set(filter(None, args.skip.split(",")))
+    gpu = args.device != "cpu"
+    rows = []
+    for secs in [int(d) for d in args.durations.split(",")]:
+        wav = os.path.join(args.work, f"input_{secs}s.wav")
+        if not os.path.exists(wav):
+            sf.write(wav, test_signal(2, secs * 44100, secs).T, 44100, subtype="FLOAT")
+        out = os.path.join(args.work, "out")
+        cmd = [binary, "separate", "-m", manifest, wav, "-o", out, "--shifts", "0", "--overlap", "0.25",
+               "--bits", "32f", "--json", "--device", args.device]
+        if gpu:
+            cmd.append("--strict-device")
+        r = measure(cmd)
+        done = [x for x in r["lines"] if "elapsed_secs" in x]
+        r["sep"] = done[0]["elapsed_secs"] if done else float("nan")
+        ours = np.stack([sf.read(os.path.join(out, f"input_{secs}s", f"{s}.wav"), dtype="float32")[0].T
+                         for s in ["drums", "bass", "other", "vocals"]])
+        rows.append((secs, "splitsound " + args.device, r))
+        print(secs, "splitsound", {k: v for k, v in r.items() if k != "lines"}, flush=True)
+        if "torch" not in skip:
+            npy = os.path.join(args.work, "torch.npy")
+            env = dict(os.environ)
+            if not gpu:
+                env["CUDA_VISIBLE_DEVICES"] = ""
+            r = measure([sys.executable, os.path.join(ROOT, "benches/neural_peers.py"), "torch", "0", "full", wav, npy]
+                        + (["cuda"] if gpu else []), env)
+            r["sep"] = r["lines"][0]["separate_s"]
+            ref = np.load(npy)
+            r["err"] = float(np.abs(ref - ours).max() / np.abs(ref).max())
+            rows.append((secs, "PyTorch demucs " + ("cuda" if gpu else "cpu"), r))
+            print(secs, "torch", {k: v for k, v in r.items() if k != "lines"}, flush=True)
+        if "ort" not in skip and not gpu:
+            npy = os.path.join(args.work, "ort.npy")
+            r = measure([sys.executable, os.path.join(ROOT, "benches/neural_peers.py"), "ort", manifest, wav, npy])
+            r["sep"] = r["lines"][0]["separate_s"]
+            rows.append((secs, "Python onnxruntime loop", r))
+            print(secs, "ort", {k: v for k, v in r.items() if k != "lines"}, flush=True)
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    import onnxruntime
+    import torch
+
+    dev = args.device
+    if gpu:
+        dev_name = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                                  text=True).stdout.strip()
+    lines = [
+        f"## HT-Demucs, full size ({'GPU' if gpu else 'CPU'})",
+        "",
+        f"Measured {datetime.date.today().isoformat()} by `python benches/neural.py --durations {args.durations} "
+        f"--device {dev}` on {dev_name + ', ' if gpu else ''}{cpu}, {os.cpu_count()} cores, {platform.system()} "
+        f"{platform.release()}; onnxruntime {onnxruntime.__version__}, torch {torch.__version__}.",
+        "Model: HTDemucs with the released htdemucs shape (48 channels, 5 transformer layers, 512 bottom channels,",
+        "7.8 s segments; 41.5 M parameters), random weights (seed 0), exported by `python/tools/export_demucs.py",
+        "--config full`. Input: synthetic stereo music at 44.1 kHz. shifts=0, overlap 0.25. Each run is a whole",
+        "process (wait4): wall and CPU include start-up and loading the model; \"separation\" is the time the",
+        "process reports for the separation itself (ours: decode, separate and write). \"max diff\" is the largest",
+        "difference between our stems and PyTorch's, relative to their peak.",
+        "",
+        "| input | runner | wall (s) | separation (s) | CPU (s) | peak RSS (MB) | × real time | max diff |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for secs, name, r in rows:
+        err = f"{r['err']:.1e}" if "err" in r else ""
+        lines.append(f"| {secs} s | {name} | {r['wall']:.1f} | {r['sep']:.1f} | {r['cpu']:.1f} | {r['rss_mb']:.0f} | "
+                     f"{secs / r['sep']:.2f} | {err} |")
+    lines.append("")
+    for secs in sorted({s for s, _, _ in rows}):
+        mine = next(r for s, n, r in rows if s == secs and n.startswith("splitsound"))
+        peer = next((r for s, n, r in rows if s == secs and n.startswith("PyTorch")), None)
+        if peer:
+            lines.append(f"- {secs} s: splitsound is {peer['wall'] / mine['wall']:.2f}× faster than PyTorch demucs "
+                         f"(whole process; {peer['sep'] / mine['sep']:.2f}× on the separation) and uses "
+                         f"{100 * mine['rss_mb'] / peer['rss_mb']:.0f} % of its peak RSS.")
+    section = "neural-gpu" if gpu else "neural-cpu"
+    update_section(section, "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
