@@ -20,6 +20,7 @@ Needs torch, einops, julius and `pip install --no-deps demucs` (torchaudio is no
 """
 import argparse
 import json
+import math
 import os
 import random
 import sys
@@ -40,6 +41,30 @@ CONFIGS = {
     # channels, 7.8 s segments (about 42 M parameters).
     "full": dict(channels=48, depth=4, t_layers=5, t_heads=8, bottom_channels=512, segment=Fraction(39, 5)),
 }
+
+
+def chunked_attention(block):
+    """`F.scaled_dot_product_attention` computed `block` query rows at a time.
+
+    Each query row's softmax only involves that row, so the result is the same;
+    the exported graph then never holds the whole queries × keys matrix (231 MB
+    per transformer layer for a 7.8 s segment), and ONNX Runtime reuses one
+    block's buffers for the next.
+    """
+
+    def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+        if attn_mask is not None or dropout_p != 0.0 or is_causal or enable_gqa:
+            raise NotImplementedError("the export's attention takes no mask, dropout or causality")
+        s = scale if scale is not None else 1.0 / math.sqrt(query.shape[-1])
+        kt = key.transpose(-2, -1)
+        n = int(query.shape[-2])  # fixed for a given segment length
+        rows = [
+            torch.softmax(torch.matmul(query[..., i:i + block, :] * s, kt), dim=-1).matmul(value)
+            for i in range(0, n, block)
+        ]
+        return torch.cat(rows, dim=-2)
+
+    return sdpa
 
 
 class Core(torch.nn.Module):
@@ -90,7 +115,7 @@ def build(args):
     return [HTDemucs(sources=SOURCES, audio_channels=2, samplerate=44100, **cfg)]
 
 
-def export(model, path, opset):
+def export(model, path, opset, attention_block):
     model.eval()
     length = int(model.segment * model.samplerate)
     frames = -(-length // model.hop_length)
@@ -101,6 +126,17 @@ def export(model, path, opset):
     # nn.MultiheadAttention's fused inference path has no ONNX export; the plain
     # path computes the same attention from exportable operators.
     torch.backends.mha.set_fastpath_enabled(False)
+    original = torch.nn.functional.scaled_dot_product_attention
+    if attention_block:
+        torch.nn.functional.scaled_dot_product_attention = chunked_attention(attention_block)
+    try:
+        _export(core, mix, spec, path, opset)
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = original
+    return length, frames, chans
+
+
+def _export(core, mix, spec, path, opset):
     with torch.no_grad():
         torch.onnx.export(
             core,
@@ -113,7 +149,6 @@ def export(model, path, opset):
             dynamic_axes={n: {0: "batch"} for n in ("mix", "spec", "time", "freq")},
             dynamo=False,
         )
-    return length, frames, chans
 
 
 def main():
@@ -125,6 +160,8 @@ def main():
     p.add_argument("--checkpoint", action="append", help="demucs .th package (repeat for a bag)")
     p.add_argument("--bag-weights", help="JSON list of per-stem weights, one list per checkpoint")
     p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--attention-block", type=int, default=256,
+                   help="query rows per attention block in the graph (0: one block); bounds its memory")
     args = p.parse_args()
     models = build(args)
     name = args.name or (f"htdemucs-random-{args.config}-seed{args.seed}" if not args.checkpoint else "htdemucs")
@@ -136,7 +173,7 @@ def main():
     shapes = None
     for i, model in enumerate(models):
         fname = f"{name}.onnx" if len(models) == 1 else f"{name}.{i}.onnx"
-        got = export(model, os.path.join(args.out, fname), args.opset)
+        got = export(model, os.path.join(args.out, fname), args.opset, args.attention_block)
         if shapes is not None and got != shapes:
             raise SystemExit("all models of a bag need the same segment and channels")
         shapes = got

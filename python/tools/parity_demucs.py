@@ -34,6 +34,7 @@ def export(seed, name):
     tmp = os.path.join(OUT, "tmp")
     subprocess.run(
         [sys.executable, os.path.join(HERE, "export_demucs.py"), "--config", "ci", "--seed", str(seed),
+         "--attention-block", "64",
          "--name", name, "--out", tmp],
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

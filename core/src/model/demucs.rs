@@ -5,7 +5,7 @@
 //! weights — around a graph that holds the network without its STFT and ISTFT,
 //! which are computed here exactly as `HTDemucs._spec` and `HTDemucs._ispec` do.
 
-use ndarray::{Array3, Array4, ArrayD, Axis, Ix5};
+use ndarray::{Array3, Array4, ArrayViewD, Axis, Ix5};
 
 use super::Model;
 use super::manifest::Manifest;
@@ -18,21 +18,25 @@ use realfft::num_complex::Complex32;
 /// A view of `len` frames of `base` starting at `offset`: demucs's `TensorChunk`.
 /// Padding a view to a longer length takes real samples of `base` on both sides
 /// where they exist and zeros beyond.
+/// Samples of `base` are normalised on the fly as `(x − mean) / std`, so the
+/// normalised track is never stored; padding is zeros after normalisation.
 #[derive(Clone, Copy)]
 struct Chunk<'a> {
     base: &'a [Vec<f32>],
     offset: usize,
     len: usize,
+    mean: f32,
+    std: f32,
 }
 
 impl<'a> Chunk<'a> {
-    fn whole(base: &'a [Vec<f32>]) -> Self {
-        Self { base, offset: 0, len: base[0].len() }
+    fn whole(base: &'a [Vec<f32>], mean: f32, std: f32) -> Self {
+        Self { base, offset: 0, len: base[0].len(), mean, std }
     }
 
     /// `TensorChunk(self, offset, length)`.
     fn sub(&self, offset: usize, len: usize) -> Self {
-        Self { base: self.base, offset: self.offset + offset, len: len.min(self.len - offset) }
+        Self { offset: self.offset + offset, len: len.min(self.len - offset), ..*self }
     }
 
     /// `TensorChunk.padded(target)`, one row per channel.
@@ -47,7 +51,7 @@ impl<'a> Chunk<'a> {
                 (0..target as isize)
                     .map(|i| {
                         let j = start + i;
-                        if (0..total).contains(&j) { ch[j as usize] } else { 0.0 }
+                        if (0..total).contains(&j) { (ch[j as usize] - self.mean) / self.std } else { 0.0 }
                     })
                     .collect()
             })
@@ -233,25 +237,27 @@ impl Hybrid {
 /// Runs one graph of the package on padded segments, `batch` at a time.
 fn run_batch(model: &mut Model, file: usize, hy: &mut Hybrid, segments: &[Vec<Vec<f32>>]) -> Result<Vec<StemAudio>> {
     let (mix, spec) = hy.inputs(segments);
-    let out = model.run(file, vec![("mix".into(), mix.into_dyn()), ("spec".into(), spec.into_dyn())])?;
-    let mut time = None;
-    let mut freq = None;
-    for (name, a) in out {
-        match name.as_str() {
-            "time" => time = Some(a),
-            "freq" => freq = Some(a),
-            _ => {}
+    let b = segments.len();
+    model.run_with(file, vec![("mix".into(), mix.into_dyn()), ("spec".into(), spec.into_dyn())], |out| {
+        let mut time = None;
+        let mut freq = None;
+        for (name, a) in out {
+            match name {
+                "time" => time = Some(a),
+                "freq" => freq = Some(a),
+                _ => {}
+            }
         }
-    }
-    let (Some(time), Some(freq)) = (time, freq) else {
-        return Err(Error::Inference { detail: "the graph did not return `time` and `freq`".into() });
-    };
-    hy.combine(time, freq, segments.len())
+        let (Some(time), Some(freq)) = (time, freq) else {
+            return Err(Error::Inference { detail: "the graph did not return `time` and `freq`".into() });
+        };
+        hy.combine(time, freq, b)
+    })
 }
 
 impl Hybrid {
     /// `time + HTDemucs._ispec(HTDemucs._mask(z, freq), L)` for every segment of the batch.
-    fn combine(&mut self, time: ArrayD<f32>, freq: ArrayD<f32>, b: usize) -> Result<Vec<StemAudio>> {
+    fn combine(&mut self, time: ArrayViewD<'_, f32>, freq: ArrayViewD<'_, f32>, b: usize) -> Result<Vec<StemAudio>> {
         let (s, c, l, f, t) = (self.stems, self.channels, self.segment, self.bins, self.frames);
         let time = time
             .into_dimensionality::<ndarray::Ix4>()
@@ -310,7 +316,6 @@ pub(crate) fn separate(
     let mean = mono.iter().sum::<f64>() / n as f64;
     let var = if n > 1 { mono.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
     let (mean, std) = (mean as f32, (var.sqrt() + 1e-8) as f32);
-    let norm: Vec<Vec<f32>> = mix.iter().map(|c| c.iter().map(|v| (v - mean) / std).collect()).collect();
 
     let seg = m.segment_samples;
     let stride = ((1.0 - set.overlap) * seg as f64) as usize;
@@ -344,9 +349,9 @@ pub(crate) fn separate(
 
     let stems = m.stems.len();
     let channels = mix.len();
-    let mut estimates = vec![vec![vec![0.0f32; n]; channels]; stems];
+    let mut estimates: Option<StemAudio> = None;
     let mut totals = vec![0.0f32; stems];
-    let whole = Chunk::whole(&norm);
+    let whole = Chunk::whole(mix, mean, std);
     for (file, shifts) in plan.iter().enumerate() {
         let res = if shifts.is_empty() {
             split(model, file, hy, whole, stride, set.batch, &mut progress)?
@@ -354,7 +359,7 @@ pub(crate) fn separate(
             let padded = whole.padded(n + 2 * max_shift);
             let mut out = vec![vec![vec![0.0f32; n]; channels]; stems];
             for &o in shifts {
-                let view = Chunk { base: padded.as_slice(), offset: o, len: n + max_shift - o };
+                let view = Chunk { base: padded.as_slice(), offset: o, len: n + max_shift - o, mean: 0.0, std: 1.0 };
                 let r = split(model, file, hy, view, stride, set.batch, &mut progress)?;
                 for (os, rs) in out.iter_mut().zip(&r) {
                     for (oc, rc) in os.iter_mut().zip(rs) {
@@ -366,14 +371,26 @@ pub(crate) fn separate(
             out.iter_mut().flatten().flatten().for_each(|v| *v /= k);
             out
         };
+        let mut res = res;
         let weights = m.files[file].stem_weights.clone().unwrap_or_else(|| vec![1.0; stems]);
-        for (k, (w, rs)) in weights.iter().zip(&res).enumerate() {
+        for (k, (&w, rs)) in weights.iter().zip(res.iter_mut()).enumerate() {
             totals[k] += w;
-            for (ec, rc) in estimates[k].iter_mut().zip(rs) {
-                ec.iter_mut().zip(rc).for_each(|(e, r)| *e += r * w);
+            if w != 1.0 {
+                rs.iter_mut().flatten().for_each(|r| *r *= w);
+            }
+        }
+        match estimates.as_mut() {
+            None => estimates = Some(res),
+            Some(e) => {
+                for (es, rs) in e.iter_mut().zip(&res) {
+                    for (ec, rc) in es.iter_mut().zip(rs) {
+                        ec.iter_mut().zip(rc).for_each(|(e, r)| *e += r);
+                    }
+                }
             }
         }
     }
+    let mut estimates = estimates.expect("a package has at least one file");
     for (k, s) in estimates.iter_mut().enumerate() {
         let t = totals[k];
         s.iter_mut().flatten().for_each(|v| *v = *v / t * std + mean);
