@@ -53,6 +53,7 @@ def main():
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "splitsound-neural-bench"))
     ap.add_argument("--bin", default=None, help="the splitsound binary")
     ap.add_argument("--skip", default="", help="comma-separated peers to skip: torch,ort")
+    ap.add_argument("--runs", type=int, default=3, help="runs of each, alternating; medians are reported")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     model_dir = os.path.join(args.work, "htdemucs-full")
@@ -65,40 +66,56 @@ def main():
     skip = set(filter(None, args.skip.split(",")))
     gpu = args.device != "cpu"
     rows = []
+
+    def median_of(results):
+        out = {}
+        for k in ("wall", "cpu", "rss_mb", "sep", "err"):
+            vals = sorted(r[k] for r in results if k in r)
+            if vals:
+                out[k] = vals[len(vals) // 2]
+        return out
+
     for secs in [int(d) for d in args.durations.split(",")]:
         wav = os.path.join(args.work, f"input_{secs}s.wav")
         if not os.path.exists(wav):
             sf.write(wav, test_signal(2, secs * 44100, secs).T, 44100, subtype="FLOAT")
-        out = os.path.join(args.work, "out")
-        cmd = [binary, "separate", "-m", manifest, wav, "-o", out, "--shifts", "0", "--overlap", "0.25",
-               "--bits", "32f", "--json", "--device", args.device]
-        if gpu:
-            cmd.append("--strict-device")
-        r = measure(cmd)
-        done = [x for x in r["lines"] if "elapsed_secs" in x]
-        r["sep"] = done[0]["elapsed_secs"] if done else float("nan")
-        ours = np.stack([sf.read(os.path.join(out, f"input_{secs}s", f"{s}.wav"), dtype="float32")[0].T
-                         for s in ["drums", "bass", "other", "vocals"]])
-        rows.append((secs, "splitsound " + args.device, r))
-        print(secs, "splitsound", {k: v for k, v in r.items() if k != "lines"}, flush=True)
-        if "torch" not in skip:
-            npy = os.path.join(args.work, "torch.npy")
-            env = dict(os.environ)
-            if not gpu:
-                env["CUDA_VISIBLE_DEVICES"] = ""
-            r = measure([sys.executable, os.path.join(ROOT, "benches/neural_peers.py"), "torch", "0", "full", wav, npy]
-                        + (["cuda"] if gpu else []), env)
-            r["sep"] = r["lines"][0]["separate_s"]
-            ref = np.load(npy)
-            r["err"] = float(np.abs(ref - ours).max() / np.abs(ref).max())
-            rows.append((secs, "PyTorch demucs " + ("cuda" if gpu else "cpu"), r))
-            print(secs, "torch", {k: v for k, v in r.items() if k != "lines"}, flush=True)
-        if "ort" not in skip and not gpu:
-            npy = os.path.join(args.work, "ort.npy")
-            r = measure([sys.executable, os.path.join(ROOT, "benches/neural_peers.py"), "ort", manifest, wav, npy])
-            r["sep"] = r["lines"][0]["separate_s"]
-            rows.append((secs, "Python onnxruntime loop", r))
-            print(secs, "ort", {k: v for k, v in r.items() if k != "lines"}, flush=True)
+        results = {"ours": [], "torch": [], "ort": []}
+        for run in range(args.runs):
+            out = os.path.join(args.work, "out")
+            cmd = [binary, "separate", "-m", manifest, wav, "-o", out, "--shifts", "0", "--overlap", "0.25",
+                   "--bits", "32f", "--json", "--device", args.device]
+            if gpu:
+                cmd.append("--strict-device")
+            r = measure(cmd)
+            done = [x for x in r["lines"] if "elapsed_secs" in x]
+            r["sep"] = done[0]["elapsed_secs"] if done else float("nan")
+            ours = np.stack([sf.read(os.path.join(out, f"input_{secs}s", f"{s}.wav"), dtype="float32")[0].T
+                             for s in ["drums", "bass", "other", "vocals"]])
+            results["ours"].append(r)
+            print(secs, run, "splitsound", {k: v for k, v in r.items() if k != "lines"}, flush=True)
+            if "torch" not in skip:
+                npy = os.path.join(args.work, "torch.npy")
+                env = dict(os.environ)
+                if not gpu:
+                    env["CUDA_VISIBLE_DEVICES"] = ""
+                r = measure([sys.executable, os.path.join(ROOT, "benches/neural_peers.py"), "torch", "0", "full", wav,
+                             npy] + (["cuda"] if gpu else []), env)
+                r["sep"] = r["lines"][0]["separate_s"]
+                ref = np.load(npy)
+                r["err"] = float(np.abs(ref - ours).max() / np.abs(ref).max())
+                results["torch"].append(r)
+                print(secs, run, "torch", {k: v for k, v in r.items() if k != "lines"}, flush=True)
+            if "ort" not in skip and not gpu:
+                npy = os.path.join(args.work, "ort.npy")
+                r = measure([sys.executable, os.path.join(ROOT, "benches/neural_peers.py"), "ort", manifest, wav, npy])
+                r["sep"] = r["lines"][0]["separate_s"]
+                results["ort"].append(r)
+                print(secs, run, "ort", {k: v for k, v in r.items() if k != "lines"}, flush=True)
+        names = {"ours": "splitsound " + args.device, "torch": "PyTorch demucs " + ("cuda" if gpu else "cpu"),
+                 "ort": "Python onnxruntime loop"}
+        for key in ("ours", "torch", "ort"):
+            if results[key]:
+                rows.append((secs, names[key], median_of(results[key])))
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     import onnxruntime
@@ -112,7 +129,7 @@ def main():
         f"## HT-Demucs, full size ({'GPU' if gpu else 'CPU'})",
         "",
         f"Measured {datetime.date.today().isoformat()} by `python benches/neural.py --durations {args.durations} "
-        f"--device {dev}` on {dev_name + ', ' if gpu else ''}{cpu}, {os.cpu_count()} cores, {platform.system()} "
+        f"--device {dev} --runs {args.runs}` (medians of {args.runs} alternating runs) on {dev_name + ', ' if gpu else ''}{cpu}, {os.cpu_count()} cores, {platform.system()} "
         f"{platform.release()}; onnxruntime {onnxruntime.__version__}, torch {torch.__version__}.",
         "Model: HTDemucs with the released htdemucs shape (48 channels, 5 transformer layers, 512 bottom channels,",
         "7.8 s segments; 41.5 M parameters), random weights (seed 0), exported by `python/tools/export_demucs.py",

@@ -42,21 +42,45 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Score separated stems against references: MDX global SDR and SI-SDR per
-    /// stem (`<stem>.wav|flac|…` matched by name; `mixture.*` skipped)
-    Eval {
-        #[arg(long)]
-        reference: PathBuf,
-        #[arg(long)]
-        estimate: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
+    /// Score stems against references: museval's BSS Eval v4 (median SDR, ISR,
+    /// SIR, SAR over 1 s windows), MDX global SDR and SI-SDR. Either two folders
+    /// (`<stem>.wav|flac|…` matched by name; `mixture.*` skipped), or a dataset in
+    /// MUSDB18-HQ layout (`<track>/mixture.wav`, `<track>/<stem>.wav`) separated
+    /// with --model
+    Eval(EvalArgs),
     /// Neural model packages (ONNX Runtime)
     Model {
         #[command(subcommand)]
         command: ModelCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// Folder of reference stems
+    #[arg(long, requires = "estimate", conflicts_with = "dataset")]
+    reference: Option<PathBuf>,
+    /// Folder of estimated stems
+    #[arg(long, requires = "reference")]
+    estimate: Option<PathBuf>,
+    /// Dataset folder in MUSDB18-HQ layout, separated with --model
+    #[arg(long, required_unless_present = "reference")]
+    dataset: Option<PathBuf>,
+    /// Separator for --dataset: a built-in or a model package
+    #[arg(short, long, default_value = "builtin:hpss")]
+    model: String,
+    /// Providers for a neural model, in order
+    #[arg(long, value_delimiter = ',', default_value = "cpu")]
+    device: Vec<String>,
+    /// The ONNX Runtime library
+    #[arg(long)]
+    ort_lib: Option<PathBuf>,
+    /// Also write the results as JSON to this file
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Print JSON instead of tables
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -213,7 +237,7 @@ fn main() -> ExitCode {
         Command::Info { input, json } => info(&input, json),
         Command::List { json } => list(json),
         Command::Separate(args) => separate(args),
-        Command::Eval { reference, estimate, json } => eval(&reference, &estimate, json),
+        Command::Eval(args) => eval(args),
         Command::Model { command: ModelCommand::Inspect { model, device, ort_lib, json } } => {
             inspect(&model, &device, ort_lib, json)
         }
@@ -384,28 +408,115 @@ fn load_neural(args: &SeparateArgs) -> Result<NeuralSeparator, Error> {
     NeuralSeparator::load(&args.model, opts)
 }
 
-fn eval(reference: &Path, estimate: &Path, as_json: bool) -> ExitCode {
-    match core::eval::evaluate_dirs(reference, estimate) {
-        Ok(scores) if as_json => {
-            println!("{}", serde_json::to_string_pretty(&scores).expect("scores serialise"));
-            ExitCode::SUCCESS
+/// Whether `-m` names a model package rather than a built-in.
+fn is_package(model: &str) -> bool {
+    !model.starts_with("builtin:") && Path::new(model).exists()
+}
+
+/// A built-in (`builtin:…`, or any name that is not a file) or a model package.
+fn load_separator(model: &str, opts: NeuralOptions) -> Result<Box<dyn Separator>, Error> {
+    if !is_package(model) { core::builtin_separator(model) } else { Ok(Box::new(NeuralSeparator::load(model, opts)?)) }
+}
+
+fn score_table(scores: &[core::eval::StemScore]) {
+    println!(
+        "  {:<14} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8}",
+        "stem", "SDR", "SIR", "ISR", "SAR", "global SDR", "SI-SDR"
+    );
+    for s in scores {
+        println!(
+            "  {:<14} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>11.3} {:>8.3}",
+            s.stem, s.sdr, s.sir, s.isr, s.sar, s.global_sdr, s.si_sdr
+        );
+    }
+}
+
+fn eval(args: EvalArgs) -> ExitCode {
+    let fail = |e: Error, at: Option<&Path>| {
+        if args.json {
+            println!("{}", error_json(at, &e));
+        } else {
+            eprintln!("error: {e}");
         }
-        Ok(scores) => {
-            println!("{:<16} {:>12} {:>10}", "stem", "global SDR", "SI-SDR");
-            for s in scores {
-                println!("{:<16} {:>9.2} dB {:>7.2} dB", s.stem, s.global_sdr, s.si_sdr);
+        ExitCode::from(if is_usage_error(&e) { EXIT_USAGE } else { EXIT_FAILED })
+    };
+    let result: serde_json::Value = if let (Some(reference), Some(estimate)) = (&args.reference, &args.estimate) {
+        match core::eval::evaluate_dirs(reference, estimate) {
+            Ok(scores) => {
+                if !args.json {
+                    score_table(&scores);
+                }
+                serde_json::to_value(&scores).expect("scores serialise")
             }
-            ExitCode::SUCCESS
+            Err(e) => return fail(e, Some(estimate)),
         }
-        Err(e) => {
-            if as_json {
-                println!("{}", error_json(Some(estimate), &e));
-            } else {
-                eprintln!("error: {e}");
+    } else {
+        let dataset = args.dataset.clone().expect("clap requires --dataset without --reference");
+        let providers = match args.device.iter().map(|d| d.parse()).collect::<Result<Vec<Provider>, Error>>() {
+            Ok(p) => p,
+            Err(e) => return fail(e, None),
+        };
+        let neural = NeuralOptions {
+            model: ModelOptions { runtime_library: args.ort_lib.clone(), providers, ..ModelOptions::default() },
+            ..NeuralOptions::default()
+        };
+        let mut sep = match load_separator(&args.model, neural) {
+            Ok(s) => s,
+            Err(e) => return fail(e, Some(Path::new(&args.model))),
+        };
+        let bar = if !args.json && std::io::stderr().is_terminal() {
+            let b = ProgressBar::new(0);
+            b.set_style(
+                ProgressStyle::with_template("[{bar:30}] {pos}/{len} tracks {msg} ETA {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            b
+        } else {
+            ProgressBar::hidden()
+        };
+        let cancel = CancelToken::new();
+        {
+            let cancel = cancel.clone();
+            let _ = ctrlc::set_handler(move || cancel.cancel());
+        }
+        let opts = SeparateOptions { progress: None, cancel: Some(&cancel) };
+        let scores = core::eval::evaluate_dataset(&dataset, sep.as_mut(), &opts, |done, total, name| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(name.to_string());
+        });
+        bar.finish_and_clear();
+        match scores {
+            Ok(scores) => {
+                if !args.json {
+                    for t in &scores.tracks {
+                        println!("{} ({:.1} s)", t.track, t.duration_secs);
+                        score_table(&t.stems);
+                    }
+                    println!(
+                        "{}: {} tracks; BSS Eval: median over tracks, global SDR and SI-SDR: mean",
+                        scores.separator,
+                        scores.tracks.len()
+                    );
+                    score_table(&scores.aggregate);
+                }
+                serde_json::to_value(&scores).expect("scores serialise")
             }
-            ExitCode::from(if is_usage_error(&e) { EXIT_USAGE } else { EXIT_FAILED })
+            Err(Error::Cancelled) => return ExitCode::from(EXIT_CANCELLED),
+            Err(e) => return fail(e, Some(&dataset)),
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result).expect("serialises"));
+    }
+    if let Some(path) = &args.output {
+        let bytes = serde_json::to_vec_pretty(&result).expect("serialises");
+        if let Err(e) = core::PendingFile::write(path, &bytes).and_then(|p| p.commit()) {
+            return fail(e, Some(path));
         }
     }
+    ExitCode::SUCCESS
 }
 
 fn hms(secs: f64) -> String {
@@ -441,7 +552,7 @@ fn separate(args: SeparateArgs) -> ExitCode {
         }
         ExitCode::from(EXIT_USAGE)
     };
-    let mut sep: Box<dyn Separator> = if args.model.starts_with("builtin:") || !Path::new(&args.model).exists() {
+    let mut sep: Box<dyn Separator> = if !is_package(&args.model) {
         match core::builtin_separator(&args.model) {
             Ok(s) => s,
             Err(e) => return fail_usage(e),

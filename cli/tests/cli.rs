@@ -234,6 +234,11 @@ fn eval_scores_stems() {
     let stems: Vec<&str> = v.as_array().unwrap().iter().map(|s| s["stem"].as_str().unwrap()).collect();
     assert_eq!(stems, ["bass", "drums", "other", "vocals"]);
     assert!(v[0]["global_sdr"].as_f64().unwrap() > 60.0);
+    // A perfect estimate: BSS Eval's SDR is infinite (JSON has no infinity: null).
+    assert!(v[0]["sdr"].is_null(), "{v}");
+    assert!(v[0]["windows"].as_u64().unwrap() >= 11, "{v}");
+    let o = run(&["eval", "--reference", demo_dir.to_str().unwrap(), "--estimate", demo_dir.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("inf"));
 
     let dir = scratch("eval");
     let o = run(&[
@@ -382,4 +387,42 @@ fn separates_with_umx_and_mdx_packages() {
     ]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert_eq!(files_in(&o), ["mixture/instrumental.wav"]);
+}
+
+#[test]
+fn eval_over_a_dataset_folder() {
+    let demo_dir = demo().parent().unwrap().to_path_buf();
+    let data = scratch("dataset");
+    for track in ["a", "b"] {
+        let t = data.join(track);
+        std::fs::create_dir_all(&t).unwrap();
+        for f in ["mixture", "vocals", "drums", "bass", "other"] {
+            std::fs::copy(demo_dir.join(format!("{f}.flac")), t.join(format!("{f}.flac"))).unwrap();
+        }
+    }
+    std::fs::create_dir_all(data.join("not-a-track")).unwrap();
+    let out = data.join("results.json");
+    let r =
+        run(&["eval", "--dataset", data.to_str().unwrap(), "-m", "builtin:center", "--output", out.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(text.contains("2 tracks") && text.contains("vocals"), "{text}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(v["tracks"].as_array().unwrap().len(), 2);
+    assert_eq!(v["aggregate"][0]["stem"], "vocals");
+    // Both tracks are the demo, so the median equals each track's score.
+    assert_eq!(v["aggregate"][0]["sdr"], v["tracks"][0]["stems"][0]["sdr"]);
+
+    // A neural model scores all four stems.
+    let r = run(&["eval", "--dataset", data.to_str().unwrap(), "-m", &demucs_ci(), "--json"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let stems: Vec<&str> = v["aggregate"].as_array().unwrap().iter().map(|s| s["stem"].as_str().unwrap()).collect();
+    assert_eq!(stems, ["bass", "drums", "other", "vocals"]);
+
+    // A separator with none of the dataset's stems, and a folder with no tracks.
+    let r = run(&["eval", "--dataset", data.to_str().unwrap(), "-m", "builtin:hpss"]);
+    assert_eq!(r.status.code(), Some(2), "{}", String::from_utf8_lossy(&r.stderr));
+    let r = run(&["eval", "--dataset", data.join("not-a-track").to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(1), "{}", String::from_utf8_lossy(&r.stderr));
 }

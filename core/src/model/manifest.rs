@@ -1,5 +1,7 @@
-//! The model package manifest: a JSON sidecar next to the ONNX file(s).
+//! The model package manifest: a JSON sidecar next to the ONNX file(s), or the
+//! `splitsound.manifest` metadata entry of a single ONNX file.
 //!
+//! HT-Demucs (`python/tools/export_demucs.py` writes it):
 //! ```json
 //! {
 //!   "format_version": 1,
@@ -12,14 +14,26 @@
 //!   "stft": {"n_fft": 4096, "hop_length": 1024, "window": "hann", "center": true,
 //!            "pad_mode": "reflect", "normalized": true},
 //!   "normalisation": "mono_mean_std",
-//!   "defaults": {"overlap": 0.25, "shifts": 0},
-//!   "inputs": [{"name": "mix", "shape": [1, 2, 343980]}, {"name": "spec", "shape": [1, 4, 2048, 336]}],
-//!   "outputs": [{"name": "time", "shape": [1, 4, 2, 343980]}, {"name": "freq", "shape": [1, 4, 4, 2048, 336]}],
+//!   "defaults": {"overlap": 0.25, "shifts": 1},
+//!   "inputs": [{"name": "mix", "shape": [-1, 2, 343980]}, {"name": "spec", "shape": [-1, 4, 2048, 336]}],
+//!   "outputs": [{"name": "time", "shape": [-1, 4, 2, 343980]}, {"name": "freq", "shape": [-1, 4, 4, 2048, 336]}],
 //!   "files": [{"path": "htdemucs.onnx", "stem_weights": [1, 1, 1, 1]}]
 //! }
 //! ```
-//! Shapes use `-1` for a dimension the graph leaves free. A bag of models
-//! (htdemucs_ft) lists several files, each with per-stem weights.
+//! Shapes use `-1` for a dimension the graph leaves free (here the batch of
+//! segments). A bag of models (htdemucs_ft) lists several files, each with
+//! per-stem weights.
+//!
+//! Per family:
+//! - `demucs-hybrid`: inputs `mix` [B, C, L] and `spec` [B, 2C, n_fft/2, ⌈L/hop⌉],
+//!   outputs `time` [B, S, C, L] and `freq` [B, S, 2C, n_fft/2, ⌈L/hop⌉]; `L` is
+//!   `segment_samples`; hop = n_fft/4, `normalized: true`.
+//! - `umx`: one file per stem, each mapping `magnitude` [B, 2, n_fft/2+1, frames]
+//!   to the target's magnitude of the same shape; `segment_samples` is 0 (the
+//!   network sees the whole input).
+//! - `mdx`: an `"mdx": {"dim_f", "dim_t", "compensate"}` section; input and
+//!   output [B, 4, dim_f, dim_t]; `segment_samples` = hop · (dim_t − 1); stems
+//!   are [primary, secondary].
 
 use std::path::Path;
 

@@ -6,8 +6,14 @@
 //! - [`si_sdr`]: scale-invariant SDR (Le Roux et al. 2019), per channel then
 //!   averaged: the estimate is projected on the reference, `α = ⟨ŝ, s⟩ / ‖s‖²`,
 //!   and `10·log10(‖α s‖² / ‖α s − ŝ‖²)`.
-//!
-//! BSS Eval v4 (museval's SDR/ISR/SIR/SAR) is not implemented yet.
+//! - [`bss_eval`]: BSS Eval v4 as sigsep's museval computes it: framewise
+//!   SDR, ISR, SIR and SAR with time-invariant distortion filters.
+
+mod bss;
+mod dataset;
+
+pub use bss::{BssEvalOptions, BssScores, bss_eval, nan_median};
+pub use dataset::{DatasetScores, TrackScores, dataset_tracks, evaluate_dataset};
 
 use crate::audio::AudioBuffer;
 use crate::error::{Error, Result};
@@ -70,54 +76,102 @@ pub fn si_sdr(reference: &AudioBuffer, estimate: &AudioBuffer) -> Result<f64> {
     Ok(if values.is_empty() { f64::NAN } else { values.iter().sum::<f64>() / values.len() as f64 })
 }
 
-/// Scores of one stem.
+/// Scores of one stem: museval's aggregate (the median over 1 s windows of BSS
+/// Eval v4) and the whole-signal MDX global SDR and SI-SDR.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StemScore {
     pub stem: String,
+    /// Median over windows, dB: NaN when every window is silent, +∞ for a
+    /// perfect estimate (both `null` in JSON).
+    pub sdr: f64,
+    pub isr: f64,
+    pub sir: f64,
+    pub sar: f64,
+    /// Windows scored (NaN windows included).
+    pub windows: usize,
     /// MDX global SDR, dB.
     pub global_sdr: f64,
     /// Scale-invariant SDR, dB.
     pub si_sdr: f64,
 }
 
+/// Scores stems against references: BSS Eval v4 over all of them together (the
+/// others are the interference), museval's 1 s windows at the references' rate.
+/// Estimates are cut or zero-padded to the references' length, as museval does.
+pub fn score_stems(names: &[String], references: &[AudioBuffer], estimates: &[AudioBuffer]) -> Result<Vec<StemScore>> {
+    let rate = references.first().map_or(44100, AudioBuffer::sample_rate);
+    let fitted: Vec<AudioBuffer> = references
+        .iter()
+        .zip(estimates)
+        .map(|(r, e)| {
+            let ch = e
+                .channels()
+                .iter()
+                .map(|c| {
+                    let mut v = c.clone();
+                    v.resize(r.frames(), 0.0);
+                    v
+                })
+                .collect();
+            AudioBuffer::new(e.sample_rate(), ch)
+        })
+        .collect::<Result<_>>()?;
+    let bss = bss_eval(references, &fitted, &BssEvalOptions::museval(rate))?;
+    let mut out = Vec::with_capacity(names.len());
+    for (j, name) in names.iter().enumerate() {
+        out.push(StemScore {
+            stem: name.clone(),
+            sdr: nan_median(&bss.sdr[j]),
+            isr: nan_median(&bss.isr[j]),
+            sir: nan_median(&bss.sir[j]),
+            sar: nan_median(&bss.sar[j]),
+            windows: bss.sdr[j].len(),
+            global_sdr: global_sdr(&references[j], &fitted[j])?,
+            si_sdr: si_sdr(&references[j], &fitted[j])?,
+        });
+    }
+    Ok(out)
+}
+
 /// Audio file extensions looked for in evaluation folders.
 const AUDIO_EXTENSIONS: &[&str] = &["wav", "flac", "aiff", "aif", "caf", "mp3", "ogg", "m4a"];
 
-/// Scores every stem file of `reference_dir` (`<stem>.wav`, `.flac`, …) against
-/// the file of the same stem name in `estimate_dir`. `mixture.*` is skipped.
-/// Stems come back sorted by name.
-pub fn evaluate_dirs(reference_dir: &std::path::Path, estimate_dir: &std::path::Path) -> Result<Vec<StemScore>> {
-    let stems_in = |dir: &std::path::Path| -> Result<Vec<(String, std::path::PathBuf)>> {
-        let mut v = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-            let path = entry.map_err(|e| Error::io(dir, e))?.path();
-            let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-            if path.is_file() && ext.is_some_and(|e| AUDIO_EXTENSIONS.contains(&e.as_str())) {
-                let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                if stem != "mixture" {
-                    v.push((stem, path));
-                }
+/// Stem files of a folder (`<stem>.wav`, `.flac`, …), sorted by name, `mixture.*` left out.
+pub fn stem_files(dir: &std::path::Path) -> Result<Vec<(String, std::path::PathBuf)>> {
+    let mut v = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        if path.is_file() && ext.is_some_and(|e| AUDIO_EXTENSIONS.contains(&e.as_str())) {
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            if stem != "mixture" {
+                v.push((stem, path));
             }
         }
-        v.sort();
-        Ok(v)
-    };
-    let refs = stems_in(reference_dir)?;
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// Scores every stem file of `reference_dir` against the file of the same stem
+/// name in `estimate_dir`; see [`score_stems`]. Stems come back sorted by name.
+pub fn evaluate_dirs(reference_dir: &std::path::Path, estimate_dir: &std::path::Path) -> Result<Vec<StemScore>> {
+    let refs = stem_files(reference_dir)?;
     if refs.is_empty() {
         return Err(Error::Empty { what: format!("reference folder {} (no audio files)", reference_dir.display()) });
     }
-    let ests = stems_in(estimate_dir)?;
+    let ests = stem_files(estimate_dir)?;
     let opts = crate::DecodeOptions::default();
-    let mut out = Vec::with_capacity(refs.len());
+    let (mut names, mut r, mut e) = (Vec::new(), Vec::new(), Vec::new());
     for (stem, rpath) in refs {
         let Some((_, epath)) = ests.iter().find(|(s, _)| *s == stem) else {
             return Err(Error::UnknownStem { stem, available: ests.iter().map(|(s, _)| s.clone()).collect() });
         };
-        let r = crate::decode_file(&rpath, &opts)?;
-        let e = crate::decode_file(epath, &opts)?;
-        out.push(StemScore { global_sdr: global_sdr(&r, &e)?, si_sdr: si_sdr(&r, &e)?, stem });
+        r.push(crate::decode_file(&rpath, &opts)?);
+        e.push(crate::decode_file(epath, &opts)?);
+        names.push(stem);
     }
-    Ok(out)
+    score_stems(&names, &r, &e)
 }
 
 #[cfg(test)]
