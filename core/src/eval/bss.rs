@@ -19,6 +19,7 @@
 
 use faer::Mat;
 use faer::prelude::Solve;
+use rayon::prelude::*;
 use realfft::RealFftPlanner;
 use realfft::num_complex::Complex64;
 
@@ -113,44 +114,56 @@ impl Correlator {
     fn correlate(&self, xs: &[&[f64]], ys: &[&[f64]], pairs: &[(usize, usize)]) -> Vec<Vec<f64>> {
         let n = xs.iter().chain(ys).map(|s| s.len()).max().unwrap_or(0);
         let half = self.size / 2 + 1;
-        let mut acc = vec![vec![Complex64::new(0.0, 0.0); half]; pairs.len()];
         let pad = self.lags - 1;
-        let mut buf = vec![0.0f64; self.size];
-        let mut n0 = 0;
-        while n0 < n {
-            let m = self.block.min(n - n0);
-            // x extended by lags − 1 on both sides; y in place at offset lags − 1.
-            let x_spec: Vec<Vec<Complex64>> = xs
-                .iter()
-                .map(|x| {
-                    buf.iter_mut().for_each(|v| *v = 0.0);
-                    for i in 0..m + 2 * pad {
-                        let j = n0 as isize - pad as isize + i as isize;
-                        if j >= 0 && (j as usize) < x.len() {
-                            buf[i] = x[j as usize];
+        let starts: Vec<usize> = (0..n).step_by(self.block).collect();
+        let zero = || vec![vec![Complex64::new(0.0, 0.0); half]; pairs.len()];
+        // One run of blocks per thread, each summing into its own accumulators.
+        let per_thread = starts.len().div_ceil(rayon::current_num_threads()).max(1);
+        let acc = starts
+            .par_chunks(per_thread)
+            .map(|run| {
+                run.iter().fold(zero(), |mut acc, &n0| {
+                    let m = self.block.min(n - n0);
+                    let mut buf = vec![0.0f64; self.size];
+                    // x extended by lags − 1 on both sides; y in place at offset lags − 1.
+                    let x_spec: Vec<Vec<Complex64>> = xs
+                        .iter()
+                        .map(|x| {
+                            buf.iter_mut().for_each(|v| *v = 0.0);
+                            for i in 0..m + 2 * pad {
+                                let j = n0 as isize - pad as isize + i as isize;
+                                if j >= 0 && (j as usize) < x.len() {
+                                    buf[i] = x[j as usize];
+                                }
+                            }
+                            self.spectrum(&mut buf)
+                        })
+                        .collect();
+                    let y_spec: Vec<Vec<Complex64>> = ys
+                        .iter()
+                        .map(|y| {
+                            buf.iter_mut().for_each(|v| *v = 0.0);
+                            let end = (n0 + m).min(y.len());
+                            if n0 < end {
+                                buf[pad..pad + end - n0].copy_from_slice(&y[n0..end]);
+                            }
+                            self.spectrum(&mut buf)
+                        })
+                        .collect();
+                    for (a, &(xi, yi)) in acc.iter_mut().zip(pairs) {
+                        for ((s, x), y) in a.iter_mut().zip(&x_spec[xi]).zip(&y_spec[yi]) {
+                            *s += x * y.conj();
                         }
                     }
-                    self.spectrum(&mut buf)
+                    acc
                 })
-                .collect();
-            let y_spec: Vec<Vec<Complex64>> = ys
-                .iter()
-                .map(|y| {
-                    buf.iter_mut().for_each(|v| *v = 0.0);
-                    let end = (n0 + m).min(y.len());
-                    if n0 < end {
-                        buf[pad..pad + end - n0].copy_from_slice(&y[n0..end]);
-                    }
-                    self.spectrum(&mut buf)
-                })
-                .collect();
-            for (a, &(xi, yi)) in acc.iter_mut().zip(pairs) {
-                for ((s, x), y) in a.iter_mut().zip(&x_spec[xi]).zip(&y_spec[yi]) {
-                    *s += x * y.conj();
+            })
+            .reduce(zero, |mut a, b| {
+                for (x, y) in a.iter_mut().zip(b) {
+                    x.iter_mut().zip(y).for_each(|(u, v)| *u += v);
                 }
-            }
-            n0 += m;
-        }
+                a
+            });
         // c[k] = Σ_m x_ext[m + k] y_pad[m]; x_ext[m] = x[n0 − pad + m], y_pad[m] = y[n0 + m − pad],
         // so lag k of the signals is index k of the circular correlation.
         let mut out = Vec::with_capacity(pairs.len());
@@ -357,52 +370,61 @@ pub fn bss_eval(references: &[AudioBuffer], estimates: &[AudioBuffer], opts: &Bs
         sar: vec![Vec::with_capacity(windows.len()); nsrc],
     };
     let half = conv.size / 2 + 1;
-    for &(a, b) in &windows {
-        if (0..nsrc).any(|j| silent(&refs, j, a, b) || silent(&ests, j, a, b)) {
-            for list in [&mut scores.sdr, &mut scores.isr, &mut scores.sir, &mut scores.sar] {
-                list.iter_mut().for_each(|l| l.push(f64::NAN));
+    // Windows are independent: score them in parallel, [source][sdr, isr, sir, sar] each.
+    let per_window: Vec<Option<Vec<[f64; 4]>>> = windows
+        .par_iter()
+        .map(|&(a, b)| {
+            if (0..nsrc).any(|j| silent(&refs, j, a, b) || silent(&ests, j, a, b)) {
+                return None;
             }
-            continue;
-        }
-        let w = b - a;
-        let out_len = w + taps - 1;
-        let ref_spec: Vec<Vec<Complex64>> = refs.iter().map(|s| conv.spectrum(&s[a..b])).collect();
+            let w = b - a;
+            let out_len = w + taps - 1;
+            let ref_spec: Vec<Vec<Complex64>> = refs.iter().map(|s| conv.spectrum(&s[a..b])).collect();
+            let mut row = Vec::with_capacity(nsrc);
+            for j in 0..nsrc {
+                let (mut e_s, mut e_err, mut e_spat, mut e_pj, mut e_interf, mut e_p, mut e_artif) =
+                    (0.0f64, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+                for c in 0..nchan {
+                    let mut all = vec![Complex64::new(0.0, 0.0); half];
+                    for (sig, spec) in ref_spec.iter().enumerate() {
+                        for ((o, x), h) in all.iter_mut().zip(spec).zip(&spec_all[j][sig][c]) {
+                            *o += x * h;
+                        }
+                    }
+                    let mut own = vec![Complex64::new(0.0, 0.0); half];
+                    for cj in 0..nchan {
+                        for ((o, x), h) in own.iter_mut().zip(&ref_spec[j * nchan + cj]).zip(&spec_own[j][cj][c]) {
+                            *o += x * h;
+                        }
+                    }
+                    let p_all = conv.inverse(all, out_len);
+                    let p_own = conv.inverse(own, out_len);
+                    let s = &refs[j * nchan + c][a..b];
+                    let e = &ests[j * nchan + c][a..b];
+                    for i in 0..out_len {
+                        let sv = if i < w { s[i] } else { 0.0 };
+                        let ev = if i < w { e[i] } else { 0.0 };
+                        e_s += sv * sv;
+                        e_err += (ev - sv) * (ev - sv);
+                        e_spat += (p_own[i] - sv) * (p_own[i] - sv);
+                        e_pj += p_own[i] * p_own[i];
+                        e_interf += (p_all[i] - p_own[i]) * (p_all[i] - p_own[i]);
+                        e_p += p_all[i] * p_all[i];
+                        e_artif += (ev - p_all[i]) * (ev - p_all[i]);
+                    }
+                }
+                row.push([safe_db(e_s, e_err), safe_db(e_s, e_spat), safe_db(e_pj, e_interf), safe_db(e_p, e_artif)]);
+            }
+            Some(row)
+        })
+        .collect();
+    for window in per_window {
         for j in 0..nsrc {
-            let (mut e_s, mut e_err, mut e_spat, mut e_pj, mut e_interf, mut e_p, mut e_artif) =
-                (0.0f64, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-            for c in 0..nchan {
-                let mut all = vec![Complex64::new(0.0, 0.0); half];
-                for (sig, spec) in ref_spec.iter().enumerate() {
-                    for ((o, x), h) in all.iter_mut().zip(spec).zip(&spec_all[j][sig][c]) {
-                        *o += x * h;
-                    }
-                }
-                let mut own = vec![Complex64::new(0.0, 0.0); half];
-                for cj in 0..nchan {
-                    for ((o, x), h) in own.iter_mut().zip(&ref_spec[j * nchan + cj]).zip(&spec_own[j][cj][c]) {
-                        *o += x * h;
-                    }
-                }
-                let p_all = conv.inverse(all, out_len);
-                let p_own = conv.inverse(own, out_len);
-                let s = &refs[j * nchan + c][a..b];
-                let e = &ests[j * nchan + c][a..b];
-                for i in 0..out_len {
-                    let sv = if i < w { s[i] } else { 0.0 };
-                    let ev = if i < w { e[i] } else { 0.0 };
-                    e_s += sv * sv;
-                    e_err += (ev - sv) * (ev - sv);
-                    e_spat += (p_own[i] - sv) * (p_own[i] - sv);
-                    e_pj += p_own[i] * p_own[i];
-                    e_interf += (p_all[i] - p_own[i]) * (p_all[i] - p_own[i]);
-                    e_p += p_all[i] * p_all[i];
-                    e_artif += (ev - p_all[i]) * (ev - p_all[i]);
-                }
-            }
-            scores.sdr[j].push(safe_db(e_s, e_err));
-            scores.isr[j].push(safe_db(e_s, e_spat));
-            scores.sir[j].push(safe_db(e_pj, e_interf));
-            scores.sar[j].push(safe_db(e_p, e_artif));
+            let [sdr, isr, sir, sar] = window.as_ref().map_or([f64::NAN; 4], |row| row[j]);
+            scores.sdr[j].push(sdr);
+            scores.isr[j].push(isr);
+            scores.sir[j].push(sir);
+            scores.sar[j].push(sar);
         }
     }
     Ok(scores)
