@@ -75,7 +75,8 @@ struct EvalArgs {
     /// The ONNX Runtime library
     #[arg(long)]
     ort_lib: Option<PathBuf>,
-    /// Also write the results as JSON to this file
+    /// Also write the results as JSON to this file (with --dataset, by default
+    /// splitsound-eval-<separator>.json in the current folder)
     #[arg(long)]
     output: Option<PathBuf>,
     /// Print JSON instead of tables
@@ -440,6 +441,7 @@ fn eval(args: EvalArgs) -> ExitCode {
         }
         ExitCode::from(if is_usage_error(&e) { EXIT_USAGE } else { EXIT_FAILED })
     };
+    let mut output = args.output.clone();
     let result: serde_json::Value = if let (Some(reference), Some(estimate)) = (&args.reference, &args.estimate) {
         match core::eval::evaluate_dirs(reference, estimate) {
             Ok(scores) => {
@@ -501,6 +503,12 @@ fn eval(args: EvalArgs) -> ExitCode {
                     );
                     score_table(&scores.aggregate);
                 }
+                let name: String = scores
+                    .separator
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+                    .collect();
+                output.get_or_insert_with(|| PathBuf::from(format!("splitsound-eval-{name}.json")));
                 serde_json::to_value(&scores).expect("scores serialise")
             }
             Err(Error::Cancelled) => return ExitCode::from(EXIT_CANCELLED),
@@ -510,10 +518,13 @@ fn eval(args: EvalArgs) -> ExitCode {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result).expect("serialises"));
     }
-    if let Some(path) = &args.output {
+    if let Some(path) = &output {
         let bytes = serde_json::to_vec_pretty(&result).expect("serialises");
         if let Err(e) = core::PendingFile::write(path, &bytes).and_then(|p| p.commit()) {
             return fail(e, Some(path));
+        }
+        if !args.json {
+            eprintln!("scores written to {}", path.display());
         }
     }
     ExitCode::SUCCESS

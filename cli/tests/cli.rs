@@ -413,8 +413,14 @@ fn eval_over_a_dataset_folder() {
     // Both tracks are the demo, so the median equals each track's score.
     assert_eq!(v["aggregate"][0]["sdr"], v["tracks"][0]["stems"][0]["sdr"]);
 
-    // A neural model scores all four stems.
-    let r = run(&["eval", "--dataset", data.to_str().unwrap(), "-m", &demucs_ci(), "--json"]);
+    // A neural model scores all four stems; without --output the JSON goes to
+    // splitsound-eval-<separator>.json in the current folder.
+    let r = bin()
+        .args(["eval", "--dataset", data.to_str().unwrap(), "-m", &demucs_ci(), "--json"])
+        .current_dir(&data)
+        .output()
+        .unwrap();
+    assert!(data.join("splitsound-eval-ci.json").is_file());
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     let stems: Vec<&str> = v["aggregate"].as_array().unwrap().iter().map(|s| s["stem"].as_str().unwrap()).collect();
