@@ -222,7 +222,15 @@ impl Separator for NeuralSeparator {
         if audio.is_empty() {
             return Err(Error::Empty { what: "input audio".into() });
         }
-        let input = audio.to_channels(m.channels)?;
+        // Borrow the input when it already has the model's channels (a copy of a
+        // long track is hundreds of MB).
+        let converted;
+        let input = if audio.num_channels() == m.channels {
+            audio
+        } else {
+            converted = audio.to_channels(m.channels)?;
+            &converted
+        };
         let rate = m.sample_rate;
         let names = self.stems.clone();
         let defaults = m.defaults;
