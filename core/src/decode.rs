@@ -178,13 +178,15 @@ impl StreamDecoder {
             let mss = MediaSourceStream::new(source, Default::default());
             symphonia::default::get_probe().probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
         };
-        let format = match probe(source()?, extension) {
-            Err(_) if extension.is_some() => probe(source()?, None),
-            other => other,
-        }
-        .map_err(|e| match e {
-            SymError::Unsupported(_) => Error::UnrecognizedFormat { hint: extension.map(str::to_owned) },
-            other => map_header_error(other),
+        let format = guarded("reading the container", || {
+            match probe(source()?, extension) {
+                Err(_) if extension.is_some() => probe(source()?, None),
+                other => other,
+            }
+            .map_err(|e| match e {
+                SymError::Unsupported(_) => Error::UnrecognizedFormat { hint: extension.map(str::to_owned) },
+                other => map_header_error(other),
+            })
         })?;
         let container = format.format_info().short_name.to_string();
         let tracks = format.tracks().len();
@@ -323,7 +325,9 @@ impl StreamDecoder {
         let mut bad_packets = 0usize;
         let mut hit_eof_error = false;
         while !self.finished && self.pending.first().map_or(0, Vec::len) < want {
-            let packet = match self.format.next_packet() {
+            let format = &mut self.format;
+            let next = guarded("reading a packet", || Ok(format.next_packet()))?;
+            let packet = match next {
                 Ok(Some(p)) => p,
                 Ok(None) => {
                     self.finished = true;
@@ -356,7 +360,9 @@ impl StreamDecoder {
                 self.finished = true;
                 break;
             }
-            match self.decoder.decode(&packet) {
+            let decoder = &mut self.decoder;
+            let decoded = guarded("decoding a packet", || Ok(decoder.decode(&packet)))?;
+            match decoded {
                 Ok(buf) => {
                     bad_packets = 0;
                     let spec = buf.spec();
@@ -455,6 +461,21 @@ impl Iterator for StreamDecoder {
 }
 
 /// symphonia's codecs, plus libopus when the `opus` feature is on.
+/// Runs a step of a third-party parser, turning a panic inside it into
+/// [`Error::Corrupt`]. Such panics are arithmetic overflows on hostile headers
+/// that only trap in builds with overflow checks (debug builds); release builds
+/// wrap and report the bad header as an error on their own.
+fn guarded<T>(what: &str, step: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(Error::Corrupt { detail: format!("{what} failed on this input ({why})") })
+    })
+}
+
 fn codecs() -> &'static symphonia::core::codecs::registry::CodecRegistry {
     #[cfg(feature = "opus")]
     {

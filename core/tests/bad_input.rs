@@ -142,3 +142,22 @@ fn wrong_extension_is_fine_and_bytes_in_memory_work() {
     assert_eq!(a, b);
     assert!(matches!(decode_bytes(vec![], None, &DecodeOptions::default()), Err(Error::Empty { .. })));
 }
+
+/// Inputs the fuzzer found (core/tests/data/fuzz): each must give a typed error,
+/// in release builds and, through the decoder's panic guard, in debug builds.
+#[test]
+fn fuzzer_findings() {
+    let dir = common::repo_root().join("core/tests/data/fuzz");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let probed = splitsound_core::probe_bytes(bytes.clone(), None);
+        assert!(
+            matches!(probed, Err(Error::Corrupt { .. } | Error::UnrecognizedFormat { .. })),
+            "{}: {probed:?}",
+            path.display()
+        );
+        let decoded = splitsound_core::decode_bytes(bytes, None, &DecodeOptions::default());
+        assert!(decoded.is_err(), "{}", path.display());
+    }
+}
