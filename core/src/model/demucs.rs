@@ -9,7 +9,7 @@ use ndarray::{Array3, Array4, ArrayViewD, Axis, Ix5};
 
 use super::Model;
 use super::manifest::Manifest;
-use super::neural::Counter;
+use super::neural::{Counter, StemAudio};
 use crate::error::{Error, Result};
 use crate::separator::SeparateOptions;
 use crate::stft::{PadMode, Spectrogram, Stft, StftConfig, WindowKind};
@@ -118,9 +118,6 @@ impl SplitMix64 {
         }
     }
 }
-
-/// Stems × channels × frames.
-pub(crate) type StemAudio = Vec<Vec<Vec<f32>>>;
 
 /// The spectral front and back ends of one HT-Demucs graph, with scratch.
 pub(crate) struct Hybrid {

@@ -39,7 +39,7 @@ use std::path::Path;
 
 use crate::audio::check_sample_rate;
 use crate::error::{Error, Result};
-use crate::stft::StftConfig;
+use crate::stft::{PadMode, StftConfig, WindowKind};
 
 /// The newest manifest format this build reads.
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
@@ -219,4 +219,24 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+/// The manifest's STFT, which `family` requires to be torch.stft's plain form:
+/// centred, reflect-padded, periodic Hann over the whole frame, not normalised.
+pub(crate) fn plain_torch_stft(m: &Manifest, family: &str) -> std::result::Result<StftConfig, String> {
+    let cfg = m.stft.ok_or_else(|| format!("the {family} family needs `stft` in the manifest"))?;
+    let want = StftConfig {
+        win_length: None,
+        window: WindowKind::Hann,
+        center: true,
+        pad_mode: PadMode::Reflect,
+        normalized: false,
+        ..cfg
+    };
+    if cfg != want {
+        return Err(format!(
+            "{family} uses a centred, reflect-padded, periodic Hann STFT, not normalised; got {cfg:?}"
+        ));
+    }
+    Ok(cfg)
 }

@@ -9,11 +9,10 @@
 use ndarray::{Array4, ArrayD, Ix4};
 
 use super::Model;
-use super::demucs::StemAudio;
 use super::manifest::{Manifest, MdxParams};
-use super::neural::Counter;
+use super::neural::{Counter, StemAudio};
 use crate::error::{Error, Result};
-use crate::stft::{PadMode, Spectrogram, Stft, StftConfig, WindowKind};
+use crate::stft::{Spectrogram, Stft};
 use realfft::num_complex::Complex32;
 
 /// Bins zeroed at the bottom of the spectrogram before the network (`spek[:, :, :3, :] *= 0`).
@@ -33,18 +32,7 @@ pub(crate) struct Mdx {
 impl Mdx {
     pub fn new(m: &Manifest) -> std::result::Result<Self, String> {
         let p = m.mdx.ok_or("the mdx family needs an `mdx` section (dim_f, dim_t, compensate) in the manifest")?;
-        let cfg = m.stft.ok_or("the mdx family needs `stft` in the manifest")?;
-        let want = StftConfig {
-            win_length: None,
-            window: WindowKind::Hann,
-            center: true,
-            pad_mode: PadMode::Reflect,
-            normalized: false,
-            ..cfg
-        };
-        if cfg != want {
-            return Err(format!("mdx uses a centred, reflect-padded, periodic Hann STFT, not normalised; got {cfg:?}"));
-        }
+        let cfg = super::manifest::plain_torch_stft(m, "mdx")?;
         if m.channels != 2 || m.stems.len() != 2 {
             return Err("mdx models are stereo with two stems (primary, secondary)".into());
         }

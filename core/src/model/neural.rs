@@ -119,6 +119,9 @@ enum Pipeline {
     Umx(umx::Umx),
 }
 
+/// Stems × channels × frames, as the pipelines return them.
+pub(crate) type StemAudio = Vec<Vec<Vec<f32>>>;
+
 /// Progress of the separation stage: segments run out of all segments.
 pub(crate) struct Counter<'a, 'b> {
     pub done: u64,

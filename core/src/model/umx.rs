@@ -13,11 +13,10 @@ use ndarray::{Array4, Ix4};
 use realfft::num_complex::{Complex32, Complex64};
 
 use super::Model;
-use super::demucs::StemAudio;
 use super::manifest::Manifest;
-use super::neural::Counter;
+use super::neural::{Counter, StemAudio};
 use crate::error::{Error, Result};
-use crate::stft::{PadMode, Spectrogram, Stft, StftConfig, WindowKind};
+use crate::stft::{Spectrogram, Stft};
 
 /// `eps` of `openunmix.filtering.wiener` and `expectation_maximization`.
 const EPS: f64 = 1e-10;
@@ -43,18 +42,7 @@ pub(crate) struct Umx {
 
 impl Umx {
     pub fn new(m: &Manifest) -> std::result::Result<Self, String> {
-        let cfg = m.stft.ok_or("the umx family needs `stft` in the manifest")?;
-        let want = StftConfig {
-            win_length: None,
-            window: WindowKind::Hann,
-            center: true,
-            pad_mode: PadMode::Reflect,
-            normalized: false,
-            ..cfg
-        };
-        if cfg != want {
-            return Err(format!("umx uses a centred, reflect-padded, periodic Hann STFT, not normalised; got {cfg:?}"));
-        }
+        let cfg = super::manifest::plain_torch_stft(m, "umx")?;
         if m.channels != 2 {
             return Err("umx models here are stereo (openunmix duplicates mono input)".into());
         }
