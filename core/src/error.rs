@@ -135,6 +135,14 @@ impl Error {
         Error::Io { path: Some(path.into()), source }
     }
 
+    /// Names the file of an I/O error that has none yet.
+    pub(crate) fn with_path(self, path: impl Into<PathBuf>) -> Self {
+        match self {
+            Error::Io { path: None, source } => Error::Io { path: Some(path.into()), source },
+            e => e,
+        }
+    }
+
     pub(crate) fn invalid(name: &'static str, expected: impl Into<String>, actual: impl ToString) -> Self {
         Error::InvalidArgument { name, expected: expected.into(), actual: actual.to_string() }
     }

@@ -15,6 +15,7 @@ mod query;
 mod resample;
 mod separator;
 mod stft;
+pub mod stream;
 mod write;
 
 pub use audio::{
@@ -28,7 +29,9 @@ pub use query::{QueryMode, QueryResolution, resolve_query};
 pub use resample::{StreamResampler, resample, resampled_len};
 pub use separator::{CancelToken, Progress, SeparateOptions, Separator, Stage, Stems, separate_audio};
 pub use stft::{PadMode, Spectrogram, Stft, StftConfig, WindowKind};
-pub use write::{ClipMode, OutputFormat, PendingFile, SampleEncoding, WriteOptions, apply_clip, encode, write_file};
+pub use write::{
+    ClipMode, OutputFormat, PendingFile, SampleEncoding, StemWriter, WriteOptions, apply_clip, encode, write_file,
+};
 
 /// Complex sample type used by [`Spectrogram`].
 pub use realfft::num_complex::Complex32;

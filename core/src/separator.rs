@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::audio::AudioBuffer;
 use crate::error::{Error, Result};
+use crate::stream::{StemStream, StreamSpec, Whole};
 
 /// A cancellation flag shared between the caller and a running separation.
 /// Separators check it at safe points (between channels, frames blocks and
@@ -133,6 +134,28 @@ pub trait Separator: Send {
     }
     /// Separates `audio` into stems.
     fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems>;
+
+    /// A [`StemStream`] over input that arrives in blocks at [`Separator::sample_rate`]
+    /// (see [`crate::stream`]). This default collects the input and separates it
+    /// at the end; separators that can do better override it.
+    fn stream<'s>(&'s mut self, spec: StreamSpec, opts: SeparateOptions<'s>) -> Result<Box<dyn StemStream + 's>> {
+        check_stream_rate(self.sample_rate(), &spec)?;
+        Ok(Box::new(Whole::new(self, spec, opts)))
+    }
+}
+
+/// Fails unless the stream's rate is the separator's (when it has one).
+pub(crate) fn check_stream_rate(rate: Option<u32>, spec: &StreamSpec) -> Result<()> {
+    crate::audio::check_sample_rate(spec.sample_rate)?;
+    if spec.channels == 0 {
+        return Err(Error::invalid("channels", "at least 1", 0));
+    }
+    match rate {
+        Some(r) if r != spec.sample_rate => {
+            Err(Error::invalid("sample rate", format!("{r} Hz, the separator's (resample first)"), spec.sample_rate))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Runs a separator, resampling to its rate and back when it has one, and

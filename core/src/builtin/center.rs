@@ -11,8 +11,9 @@ use super::hpss::hpss_masks;
 use super::{HpssConfig, analyse, check_len, masked, synthesise};
 use crate::audio::AudioBuffer;
 use crate::error::{Error, Result};
-use crate::separator::{SeparateOptions, Separator, Stage, Stems};
+use crate::separator::{SeparateOptions, Separator, Stage, Stems, check_stream_rate};
 use crate::stft::{Stft, StftConfig};
+use crate::stream::{Local, Reach, StemStream, StreamSpec, Windowed};
 
 /// Parameters of [`Center`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -71,7 +72,27 @@ impl Center {
     }
 }
 
+fn mono_error() -> Error {
+    Error::InvalidChannels {
+        detail: "builtin:center needs stereo input to find the centre; for mono use builtin:repet".into(),
+    }
+}
+
+impl Local for Center {
+    fn reach(&self, _sample_rate: u32) -> Reach {
+        let hop = self.cfg.hop_length;
+        Reach { context: self.cfg.n_fft + (self.cfg.percussive_kernel / 2 + 1) * hop, align: hop }
+    }
+}
+
 impl Separator for Center {
+    fn stream<'s>(&'s mut self, spec: StreamSpec, opts: SeparateOptions<'s>) -> Result<Box<dyn StemStream + 's>> {
+        check_stream_rate(None, &spec)?;
+        if spec.channels == 1 {
+            return Err(mono_error());
+        }
+        Ok(Box::new(Windowed::new(self, spec, opts)))
+    }
     fn name(&self) -> &str {
         "builtin:center"
     }
@@ -80,11 +101,7 @@ impl Separator for Center {
     }
     fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
         let stereo = match audio.num_channels() {
-            1 => {
-                return Err(Error::InvalidChannels {
-                    detail: "builtin:center needs stereo input to find the centre; for mono use builtin:repet".into(),
-                });
-            }
+            1 => return Err(mono_error()),
             2 => audio.clone(),
             _ => audio.to_channels(2)?,
         };

@@ -7,8 +7,9 @@
 use super::{MedianScratch, analyse, masked, median_filter_1d, softmask, synthesise};
 use crate::audio::AudioBuffer;
 use crate::error::{Error, Result};
-use crate::separator::{SeparateOptions, Separator, Stage, Stems};
+use crate::separator::{SeparateOptions, Separator, Stage, Stems, check_stream_rate};
 use crate::stft::{Spectrogram, Stft, StftConfig};
+use crate::stream::{Local, Reach, StemStream, StreamSpec, Windowed};
 
 /// Parameters of [`Hpss`]; defaults are librosa's.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -102,7 +103,18 @@ pub(crate) fn hpss_masks(mag: &[f32], bins: usize, frames: usize, cfg: &HpssConf
     (mask_h, mask_p)
 }
 
+impl Local for Hpss {
+    fn reach(&self, _sample_rate: u32) -> Reach {
+        let hop = self.cfg.hop_length;
+        Reach { context: self.cfg.n_fft + (self.cfg.kernel_harmonic / 2 + 1) * hop, align: hop }
+    }
+}
+
 impl Separator for Hpss {
+    fn stream<'s>(&'s mut self, spec: StreamSpec, opts: SeparateOptions<'s>) -> Result<Box<dyn StemStream + 's>> {
+        check_stream_rate(None, &spec)?;
+        Ok(Box::new(Windowed::new(self, spec, opts)))
+    }
     fn name(&self) -> &str {
         "builtin:hpss"
     }

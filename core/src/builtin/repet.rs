@@ -13,8 +13,11 @@
 use super::{analyse, check_len, masked, softmask, synthesise};
 use crate::audio::AudioBuffer;
 use crate::error::{Error, Result};
-use crate::separator::{SeparateOptions, Separator, Stage, Stems};
+use std::ops::Range;
+
+use crate::separator::{SeparateOptions, Separator, Stage, Stems, check_stream_rate};
 use crate::stft::{Spectrogram, Stft, StftConfig};
+use crate::stream::{Local, Reach, StemStream, StreamSpec, Windowed};
 
 /// Parameters of [`Repet`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -107,26 +110,36 @@ impl Repet {
         feat
     }
 
-    /// For each frame, the indices of its most similar frames in the lag window.
+    fn max_lag(&self, rate: u32) -> usize {
+        let fps = rate as f32 / self.cfg.hop_length as f32;
+        ((self.cfg.max_lag_secs * fps) as usize).max(1)
+    }
+
+    /// For each frame in `range`, the indices of its most similar frames in the
+    /// lag window (frames outside `range` get none). `total_frames` is the whole
+    /// input's frame count, which sets the exclusion zone of short inputs.
+    #[allow(clippy::too_many_arguments)]
     fn neighbours(
         &self,
         feat: &[f32],
         d: usize,
         frames: usize,
+        range: Range<usize>,
+        total_frames: usize,
         rate: u32,
         opts: &SeparateOptions<'_>,
     ) -> Result<Vec<Vec<usize>>> {
         let fps = rate as f32 / self.cfg.hop_length as f32;
-        let max_lag = ((self.cfg.max_lag_secs * fps) as usize).max(1);
+        let max_lag = self.max_lag(rate);
         // Short inputs: shrink the exclusion zone so there is something to compare.
-        let min_lag = ((self.cfg.min_lag_secs * fps) as usize).min(frames / 4).max(1);
+        let min_lag = ((self.cfg.min_lag_secs * fps) as usize).min(total_frames / 4).max(1);
         let k = self.cfg.neighbours;
-        let mut out = Vec::with_capacity(frames);
+        let mut out = vec![Vec::new(); frames];
         let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
-        for t in 0..frames {
+        for t in range.clone() {
             if t % 256 == 0 {
                 opts.check_cancel()?;
-                opts.report(Stage::Analyse, t as u64, frames as u64);
+                opts.report(Stage::Analyse, (t - range.start) as u64, range.len() as u64);
             }
             best.clear();
             let ft = &feat[t * d..(t + 1) * d];
@@ -144,7 +157,7 @@ impl Repet {
                     best.truncate(k);
                 }
             }
-            out.push(best.iter().map(|&(_, j)| j).collect());
+            out[t] = best.iter().map(|&(_, j)| j).collect();
         }
         Ok(out)
     }
@@ -171,6 +184,41 @@ impl Repet {
     }
 }
 
+impl Local for Repet {
+    fn reach(&self, sample_rate: u32) -> Reach {
+        let hop = self.cfg.hop_length;
+        Reach { context: self.cfg.n_fft + (self.max_lag(sample_rate) + 1) * hop, align: hop }
+    }
+
+    /// Searches neighbours only for the frames that reach `keep`.
+    fn separate_window(
+        &mut self,
+        audio: &AudioBuffer,
+        keep: Range<usize>,
+        total: Option<usize>,
+        opts: &SeparateOptions<'_>,
+    ) -> Result<Stems> {
+        check_len(audio, 0, "builtin:repet")?;
+        let mix = analyse(&mut self.stft, audio, opts)?;
+        let (bins, frames) = (mix[0].bins, mix[0].frames);
+        let (hop, half) = (self.cfg.hop_length, self.cfg.n_fft / 2);
+        let first = keep.start.saturating_sub(half) / hop;
+        let last = ((keep.end + half) / hop + 1).min(frames);
+        let total_frames = total.map_or(frames, |n| self.stft.config().num_frames(n));
+        let mags: Vec<Vec<f32>> = mix.iter().map(|s| s.data.iter().map(|c| c.norm()).collect()).collect();
+        let feat = self.features(&mags, bins, frames);
+        let d = self.cfg.bands.min(bins);
+        let nn = self.neighbours(&feat, d, frames, first..last, total_frames, audio.sample_rate(), opts)?;
+        let mut fg = Vec::with_capacity(mix.len());
+        for (i, (s, m)) in mix.iter().zip(&mags).enumerate() {
+            opts.check_cancel()?;
+            fg.push(masked(s, &self.foreground_mask(s, m, &nn)));
+            opts.report(Stage::Separate, i as u64 + 1, mix.len() as u64);
+        }
+        synthesise(&mut self.stft, audio, &mix, vec![("foreground".into(), fg)], "background", opts)
+    }
+}
+
 impl Separator for Repet {
     fn name(&self) -> &str {
         "builtin:repet"
@@ -179,19 +227,10 @@ impl Separator for Repet {
         &self.stems
     }
     fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
-        check_len(audio, 0, "builtin:repet")?;
-        let mix = analyse(&mut self.stft, audio, opts)?;
-        let (bins, frames) = (mix[0].bins, mix[0].frames);
-        let mags: Vec<Vec<f32>> = mix.iter().map(|s| s.data.iter().map(|c| c.norm()).collect()).collect();
-        let feat = self.features(&mags, bins, frames);
-        let d = self.cfg.bands.min(bins);
-        let nn = self.neighbours(&feat, d, frames, audio.sample_rate(), opts)?;
-        let mut fg = Vec::with_capacity(mix.len());
-        for (i, (s, m)) in mix.iter().zip(&mags).enumerate() {
-            opts.check_cancel()?;
-            fg.push(masked(s, &self.foreground_mask(s, m, &nn)));
-            opts.report(Stage::Separate, i as u64 + 1, mix.len() as u64);
-        }
-        synthesise(&mut self.stft, audio, &mix, vec![("foreground".into(), fg)], "background", opts)
+        self.separate_window(audio, 0..audio.frames(), Some(audio.frames()), opts)
+    }
+    fn stream<'s>(&'s mut self, spec: StreamSpec, opts: SeparateOptions<'s>) -> Result<Box<dyn StemStream + 's>> {
+        check_stream_rate(None, &spec)?;
+        Ok(Box::new(Windowed::new(self, spec, opts)))
     }
 }

@@ -453,7 +453,7 @@ mod tests {
     fn correlator_matches_direct_sums() {
         let x: Vec<f64> =
             (0..70_000).map(|i| ((i * 7919 % 1000) as f64 / 500.0 - 1.0) * (i as f64 * 0.001).sin()).collect();
-        let y: Vec<f64> = (0..70_000).map(|i| (i * 104_729 % 997) as f64 / 498.5 - 1.0).collect();
+        let y: Vec<f64> = (0..70_000i64).map(|i| (i * 104_729 % 997) as f64 / 498.5 - 1.0).collect();
         let c = Correlator::new(8);
         let got = c.correlate(&[&x], &[&y], &[(0, 0)]);
         for k in -7isize..=7 {

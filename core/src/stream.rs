@@ -1,0 +1,237 @@
+//! Separation of input that arrives in blocks, holding only what the separator
+//! needs in flight: the engine under the file path ([`crate::separate_file`]),
+//! which therefore runs any length in bounded memory.
+//!
+//! A [`StemStream`] takes blocks at the separator's rate (the input's channel
+//! count, which it adapts itself) and appends the stem frames that are final to
+//! the caller's buffers. Concatenated, its output equals [`Separator::separate`]
+//! of the concatenated input (within float round-off, 1e-6).
+//!
+//! How each separator bounds its memory:
+//! - Built-ins are local: an output sample depends on the input within a fixed
+//!   reach (the STFT window, the median filters, REPET's lag window). They are
+//!   run on overlapping windows whose edges lie farther than that reach from the
+//!   samples kept, so what is kept equals the whole-input result.
+//! - HT-Demucs runs segment by segment, the segments of every shift and every
+//!   model of a bag in flight together, and releases output once no later
+//!   segment can add to it. Its normalisation by the whole input's mean and
+//!   standard deviation is taken in a first pass ([`StemStream::prepass`]).
+//! - Other separators collect the input and separate it at the end.
+
+use std::ops::Range;
+
+use crate::audio::AudioBuffer;
+use crate::error::{Error, Result};
+use crate::separator::{SeparateOptions, Separator, Stems};
+
+/// Stems × channels × frames.
+pub type StemFrames = Vec<Vec<Vec<f32>>>;
+
+/// What a stream is told about its input before the first block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSpec {
+    /// The rate of the blocks; must be the separator's rate when it has one.
+    pub sample_rate: u32,
+    /// Channels of the blocks.
+    pub channels: usize,
+    /// Total frames, when known (for progress).
+    pub frames: Option<u64>,
+}
+
+/// A separation in progress; see the [module documentation](self).
+pub trait StemStream {
+    /// Whether the stream must see the whole input through [`StemStream::prepass`]
+    /// before the first [`StemStream::process`] (HT-Demucs's normalisation).
+    fn needs_prepass(&self) -> bool {
+        false
+    }
+    /// Shows the stream one block of the first pass.
+    fn prepass(&mut self, _block: &[Vec<f32>]) -> Result<()> {
+        Ok(())
+    }
+    /// Feeds one block (channels × frames) and appends finished frames to `out`
+    /// (stems × channels; every stem and channel grows by the same count).
+    fn process(&mut self, block: &[Vec<f32>], out: &mut StemFrames) -> Result<()>;
+    /// Ends the input and appends the rest of the output.
+    fn finish(&mut self, out: &mut StemFrames) -> Result<()>;
+}
+
+/// Empty output buffers for `stems` stems of `channels` channels.
+pub fn stem_frames(stems: usize, channels: usize) -> StemFrames {
+    vec![vec![Vec::new(); channels]; stems]
+}
+
+pub(crate) fn check_block(spec: &StreamSpec, block: &[Vec<f32>]) -> Result<usize> {
+    if block.len() != spec.channels {
+        return Err(Error::InvalidChannels {
+            detail: format!("a stream opened for {} channels got a block of {}", spec.channels, block.len()),
+        });
+    }
+    let n = block.first().map_or(0, Vec::len);
+    if block.iter().any(|c| c.len() != n) {
+        return Err(Error::InvalidChannels { detail: "channels of one block differ in length".into() });
+    }
+    for (ch, c) in block.iter().enumerate() {
+        if let Some(frame) = c.iter().position(|x| !x.is_finite()) {
+            return Err(Error::NonFinite { channel: ch, frame, value: c[frame] });
+        }
+    }
+    Ok(n)
+}
+
+fn append(out: &mut StemFrames, stems: &Stems, range: Range<usize>) -> Result<()> {
+    if out.len() != stems.len() {
+        return Err(Error::InvalidChannels {
+            detail: format!("output buffers for {} stems, the separator makes {}", out.len(), stems.len()),
+        });
+    }
+    for (o, (_, s)) in out.iter_mut().zip(stems.iter()) {
+        if o.len() != s.num_channels() {
+            *o = vec![Vec::new(); s.num_channels()];
+        }
+        for (oc, sc) in o.iter_mut().zip(s.channels()) {
+            oc.extend_from_slice(&sc[range.clone()]);
+        }
+    }
+    Ok(())
+}
+
+/// The fallback stream: collects the whole input and separates it at the end.
+pub(crate) struct Whole<'s, S: Separator + ?Sized> {
+    sep: &'s mut S,
+    spec: StreamSpec,
+    input: Vec<Vec<f32>>,
+    opts: SeparateOptions<'s>,
+}
+
+impl<'s, S: Separator + ?Sized> Whole<'s, S> {
+    pub fn new(sep: &'s mut S, spec: StreamSpec, opts: SeparateOptions<'s>) -> Self {
+        Self { sep, spec, input: vec![Vec::new(); spec.channels], opts }
+    }
+}
+
+impl<S: Separator + ?Sized> StemStream for Whole<'_, S> {
+    fn process(&mut self, block: &[Vec<f32>], _out: &mut StemFrames) -> Result<()> {
+        check_block(&self.spec, block)?;
+        self.input.iter_mut().zip(block).for_each(|(i, b)| i.extend_from_slice(b));
+        Ok(())
+    }
+    fn finish(&mut self, out: &mut StemFrames) -> Result<()> {
+        let input = std::mem::take(&mut self.input);
+        if input.first().is_none_or(Vec::is_empty) {
+            return Err(Error::Empty { what: "input audio".into() });
+        }
+        let audio = AudioBuffer::new(self.spec.sample_rate, input)?;
+        let stems = self.sep.separate(&audio, &self.opts)?;
+        append(out, &stems, 0..audio.frames())
+    }
+}
+
+/// How far a local separator's output depends on its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reach {
+    /// Input samples on either side of an output sample that can change it.
+    pub context: usize,
+    /// Window starts must be multiples of this (the STFT hop), so the window's
+    /// frames are the whole input's frames.
+    pub align: usize,
+}
+
+/// A separator whose output is local (see [`Reach`]) and can be computed for
+/// a window of a longer input.
+pub(crate) trait Local: Separator {
+    fn reach(&self, sample_rate: u32) -> Reach;
+    /// Stems of `window`, which starts `start` frames into an input of `total`
+    /// frames (`None` while unknown: then the window does not reach the end).
+    /// Only the frames in `keep` need to be exact: the rest are cropped.
+    fn separate_window(
+        &mut self,
+        window: &AudioBuffer,
+        _keep: Range<usize>,
+        _total: Option<usize>,
+        opts: &SeparateOptions<'_>,
+    ) -> Result<Stems> {
+        self.separate(window, opts)
+    }
+}
+
+/// Output frames computed per window of a local separator, at least (longer
+/// when the reach is). Windows are `core + 2 · context` long.
+const CORE_SECS: usize = 20;
+
+/// A local separator run on overlapping windows.
+pub(crate) struct Windowed<'s, S: Local + ?Sized> {
+    sep: &'s mut S,
+    spec: StreamSpec,
+    reach: Reach,
+    core: usize,
+    /// Input from frame `buf_start` on.
+    buf: Vec<Vec<f32>>,
+    buf_start: usize,
+    /// Frames received.
+    received: usize,
+    /// First frame not yet output.
+    next: usize,
+    opts: SeparateOptions<'s>,
+}
+
+impl<'s, S: Local + ?Sized> Windowed<'s, S> {
+    pub fn new(sep: &'s mut S, spec: StreamSpec, opts: SeparateOptions<'s>) -> Self {
+        let reach = sep.reach(spec.sample_rate);
+        let core = (CORE_SECS * spec.sample_rate as usize).max(reach.context).next_multiple_of(reach.align);
+        Self { sep, spec, reach, core, buf: vec![Vec::new(); spec.channels], buf_start: 0, received: 0, next: 0, opts }
+    }
+
+    /// Separates the window around `next..next + core` (to `end`, the input's
+    /// end when `last`) and appends the kept frames.
+    fn step(&mut self, end: usize, last: bool, out: &mut StemFrames) -> Result<()> {
+        let ctx = self.reach.context;
+        let start = self.next.saturating_sub(ctx) / self.reach.align * self.reach.align;
+        let keep_end = if last { end.min(self.next + self.core) } else { self.next + self.core };
+        let window: Vec<Vec<f32>> =
+            self.buf.iter().map(|c| c[start - self.buf_start..end - self.buf_start].to_vec()).collect();
+        let audio = AudioBuffer::new(self.spec.sample_rate, window)?;
+        let keep = self.next - start..keep_end - start;
+        // The input's length, where known: the last window's end, or what the
+        // container declared (REPET's exclusion zone shrinks for short inputs).
+        let total = if last { Some(end) } else { self.spec.frames.map(|n| n as usize) };
+        let stems = self.sep.separate_window(&audio, keep.clone(), total, &self.opts)?;
+        append(out, &stems, keep)?;
+        self.next = keep_end;
+        // Drop input no later window reads.
+        let first_needed = self.next.saturating_sub(ctx) / self.reach.align * self.reach.align;
+        if first_needed > self.buf_start {
+            let d = first_needed - self.buf_start;
+            self.buf.iter_mut().for_each(|c| {
+                c.drain(..d);
+            });
+            self.buf_start = first_needed;
+        }
+        Ok(())
+    }
+}
+
+impl<S: Local + ?Sized> StemStream for Windowed<'_, S> {
+    fn process(&mut self, block: &[Vec<f32>], out: &mut StemFrames) -> Result<()> {
+        let n = check_block(&self.spec, block)?;
+        self.buf.iter_mut().zip(block).for_each(|(b, x)| b.extend_from_slice(x));
+        self.received += n;
+        while self.received >= self.next + self.core + self.reach.context {
+            self.opts.check_cancel()?;
+            let end = self.next + self.core + self.reach.context;
+            self.step(end, false, out)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut StemFrames) -> Result<()> {
+        if self.received == 0 {
+            return Err(Error::Empty { what: "input audio".into() });
+        }
+        while self.next < self.received {
+            self.opts.check_cancel()?;
+            self.step(self.received, true, out)?;
+        }
+        Ok(())
+    }
+}
