@@ -10,54 +10,12 @@ use ndarray::{Array3, Array4, ArrayViewD, Axis, Ix5};
 use super::Model;
 use super::manifest::Manifest;
 use super::neural::{Counter, StemAudio};
+use crate::audio::AudioBuffer;
 use crate::error::{Error, Result};
 use crate::separator::SeparateOptions;
 use crate::stft::{PadMode, Spectrogram, Stft, StftConfig, WindowKind};
+use crate::stream::{StemFrames, StemStream, StreamSpec, check_block, stem_frames};
 use realfft::num_complex::Complex32;
-
-/// A view of `len` frames of `base` starting at `offset`: demucs's `TensorChunk`.
-/// Padding a view to a longer length takes real samples of `base` on both sides
-/// where they exist and zeros beyond.
-/// Samples of `base` are normalised on the fly as `(x − mean) / std`, so the
-/// normalised track is never stored; padding is zeros after normalisation.
-#[derive(Clone, Copy)]
-struct Chunk<'a> {
-    base: &'a [Vec<f32>],
-    offset: usize,
-    len: usize,
-    mean: f32,
-    std: f32,
-}
-
-impl<'a> Chunk<'a> {
-    fn whole(base: &'a [Vec<f32>], mean: f32, std: f32) -> Self {
-        Self { base, offset: 0, len: base[0].len(), mean, std }
-    }
-
-    /// `TensorChunk(self, offset, length)`.
-    fn sub(&self, offset: usize, len: usize) -> Self {
-        Self { offset: self.offset + offset, len: len.min(self.len - offset), ..*self }
-    }
-
-    /// `TensorChunk.padded(target)`, one row per channel.
-    fn padded(&self, target: usize) -> Vec<Vec<f32>> {
-        debug_assert!(target >= self.len);
-        let delta = target - self.len;
-        let start = self.offset as isize - (delta / 2) as isize;
-        self.base
-            .iter()
-            .map(|ch| {
-                let total = ch.len() as isize;
-                (0..target as isize)
-                    .map(|i| {
-                        let j = start + i;
-                        if (0..total).contains(&j) { (ch[j as usize] - self.mean) / self.std } else { 0.0 }
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-}
 
 /// Separation settings of `apply_model`.
 #[derive(Debug, Clone)]
@@ -297,6 +255,370 @@ impl Hybrid {
     }
 }
 
+/// Mean and standard deviation of the mono mix, accumulated block by block
+/// (Chan et al.'s pairwise update, in f64), as `separate_tensor` normalises.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct MixStats {
+    n: u64,
+    mean: f64,
+    m2: f64,
+}
+
+impl MixStats {
+    pub fn add(&mut self, block: &[Vec<f32>]) {
+        let nb = block.first().map_or(0, Vec::len);
+        if nb == 0 {
+            return;
+        }
+        let c = block.len() as f64;
+        let mono = |i: usize| block.iter().map(|ch| ch[i] as f64).sum::<f64>() / c;
+        let mean_b = (0..nb).map(mono).sum::<f64>() / nb as f64;
+        let m2_b = (0..nb).map(|i| (mono(i) - mean_b).powi(2)).sum::<f64>();
+        let (na, nb) = (self.n as f64, nb as f64);
+        let delta = mean_b - self.mean;
+        let n = na + nb;
+        self.mean += delta * nb / n;
+        self.m2 += m2_b + delta * delta * na * nb / n;
+        self.n += nb as u64;
+    }
+
+    /// `(mean, std)` with torch's unbiased std plus 1e-8.
+    pub fn finish(&self) -> (f32, f32) {
+        let var = if self.n > 1 { self.m2 / (self.n - 1) as f64 } else { 0.0 };
+        (self.mean as f32, (var.sqrt() + 1e-8) as f32)
+    }
+}
+
+/// Frames `pos - start` on of a growing signal, the rest dropped.
+#[derive(Debug, Default)]
+struct Tape {
+    start: usize,
+    data: Vec<Vec<f32>>,
+}
+
+impl Tape {
+    fn new(rows: usize) -> Self {
+        Self { start: 0, data: vec![Vec::new(); rows] }
+    }
+    fn end(&self) -> usize {
+        self.start + self.data.first().map_or(0, Vec::len)
+    }
+    /// Grows every row with zeros to reach `end`.
+    fn reach(&mut self, end: usize) {
+        let len = end.saturating_sub(self.start);
+        self.data.iter_mut().filter(|r| r.len() < len).for_each(|r| r.resize(len, 0.0));
+    }
+    /// Forgets what lies before `pos`, in steps big enough to be cheap.
+    fn forget(&mut self, pos: usize) {
+        let d = pos.saturating_sub(self.start).min(self.end() - self.start);
+        if d > 0 && d >= self.data.first().map_or(0, Vec::len) / 2 {
+            self.data.iter_mut().for_each(|r| {
+                r.drain(..d);
+            });
+            self.start += d;
+        }
+    }
+}
+
+/// One pass of `apply_model`'s `split`: the segments of one model over the mix
+/// delayed by `delay` (a shift: `max_shift − offset` zeros in front).
+struct Lane {
+    file: usize,
+    delay: usize,
+    /// Offset (lane frames) of the next segment to run.
+    next: usize,
+    /// Weighted sums, stems × channels rows, and their weights, in lane frames.
+    out: Tape,
+    weight: Tape,
+}
+
+/// HT-Demucs as a [`StemStream`]: every lane's segments run as soon as their
+/// input is there, and mix frames are released once no lane can still add to
+/// them. The whole-buffer path is this stream fed once.
+pub(crate) struct DemucsStream<'m> {
+    model: &'m mut Model,
+    hy: &'m mut Hybrid,
+    channels_in: usize,
+    rate: u32,
+    batch: usize,
+    stride: usize,
+    stems: usize,
+    weights: Vec<Vec<f32>>,
+    totals: Vec<f32>,
+    /// Shifts per model (0: one unshifted lane).
+    shifts: usize,
+    lanes: Vec<Lane>,
+    stats: MixStats,
+    norm: Option<(f32, f32)>,
+    /// Normalised mix, model channels, in mix frames.
+    input: Tape,
+    received: usize,
+    finished: bool,
+    /// Mix frames released so far.
+    emitted: usize,
+    /// Triangle with its maximum in the middle, normalised to 1 (transition_power 1).
+    tri: Vec<f32>,
+    cancel: Option<&'m crate::separator::CancelToken>,
+}
+
+impl<'m> DemucsStream<'m> {
+    pub fn new(
+        model: &'m mut Model,
+        hy: &'m mut Hybrid,
+        spec: &StreamSpec,
+        set: &mut ApplySettings,
+        cancel: Option<&'m crate::separator::CancelToken>,
+    ) -> Result<Self> {
+        let m = model.manifest().clone();
+        let seg = m.segment_samples;
+        let stride = ((1.0 - set.overlap) * seg as f64) as usize;
+        if stride == 0 {
+            return Err(Error::invalid(
+                "overlap",
+                format!("small enough to leave a stride of 1 of {seg} samples"),
+                set.overlap,
+            ));
+        }
+        let max_shift = (0.5 * m.sample_rate as f64) as usize;
+        let stems = m.stems.len();
+        let rows = stems * m.channels;
+        // Offsets are drawn up front, in apply_model's order: model by model, shift by shift.
+        let mut lanes = Vec::new();
+        for file in 0..m.files.len() {
+            if set.shifts == 0 {
+                lanes.push(Lane { file, delay: 0, next: 0, out: Tape::new(rows), weight: Tape::new(1) });
+            }
+            for _ in 0..set.shifts {
+                let delay = max_shift - set.offsets.next(max_shift)?;
+                lanes.push(Lane { file, delay, next: 0, out: Tape::new(rows), weight: Tape::new(1) });
+            }
+        }
+        let weights: Vec<Vec<f32>> =
+            m.files.iter().map(|f| f.stem_weights.clone().unwrap_or_else(|| vec![1.0; stems])).collect();
+        let totals = (0..stems).map(|k| weights.iter().map(|w| w[k]).sum()).collect();
+        let peak = (seg / 2).max(seg - seg / 2) as f32;
+        let tri = (0..seg).map(|i| if i < seg / 2 { i + 1 } else { seg - i } as f32 / peak).collect();
+        Ok(Self {
+            model,
+            hy,
+            channels_in: spec.channels,
+            rate: spec.sample_rate,
+            batch: set.batch.max(1),
+            stride,
+            stems,
+            weights,
+            totals,
+            shifts: set.shifts as usize,
+            lanes,
+            stats: MixStats::default(),
+            norm: None,
+            input: Tape::new(m.channels),
+            received: 0,
+            finished: false,
+            emitted: 0,
+            tri,
+            cancel,
+        })
+    }
+
+    /// The block in the model's channels.
+    fn convert(&self, block: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        if block.len() == self.hy.channels {
+            return Ok(block.to_vec());
+        }
+        Ok(AudioBuffer::new(self.rate, block.to_vec())?.to_channels(self.hy.channels)?.into_channels())
+    }
+
+    /// Lane input at lane frame `p`: the normalised mix, zeros outside it
+    /// (`TensorChunk.padded`).
+    fn lane_input(&self, delay: usize, start: isize, len: usize) -> Vec<Vec<f32>> {
+        self.input
+            .data
+            .iter()
+            .map(|ch| {
+                (0..len as isize)
+                    .map(|i| {
+                        let q = start + i - delay as isize;
+                        if q >= self.input.start as isize && q < self.received as isize {
+                            ch[q as usize - self.input.start]
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Runs every segment whose input is complete, `batch` at a time per model.
+    fn run_ready(&mut self) -> Result<()> {
+        let seg = self.hy.segment;
+        let files = self.lanes.iter().map(|l| l.file).max().map_or(0, |f| f + 1);
+        for file in 0..files {
+            loop {
+                // (lane, offset, chunk) of the segments ready now, in lane order.
+                let mut ready = Vec::new();
+                'lanes: for (li, lane) in self.lanes.iter().enumerate().filter(|(_, l)| l.file == file) {
+                    let len = self.received + lane.delay; // the lane's length, once finished
+                    let mut o = lane.next;
+                    while ready.len() < self.batch {
+                        let full = o + seg <= self.received + lane.delay;
+                        if !(full || (self.finished && o < len)) {
+                            break;
+                        }
+                        ready.push((li, o, seg.min(len - o)));
+                        o += self.stride;
+                    }
+                    if ready.len() == self.batch {
+                        break 'lanes;
+                    }
+                }
+                if ready.is_empty() {
+                    break;
+                }
+                if self.cancel.is_some_and(|c| c.is_cancelled()) {
+                    return Err(Error::Cancelled);
+                }
+                let segments: Vec<Vec<Vec<f32>>> = ready
+                    .iter()
+                    .map(|&(li, o, chunk)| {
+                        let start = o as isize - ((seg - chunk) / 2) as isize;
+                        self.lane_input(self.lanes[li].delay, start, seg)
+                    })
+                    .collect();
+                let results = run_batch(self.model, file, self.hy, &segments)?;
+                for (&(li, o, chunk), r) in ready.iter().zip(results) {
+                    let lane = &mut self.lanes[li];
+                    let start = (seg - chunk) / 2; // center_trim
+                    lane.out.reach(o + chunk);
+                    lane.weight.reach(o + chunk);
+                    let base = o - lane.out.start;
+                    for (row, rc) in lane.out.data.iter_mut().zip(r.iter().flatten()) {
+                        for ((d, s), w) in
+                            row[base..base + chunk].iter_mut().zip(&rc[start..start + chunk]).zip(&self.tri)
+                        {
+                            *d += w * s;
+                        }
+                    }
+                    let wb = o - lane.weight.start;
+                    lane.weight.data[0][wb..wb + chunk].iter_mut().zip(&self.tri).for_each(|(s, w)| *s += w);
+                    lane.next = o + self.stride;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the mix frames no segment can still change.
+    fn emit(&mut self, out: &mut StemFrames) -> Result<()> {
+        let upto = if self.finished {
+            self.received
+        } else {
+            self.lanes.iter().map(|l| l.next.saturating_sub(l.delay)).min().unwrap_or(0).min(self.received)
+        };
+        if upto <= self.emitted {
+            return Ok(());
+        }
+        let (mean, std) = self.norm.expect("normalisation is known before processing");
+        let c = self.hy.channels;
+        let n = upto - self.emitted;
+        let mut est = vec![vec![vec![0.0f32; n]; c]; self.stems];
+        let mut first_file = true;
+        let files = self.weights.len();
+        for file in 0..files {
+            // res = split(...) of each shift, summed and averaged (apply_model's order).
+            let mut res = vec![vec![vec![0.0f32; n]; c]; self.stems];
+            for lane in self.lanes.iter().filter(|l| l.file == file) {
+                let (ob, wb) =
+                    (self.emitted + lane.delay - lane.out.start, self.emitted + lane.delay - lane.weight.start);
+                let wrow = &lane.weight.data[0];
+                for (k, rs) in res.iter_mut().enumerate() {
+                    for (ci, rc) in rs.iter_mut().enumerate() {
+                        let row = &lane.out.data[k * c + ci];
+                        for (i, v) in rc.iter_mut().enumerate() {
+                            *v += row[ob + i] / wrow[wb + i];
+                        }
+                    }
+                }
+            }
+            if self.shifts > 0 {
+                let k = self.shifts as f32;
+                res.iter_mut().flatten().flatten().for_each(|v| *v /= k);
+            }
+            for (k, rs) in res.iter_mut().enumerate() {
+                let w = self.weights[file][k];
+                if w != 1.0 {
+                    rs.iter_mut().flatten().for_each(|r| *r *= w);
+                }
+            }
+            if first_file {
+                est = res;
+                first_file = false;
+            } else {
+                for (es, rs) in est.iter_mut().zip(&res) {
+                    for (ec, rc) in es.iter_mut().zip(rs) {
+                        ec.iter_mut().zip(rc).for_each(|(e, r)| *e += r);
+                    }
+                }
+            }
+        }
+        for (k, (es, os)) in est.into_iter().zip(out.iter_mut()).enumerate() {
+            let t = self.totals[k];
+            if os.len() != c {
+                *os = vec![Vec::new(); c];
+            }
+            for (ec, oc) in es.into_iter().zip(os.iter_mut()) {
+                oc.extend(ec.into_iter().map(|v| v / t * std + mean));
+            }
+        }
+        self.emitted = upto;
+        // Release what no segment and no emission reads again.
+        let seg = self.hy.segment;
+        for lane in &mut self.lanes {
+            lane.out.forget(self.emitted + lane.delay);
+            lane.weight.forget(self.emitted + lane.delay);
+        }
+        let needed = self.lanes.iter().map(|l| l.next.saturating_sub(l.delay)).min().unwrap_or(0);
+        self.input.forget(needed.saturating_sub(seg).min(self.emitted));
+        Ok(())
+    }
+}
+
+impl StemStream for DemucsStream<'_> {
+    fn needs_prepass(&self) -> bool {
+        self.norm.is_none()
+    }
+    fn prepass(&mut self, block: &[Vec<f32>]) -> Result<()> {
+        check_block(&StreamSpec { sample_rate: self.rate, channels: self.channels_in, frames: None }, block)?;
+        let block = self.convert(block)?;
+        self.stats.add(&block);
+        Ok(())
+    }
+    fn process(&mut self, block: &[Vec<f32>], out: &mut StemFrames) -> Result<()> {
+        check_block(&StreamSpec { sample_rate: self.rate, channels: self.channels_in, frames: None }, block)?;
+        if self.finished {
+            return Err(Error::invalid("StemStream::process", "a call before finish()", "a call after finish()"));
+        }
+        let (mean, std) = *self.norm.get_or_insert_with(|| self.stats.finish());
+        let block = self.convert(block)?;
+        self.input.reach(self.input.start.max(self.received));
+        for (t, b) in self.input.data.iter_mut().zip(&block) {
+            t.extend(b.iter().map(|x| (x - mean) / std));
+        }
+        self.received += block[0].len();
+        self.run_ready()?;
+        self.emit(out)
+    }
+    fn finish(&mut self, out: &mut StemFrames) -> Result<()> {
+        if self.received == 0 {
+            return Err(Error::Empty { what: "input audio".into() });
+        }
+        self.finished = true;
+        self.run_ready()?;
+        self.emit(out)
+    }
+}
+
 /// `demucs.api.Separator.separate_tensor` on `mix` (channels × frames, already at
 /// the model's rate and channel count): returns stems × channels × frames.
 pub(crate) fn separate(
@@ -306,135 +628,22 @@ pub(crate) fn separate(
     set: &mut ApplySettings,
     opts: &SeparateOptions<'_>,
 ) -> Result<StemAudio> {
-    let m = model.manifest().clone();
     let n = mix[0].len();
-    // Global normalisation by the mono mix (torch's unbiased std, plus 1e-8).
-    let mono: Vec<f64> = (0..n).map(|i| mix.iter().map(|c| c[i] as f64).sum::<f64>() / mix.len() as f64).collect();
-    let mean = mono.iter().sum::<f64>() / n as f64;
-    let var = if n > 1 { mono.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
-    let (mean, std) = (mean as f32, (var.sqrt() + 1e-8) as f32);
-
-    let seg = m.segment_samples;
-    let stride = ((1.0 - set.overlap) * seg as f64) as usize;
-    if stride == 0 {
-        return Err(Error::invalid(
-            "overlap",
-            format!("small enough to leave a stride of 1 of {seg} samples"),
-            set.overlap,
-        ));
-    }
-    let max_shift = (0.5 * m.sample_rate as f64) as usize;
-    // Offsets are drawn up front, in apply_model's order: model by model, shift by shift.
-    let mut plan = Vec::with_capacity(m.files.len());
-    for _ in &m.files {
-        let mut shifts = Vec::new();
-        for _ in 0..set.shifts {
-            shifts.push(set.offsets.next(max_shift)?);
-        }
-        plan.push(shifts);
-    }
-    let views = |shifts: &[usize]| -> usize {
-        if shifts.is_empty() {
-            n.div_ceil(stride)
-        } else {
-            shifts.iter().map(|o| (n + max_shift - o).div_ceil(stride)).sum()
-        }
-    };
-    let total: usize = plan.iter().map(|s| views(s)).sum();
-    let mut progress = Counter::new(total as u64, opts);
-    progress.report();
-
-    let stems = m.stems.len();
-    let channels = mix.len();
-    let mut estimates: Option<StemAudio> = None;
-    let mut totals = vec![0.0f32; stems];
-    let whole = Chunk::whole(mix, mean, std);
-    for (file, shifts) in plan.iter().enumerate() {
-        let res = if shifts.is_empty() {
-            split(model, file, hy, whole, stride, set.batch, &mut progress)?
-        } else {
-            let padded = whole.padded(n + 2 * max_shift);
-            let mut out = vec![vec![vec![0.0f32; n]; channels]; stems];
-            for &o in shifts {
-                let view = Chunk { base: padded.as_slice(), offset: o, len: n + max_shift - o, mean: 0.0, std: 1.0 };
-                let r = split(model, file, hy, view, stride, set.batch, &mut progress)?;
-                for (os, rs) in out.iter_mut().zip(&r) {
-                    for (oc, rc) in os.iter_mut().zip(rs) {
-                        oc.iter_mut().zip(&rc[max_shift - o..]).for_each(|(a, b)| *a += b);
-                    }
-                }
-            }
-            let k = shifts.len() as f32;
-            out.iter_mut().flatten().flatten().for_each(|v| *v /= k);
-            out
-        };
-        let mut res = res;
-        let weights = m.files[file].stem_weights.clone().unwrap_or_else(|| vec![1.0; stems]);
-        for (k, (&w, rs)) in weights.iter().zip(res.iter_mut()).enumerate() {
-            totals[k] += w;
-            if w != 1.0 {
-                rs.iter_mut().flatten().for_each(|r| *r *= w);
-            }
-        }
-        match estimates.as_mut() {
-            None => estimates = Some(res),
-            Some(e) => {
-                for (es, rs) in e.iter_mut().zip(&res) {
-                    for (ec, rc) in es.iter_mut().zip(rs) {
-                        ec.iter_mut().zip(rc).for_each(|(e, r)| *e += r);
-                    }
-                }
-            }
-        }
-    }
-    let mut estimates = estimates.expect("a package has at least one file");
-    for (k, s) in estimates.iter_mut().enumerate() {
-        let t = totals[k];
-        s.iter_mut().flatten().for_each(|v| *v = *v / t * std + mean);
-    }
-    Ok(estimates)
-}
-
-/// `apply_model(..., shifts=0, split=True)` on one view: overlapping segments,
-/// each padded to the segment length, weighted by a triangle and overlap-added.
-fn split(
-    model: &mut Model,
-    file: usize,
-    hy: &mut Hybrid,
-    view: Chunk<'_>,
-    stride: usize,
-    batch: usize,
-    progress: &mut Counter<'_, '_>,
-) -> Result<StemAudio> {
+    let rate = model.manifest().sample_rate;
+    let spec = StreamSpec { sample_rate: rate, channels: mix.len(), frames: Some(n as u64) };
     let seg = hy.segment;
-    let len = view.len;
-    // Triangle with its maximum in the middle, normalised to 1 (transition_power 1).
-    let peak = (seg / 2).max(seg - seg / 2) as f32;
-    let weight: Vec<f32> = (0..seg).map(|i| if i < seg / 2 { i + 1 } else { seg - i } as f32 / peak).collect();
-    let mut out = vec![vec![vec![0.0f32; len]; hy.channels]; hy.stems];
-    let mut sum_weight = vec![0.0f32; len];
-    let offsets: Vec<usize> = (0..len).step_by(stride).collect();
-    for group in offsets.chunks(batch.max(1)) {
-        progress.opts.check_cancel()?;
-        let segments: Vec<Vec<Vec<f32>>> = group.iter().map(|&o| view.sub(o, seg).padded(seg)).collect();
-        let results = run_batch(model, file, hy, &segments)?;
-        for (&o, r) in group.iter().zip(results) {
-            let chunk = seg.min(len - o);
-            let start = (seg - chunk) / 2; // center_trim
-            for (os, rs) in out.iter_mut().zip(&r) {
-                for (oc, rc) in os.iter_mut().zip(rs) {
-                    for ((d, s), w) in oc[o..o + chunk].iter_mut().zip(&rc[start..start + chunk]).zip(&weight) {
-                        *d += w * s;
-                    }
-                }
-            }
-            sum_weight[o..o + chunk].iter_mut().zip(&weight).for_each(|(s, w)| *s += w);
-        }
-        progress.done += group.len() as u64;
-        progress.report();
+    let mut stream = DemucsStream::new(model, hy, &spec, set, opts.cancel)?;
+    // The whole input is one prepass block: the statistics of the two-pass formula.
+    stream.prepass(mix)?;
+    let mut out = stem_frames(stream.stems, mix.len());
+    let mut counter = Counter::new(n as u64, opts);
+    for start in (0..n).step_by(seg * 4) {
+        let end = (start + seg * 4).min(n);
+        let block: Vec<Vec<f32>> = mix.iter().map(|c| c[start..end].to_vec()).collect();
+        stream.process(&block, &mut out)?;
+        counter.done = end as u64;
+        counter.report();
     }
-    for s in out.iter_mut().flatten() {
-        s.iter_mut().zip(&sum_weight).for_each(|(v, w)| *v /= w);
-    }
+    stream.finish(&mut out)?;
     Ok(out)
 }

@@ -9,7 +9,8 @@ use super::umx::{self, WienerSettings};
 use super::{Fallback, Model, ModelOptions, Provider};
 use crate::audio::AudioBuffer;
 use crate::error::{Error, Result};
-use crate::separator::{SeparateOptions, Separator, Stage, Stems};
+use crate::separator::{SeparateOptions, Separator, Stage, Stems, check_stream_rate};
+use crate::stream::{StemStream, StreamSpec, Whole};
 
 /// How a neural separator runs; `None` fields take the model's defaults.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -201,6 +202,20 @@ impl NeuralSeparator {
     }
 }
 
+/// `apply_model`'s settings from the options and the package's defaults.
+fn apply_settings(opts: &NeuralOptions, defaults: super::manifest::Defaults) -> ApplySettings {
+    let offsets = match &opts.shift_offsets {
+        Some(v) => ShiftOffsets::Given(v.clone().into_iter()),
+        None => ShiftOffsets::Seeded(SplitMix64::new(opts.seed)),
+    };
+    ApplySettings {
+        overlap: opts.overlap.unwrap_or(defaults.overlap),
+        shifts: opts.shifts.unwrap_or(defaults.shifts),
+        batch: opts.batch,
+        offsets,
+    }
+}
+
 impl Separator for NeuralSeparator {
     fn name(&self) -> &str {
         &self.model.manifest().name
@@ -210,6 +225,18 @@ impl Separator for NeuralSeparator {
     }
     fn sample_rate(&self) -> Option<u32> {
         Some(self.model.manifest().sample_rate)
+    }
+
+    /// HT-Demucs streams segment by segment (see [`crate::stream`]); the other
+    /// families collect the input and separate it at the end.
+    fn stream<'s>(&'s mut self, spec: StreamSpec, opts: SeparateOptions<'s>) -> Result<Box<dyn StemStream + 's>> {
+        check_stream_rate(self.sample_rate(), &spec)?;
+        if !matches!(self.pipeline, Pipeline::Demucs(_)) {
+            return Ok(Box::new(Whole::new(self, spec, opts)));
+        }
+        let Pipeline::Demucs(hy) = &mut self.pipeline else { unreachable!("matched just above") };
+        let mut set = apply_settings(&self.opts, self.model.manifest().defaults);
+        Ok(Box::new(demucs::DemucsStream::new(&mut self.model, hy, &spec, &mut set, opts.cancel)?))
     }
 
     fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
@@ -239,16 +266,7 @@ impl Separator for NeuralSeparator {
         let defaults = m.defaults;
         let out = match &mut self.pipeline {
             Pipeline::Demucs(hy) => {
-                let offsets = match &self.opts.shift_offsets {
-                    Some(v) => ShiftOffsets::Given(v.clone().into_iter()),
-                    None => ShiftOffsets::Seeded(SplitMix64::new(self.opts.seed)),
-                };
-                let mut set = ApplySettings {
-                    overlap: self.opts.overlap.unwrap_or(defaults.overlap),
-                    shifts: self.opts.shifts.unwrap_or(defaults.shifts),
-                    batch: self.opts.batch,
-                    offsets,
-                };
+                let mut set = apply_settings(&self.opts, defaults);
                 demucs::separate(&mut self.model, hy, input.channels(), &mut set, opts)?
             }
             Pipeline::Mdx(mx) => {
