@@ -1,7 +1,7 @@
-//! HT-Demucs streams: segment by segment, every shift and every model of a bag
-//! in flight together, it gives what the whole-buffer path gives, through the
-//! block API with awkward block sizes and through the file job (with resampling
-//! and channel conversion on the way in and out).
+//! HT-Demucs and MDX-Net stream: segment by segment (for HT-Demucs every shift
+//! and every model of a bag in flight together) they give what the whole-buffer
+//! path gives, through the block API with awkward block sizes and through the
+//! file job (with resampling and channel conversion on the way in and out).
 #![cfg(feature = "onnx")]
 
 mod common;
@@ -13,6 +13,33 @@ use splitsound_core::{
     AudioBuffer, ClipMode, FileJobOptions, SampleEncoding, SeparateOptions, Separator, WriteOptions, decode_file,
     separate_audio, separate_file, write_file,
 };
+
+/// Streams `audio` through `sep` in blocks of awkward sizes (after a first pass
+/// when the stream asks for one).
+fn stream_blocks(sep: &mut NeuralSeparator, audio: &AudioBuffer, stems: usize) -> Vec<AudioBuffer> {
+    let rate = audio.sample_rate();
+    let spec = StreamSpec { sample_rate: rate, channels: audio.num_channels(), frames: None };
+    let mut stream = sep.stream(spec, SeparateOptions::default()).unwrap();
+    let sizes = [1usize, 4096, 480, 30_011, 512, 64];
+    let mut out = stem_frames(stems, 0);
+    let passes = if stream.needs_prepass() { 2 } else { 1 };
+    for pass in (0..passes).rev() {
+        let (mut pos, mut k) = (0, 0);
+        while pos < audio.frames() {
+            let n = sizes[k % sizes.len()].min(audio.frames() - pos);
+            let block: Vec<Vec<f32>> = audio.channels().iter().map(|c| c[pos..pos + n].to_vec()).collect();
+            if pass == 1 {
+                stream.prepass(&block).unwrap();
+            } else {
+                stream.process(&block, &mut out).unwrap();
+            }
+            pos += n;
+            k += 1;
+        }
+    }
+    stream.finish(&mut out).unwrap();
+    out.into_iter().map(|o| AudioBuffer::new(rate, o).unwrap()).collect()
+}
 
 fn load(package: &str, shifts: u32) -> NeuralSeparator {
     let opts = NeuralOptions { shifts: Some(shifts), seed: 11, overlap: Some(0.3), ..NeuralOptions::default() };
@@ -48,31 +75,26 @@ fn block_api_matches_whole_buffer_with_shifts_and_a_bag() {
     for (package, shifts) in [("ci.json", 0), ("ci.json", 2), ("bag.json", 1)] {
         let whole = load(package, shifts).separate(&audio, &SeparateOptions::default()).unwrap();
         let mut sep = load(package, shifts);
-        let spec = StreamSpec { sample_rate: 44_100, channels: 2, frames: None };
-        let mut stream = sep.stream(spec, SeparateOptions::default()).unwrap();
-        assert!(stream.needs_prepass());
-        let sizes = [1usize, 4096, 480, 30_011, 512, 64];
-        for pass in 0..2 {
-            let (mut pos, mut k) = (0, 0);
-            let mut out = stem_frames(whole.len(), 2);
-            while pos < audio.frames() {
-                let n = sizes[k % sizes.len()].min(audio.frames() - pos);
-                let block: Vec<Vec<f32>> = audio.channels().iter().map(|c| c[pos..pos + n].to_vec()).collect();
-                if pass == 0 {
-                    stream.prepass(&block).unwrap();
-                } else {
-                    stream.process(&block, &mut out).unwrap();
-                }
-                pos += n;
-                k += 1;
-            }
-            if pass == 1 {
-                stream.finish(&mut out).unwrap();
-                for ((stem, w), o) in whole.iter().zip(out) {
-                    let d = max_diff(w, &AudioBuffer::new(44_100, o).unwrap());
-                    assert!(d <= 1e-6, "{package} shifts {shifts} {stem}: streamed output differs by {d}");
-                }
-            }
+        for ((stem, w), got) in whole.iter().zip(stream_blocks(&mut sep, &audio, whole.len())) {
+            let d = max_diff(w, &got);
+            assert!(d <= 1e-6, "{package} shifts {shifts} {stem}: streamed output differs by {d}");
+        }
+    }
+}
+
+#[test]
+fn mdx_block_api_matches_whole_buffer() {
+    let package = repo_root().join("core/tests/data/neural/mdx/mdx-random.json");
+    // 4.1 s of 0.72 s chunks: several chunks and short last ones; mono input.
+    let audio = mix(44_100, 4.1, 1);
+    for (overlap, denoise) in [(0.25, false), (0.0, false), (0.5, true)] {
+        let opts = NeuralOptions { overlap: Some(overlap), denoise, ..NeuralOptions::default() };
+        let whole =
+            NeuralSeparator::load(&package, opts.clone()).unwrap().separate(&audio, &Default::default()).unwrap();
+        let mut sep = NeuralSeparator::load(&package, opts).unwrap();
+        for ((stem, w), got) in whole.iter().zip(stream_blocks(&mut sep, &audio, 2)) {
+            let d = max_diff(w, &got);
+            assert!(d <= 1e-6, "overlap {overlap} denoise {denoise} {stem}: streamed output differs by {d}");
         }
     }
 }

@@ -9,12 +9,11 @@ use ndarray::{Array3, Array4, ArrayViewD, Axis, Ix5};
 
 use super::Model;
 use super::manifest::Manifest;
-use super::neural::{Counter, StemAudio};
-use crate::audio::AudioBuffer;
+use super::neural::{StemAudio, Tape, feed_whole, to_model_channels};
 use crate::error::{Error, Result};
 use crate::separator::SeparateOptions;
 use crate::stft::{PadMode, Spectrogram, Stft, StftConfig, WindowKind};
-use crate::stream::{StemFrames, StemStream, StreamSpec, check_block, stem_frames};
+use crate::stream::{StemFrames, StemStream, StreamSpec, check_block};
 use realfft::num_complex::Complex32;
 
 /// Separation settings of `apply_model`.
@@ -289,37 +288,6 @@ impl MixStats {
     }
 }
 
-/// Frames `pos - start` on of a growing signal, the rest dropped.
-#[derive(Debug, Default)]
-struct Tape {
-    start: usize,
-    data: Vec<Vec<f32>>,
-}
-
-impl Tape {
-    fn new(rows: usize) -> Self {
-        Self { start: 0, data: vec![Vec::new(); rows] }
-    }
-    fn end(&self) -> usize {
-        self.start + self.data.first().map_or(0, Vec::len)
-    }
-    /// Grows every row with zeros to reach `end`.
-    fn reach(&mut self, end: usize) {
-        let len = end.saturating_sub(self.start);
-        self.data.iter_mut().filter(|r| r.len() < len).for_each(|r| r.resize(len, 0.0));
-    }
-    /// Forgets what lies before `pos`, in steps big enough to be cheap.
-    fn forget(&mut self, pos: usize) {
-        let d = pos.saturating_sub(self.start).min(self.end() - self.start);
-        if d > 0 && d >= self.data.first().map_or(0, Vec::len) / 2 {
-            self.data.iter_mut().for_each(|r| {
-                r.drain(..d);
-            });
-            self.start += d;
-        }
-    }
-}
-
 /// One pass of `apply_model`'s `split`: the segments of one model over the mix
 /// delayed by `delay` (a shift: `max_shift − offset` zeros in front).
 struct Lane {
@@ -419,14 +387,6 @@ impl<'m> DemucsStream<'m> {
             tri,
             cancel,
         })
-    }
-
-    /// The block in the model's channels.
-    fn convert(&self, block: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
-        if block.len() == self.hy.channels {
-            return Ok(block.to_vec());
-        }
-        Ok(AudioBuffer::new(self.rate, block.to_vec())?.to_channels(self.hy.channels)?.into_channels())
     }
 
     /// Lane input at lane frame `p`: the normalised mix, zeros outside it
@@ -590,7 +550,7 @@ impl StemStream for DemucsStream<'_> {
     }
     fn prepass(&mut self, block: &[Vec<f32>]) -> Result<()> {
         check_block(&StreamSpec { sample_rate: self.rate, channels: self.channels_in, frames: None }, block)?;
-        let block = self.convert(block)?;
+        let block = to_model_channels(block, self.rate, self.hy.channels)?;
         self.stats.add(&block);
         Ok(())
     }
@@ -600,7 +560,7 @@ impl StemStream for DemucsStream<'_> {
             return Err(Error::invalid("StemStream::process", "a call before finish()", "a call after finish()"));
         }
         let (mean, std) = *self.norm.get_or_insert_with(|| self.stats.finish());
-        let block = self.convert(block)?;
+        let block = to_model_channels(block, self.rate, self.hy.channels)?;
         self.input.reach(self.input.start.max(self.received));
         for (t, b) in self.input.data.iter_mut().zip(&block) {
             t.extend(b.iter().map(|x| (x - mean) / std));
@@ -631,19 +591,10 @@ pub(crate) fn separate(
     let n = mix[0].len();
     let rate = model.manifest().sample_rate;
     let spec = StreamSpec { sample_rate: rate, channels: mix.len(), frames: Some(n as u64) };
-    let seg = hy.segment;
+    let block_len = hy.segment * 4;
     let mut stream = DemucsStream::new(model, hy, &spec, set, opts.cancel)?;
     // The whole input is one prepass block: the statistics of the two-pass formula.
     stream.prepass(mix)?;
-    let mut out = stem_frames(stream.stems, mix.len());
-    let mut counter = Counter::new(n as u64, opts);
-    for start in (0..n).step_by(seg * 4) {
-        let end = (start + seg * 4).min(n);
-        let block: Vec<Vec<f32>> = mix.iter().map(|c| c[start..end].to_vec()).collect();
-        stream.process(&block, &mut out)?;
-        counter.done = end as u64;
-        counter.report();
-    }
-    stream.finish(&mut out)?;
-    Ok(out)
+    let stems = stream.stems;
+    feed_whole(&mut stream, mix, block_len, stems, opts)
 }

@@ -10,9 +10,11 @@ use ndarray::{Array4, ArrayD, Ix4};
 
 use super::Model;
 use super::manifest::{Manifest, MdxParams};
-use super::neural::{Counter, StemAudio};
+use super::neural::{StemAudio, Tape, feed_whole, to_model_channels};
 use crate::error::{Error, Result};
+use crate::separator::SeparateOptions;
 use crate::stft::{Spectrogram, Stft};
+use crate::stream::{StemFrames, StemStream, StreamSpec, check_block};
 use realfft::num_complex::Complex32;
 
 /// Bins zeroed at the bottom of the spectrogram before the network (`spek[:, :, :3, :] *= 0`).
@@ -147,7 +149,204 @@ fn np_hanning(n: usize) -> Vec<f64> {
     (0..n).map(|i| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / (n - 1) as f64).cos()).collect()
 }
 
+/// MDX-Net as a [`StemStream`]: `demix`'s chunks run as soon as their input is
+/// there (the mix behind `trim` zeros; the zeros after it are known only at the
+/// end), and frames are released once no later chunk covers them. The
+/// whole-buffer path is this stream fed once.
+pub(crate) struct MdxStream<'m> {
+    model: &'m mut Model,
+    mdx: &'m mut Mdx,
+    spec: StreamSpec,
+    overlap: f64,
+    denoise: bool,
+    batch: usize,
+    step: usize,
+    /// The mix (model channels), in mix frames.
+    input: Tape,
+    received: usize,
+    finished: bool,
+    /// Weighted sums (two rows) and their weights, in padded frames.
+    result: Tape,
+    divider: Tape,
+    /// Padded offset of the next chunk.
+    next: usize,
+    /// Mix frames released.
+    emitted: usize,
+    cancel: Option<&'m crate::separator::CancelToken>,
+}
+
+impl<'m> MdxStream<'m> {
+    pub fn new(
+        model: &'m mut Model,
+        mdx: &'m mut Mdx,
+        spec: &StreamSpec,
+        overlap: f64,
+        denoise: bool,
+        batch: usize,
+        cancel: Option<&'m crate::separator::CancelToken>,
+    ) -> Result<Self> {
+        let chunk = mdx.chunk;
+        let step = ((1.0 - overlap) * chunk as f64) as usize;
+        if step == 0 {
+            return Err(Error::invalid(
+                "overlap",
+                format!("small enough to leave a step of 1 of {chunk} samples"),
+                overlap,
+            ));
+        }
+        Ok(Self {
+            model,
+            mdx,
+            spec: *spec,
+            overlap,
+            denoise,
+            batch: batch.max(1),
+            step,
+            input: Tape::new(2),
+            received: 0,
+            finished: false,
+            result: Tape::new(2),
+            divider: Tape::new(1),
+            next: 0,
+            emitted: 0,
+            cancel,
+        })
+    }
+
+    /// `trim + n + pad`: the padded length, once the input's length is known.
+    fn total(&self) -> usize {
+        let (trim, n) = (self.mdx.trim, self.received);
+        let gen_size = self.mdx.chunk - 2 * trim;
+        trim + n + gen_size + trim - n % gen_size
+    }
+
+    /// Runs the chunks whose input is complete, `batch` at a time.
+    fn run_ready(&mut self) -> Result<()> {
+        let (chunk, trim) = (self.mdx.chunk, self.mdx.trim);
+        loop {
+            let total = self.finished.then(|| self.total());
+            let mut starts = Vec::new();
+            let mut s = self.next;
+            while starts.len() < self.batch {
+                let ready = match total {
+                    Some(t) => s < t,
+                    None => s + chunk <= trim + self.received,
+                };
+                if !ready {
+                    break;
+                }
+                starts.push(s);
+                s += self.step;
+            }
+            if starts.is_empty() {
+                return Ok(());
+            }
+            if self.cancel.is_some_and(|c| c.is_cancelled()) {
+                return Err(Error::Cancelled);
+            }
+            let total = total.unwrap_or(usize::MAX);
+            let parts: Vec<[Vec<f32>; 2]> = starts
+                .iter()
+                .map(|&s| {
+                    let end = (s + chunk).min(total);
+                    std::array::from_fn(|c| {
+                        let mut v: Vec<f32> = (s..end)
+                            .map(|p| match p.checked_sub(trim) {
+                                Some(q) if q < self.received => self.input.data[c][q - self.input.start],
+                                _ => 0.0,
+                            })
+                            .collect();
+                        v.resize(chunk, 0.0);
+                        v
+                    })
+                })
+                .collect();
+            let outs = self.mdx.run_model(self.model, &parts, self.denoise)?;
+            for (&s, tar) in starts.iter().zip(&outs) {
+                let end = (s + chunk).min(total);
+                let actual = end - s;
+                self.result.reach(end);
+                self.divider.reach(end);
+                let (rb, db) = (s - self.result.start, s - self.divider.start);
+                let divider = &mut self.divider.data[0][db..db + actual];
+                if self.overlap != 0.0 {
+                    let w = np_hanning(actual);
+                    for (res, t) in self.result.data.iter_mut().zip(tar) {
+                        for ((r, &x), &wi) in res[rb..rb + actual].iter_mut().zip(&t[..actual]).zip(&w) {
+                            *r += (x as f64 * wi) as f32;
+                        }
+                    }
+                    divider.iter_mut().zip(&w).for_each(|(d, &wi)| *d = (*d as f64 + wi) as f32);
+                } else {
+                    for (res, t) in self.result.data.iter_mut().zip(tar) {
+                        res[rb..rb + actual].iter_mut().zip(&t[..actual]).for_each(|(r, x)| *r += x);
+                    }
+                    divider.iter_mut().for_each(|d| *d += 1.0);
+                }
+                self.next = s + self.step;
+            }
+        }
+    }
+
+    /// Appends `[primary, secondary]` for the mix frames no chunk can still change.
+    fn emit(&mut self, out: &mut StemFrames) -> Result<()> {
+        let trim = self.mdx.trim;
+        let upto = if self.finished { self.received } else { self.next.saturating_sub(trim).min(self.received) };
+        if upto <= self.emitted {
+            return Ok(());
+        }
+        let c = self.mdx.p.compensate;
+        let (q0, q1) = (self.emitted, upto);
+        let d = &self.divider.data[0][q0 + trim - self.divider.start..q1 + trim - self.divider.start];
+        for (k, os) in out.iter_mut().enumerate().take(2) {
+            if os.len() != 2 {
+                *os = vec![Vec::new(); 2];
+            }
+            for (ch, oc) in os.iter_mut().enumerate() {
+                let r = &self.result.data[ch][q0 + trim - self.result.start..q1 + trim - self.result.start];
+                let primary = r.iter().zip(d).map(|(a, d)| a / d);
+                if k == 0 {
+                    oc.extend(primary);
+                } else {
+                    let m = &self.input.data[ch][q0 - self.input.start..q1 - self.input.start];
+                    oc.extend(m.iter().zip(primary).map(|(m, p)| m - c * p));
+                }
+            }
+        }
+        self.emitted = upto;
+        self.result.forget(self.emitted + trim);
+        self.divider.forget(self.emitted + trim);
+        self.input.forget(self.emitted.min(self.next.saturating_sub(trim)));
+        Ok(())
+    }
+}
+
+impl StemStream for MdxStream<'_> {
+    fn process(&mut self, block: &[Vec<f32>], out: &mut StemFrames) -> Result<()> {
+        check_block(&self.spec, block)?;
+        if self.finished {
+            return Err(Error::invalid("StemStream::process", "a call before finish()", "a call after finish()"));
+        }
+        let block = to_model_channels(block, self.spec.sample_rate, 2)?;
+        for (t, b) in self.input.data.iter_mut().zip(block.iter()) {
+            t.extend_from_slice(b);
+        }
+        self.received += block[0].len();
+        self.run_ready()?;
+        self.emit(out)
+    }
+    fn finish(&mut self, out: &mut StemFrames) -> Result<()> {
+        if self.received == 0 {
+            return Err(Error::Empty { what: "input audio".into() });
+        }
+        self.finished = true;
+        self.run_ready()?;
+        self.emit(out)
+    }
+}
+
 /// Separates a stereo mix at the model's rate: `[primary, secondary]`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn separate(
     model: &mut Model,
     mdx: &mut Mdx,
@@ -155,75 +354,12 @@ pub(crate) fn separate(
     overlap: f64,
     denoise: bool,
     batch: usize,
-    progress: &mut Counter<'_, '_>,
+    opts: &SeparateOptions<'_>,
 ) -> Result<StemAudio> {
+    let rate = model.manifest().sample_rate;
     let n = mix[0].len();
-    let (chunk, trim) = (mdx.chunk, mdx.trim);
-    let gen_size = chunk - 2 * trim;
-    let pad = gen_size + trim - n % gen_size;
-    let total = trim + n + pad;
-    let mixture: Vec<Vec<f32>> = mix
-        .iter()
-        .map(|c| {
-            let mut v = vec![0.0f32; total];
-            v[trim..trim + n].copy_from_slice(c);
-            v
-        })
-        .collect();
-    let step = ((1.0 - overlap) * chunk as f64) as usize;
-    if step == 0 {
-        return Err(Error::invalid(
-            "overlap",
-            format!("small enough to leave a step of 1 of {chunk} samples"),
-            overlap,
-        ));
-    }
-    let starts: Vec<usize> = (0..total).step_by(step).collect();
-    progress.total = starts.len() as u64;
-    progress.report();
-    let mut result = [vec![0.0f32; total], vec![0.0f32; total]];
-    let mut divider = vec![0.0f32; total];
-    for group in starts.chunks(batch.max(1)) {
-        progress.opts.check_cancel()?;
-        let parts: Vec<[Vec<f32>; 2]> = group
-            .iter()
-            .map(|&s| {
-                let end = (s + chunk).min(total);
-                std::array::from_fn(|c| {
-                    let mut v = mixture[c][s..end].to_vec();
-                    v.resize(chunk, 0.0);
-                    v
-                })
-            })
-            .collect();
-        let outs = mdx.run_model(model, &parts, denoise)?;
-        for (&s, tar) in group.iter().zip(&outs) {
-            let end = (s + chunk).min(total);
-            let actual = end - s;
-            if overlap != 0.0 {
-                let w = np_hanning(actual);
-                for (res, t) in result.iter_mut().zip(tar) {
-                    for ((r, &x), &wi) in res[s..end].iter_mut().zip(&t[..actual]).zip(&w) {
-                        *r += (x as f64 * wi) as f32;
-                    }
-                }
-                divider[s..end].iter_mut().zip(&w).for_each(|(d, &wi)| *d = (*d as f64 + wi) as f32);
-            } else {
-                for (res, t) in result.iter_mut().zip(tar) {
-                    res[s..end].iter_mut().zip(&t[..actual]).for_each(|(r, x)| *r += x);
-                }
-                divider[s..end].iter_mut().for_each(|d| *d += 1.0);
-            }
-        }
-        progress.done += group.len() as u64;
-        progress.report();
-    }
-    let primary: Vec<Vec<f32>> = result
-        .iter()
-        .map(|r| r[trim..trim + n].iter().zip(&divider[trim..trim + n]).map(|(a, d)| a / d).collect())
-        .collect();
-    let c = mdx.p.compensate;
-    let secondary: Vec<Vec<f32>> =
-        mix.iter().zip(&primary).map(|(m, p)| m.iter().zip(p).map(|(m, p)| m - c * p).collect()).collect();
-    Ok(vec![primary, secondary])
+    let spec = StreamSpec { sample_rate: rate, channels: mix.len(), frames: Some(n as u64) };
+    let block_len = mdx.chunk * 4;
+    let mut stream = MdxStream::new(model, mdx, &spec, overlap, denoise, batch, opts.cancel)?;
+    feed_whole(&mut stream, mix, block_len, 2, opts)
 }

@@ -10,7 +10,7 @@ use super::{Fallback, Model, ModelOptions, Provider};
 use crate::audio::AudioBuffer;
 use crate::error::{Error, Result};
 use crate::separator::{SeparateOptions, Separator, Stage, Stems, check_stream_rate};
-use crate::stream::{StemStream, StreamSpec, Whole};
+use crate::stream::{StemStream, StreamSpec, Whole, stem_frames};
 
 /// How a neural separator runs; `None` fields take the model's defaults.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -123,6 +123,70 @@ enum Pipeline {
 /// Stems × channels × frames, as the pipelines return them.
 pub(crate) type StemAudio = Vec<Vec<Vec<f32>>>;
 
+/// Frames `pos - start` on of a growing signal, the rest dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Tape {
+    pub start: usize,
+    pub data: Vec<Vec<f32>>,
+}
+
+impl Tape {
+    pub fn new(rows: usize) -> Self {
+        Self { start: 0, data: vec![Vec::new(); rows] }
+    }
+    pub fn end(&self) -> usize {
+        self.start + self.data.first().map_or(0, Vec::len)
+    }
+    /// Grows every row with zeros to reach `end`.
+    pub fn reach(&mut self, end: usize) {
+        let len = end.saturating_sub(self.start);
+        self.data.iter_mut().filter(|r| r.len() < len).for_each(|r| r.resize(len, 0.0));
+    }
+    /// Forgets what lies before `pos`, in steps big enough to be cheap.
+    pub fn forget(&mut self, pos: usize) {
+        let d = pos.saturating_sub(self.start).min(self.end() - self.start);
+        if d > 0 && d >= self.data.first().map_or(0, Vec::len) / 2 {
+            self.data.iter_mut().for_each(|r| {
+                r.drain(..d);
+            });
+            self.start += d;
+        }
+    }
+}
+
+/// A block in the model's channels (the channel policy of [`AudioBuffer::to_channels`]).
+pub(crate) fn to_model_channels(block: &[Vec<f32>], rate: u32, channels: usize) -> Result<Vec<Vec<f32>>> {
+    if block.len() == channels {
+        return Ok(block.to_vec());
+    }
+    Ok(AudioBuffer::new(rate, block.to_vec())?.to_channels(channels)?.into_channels())
+}
+
+/// Runs a whole buffer through a stream in blocks of `block_len` frames,
+/// reporting progress in frames and checking for cancellation between blocks.
+pub(crate) fn feed_whole(
+    stream: &mut dyn StemStream,
+    mix: &[Vec<f32>],
+    block_len: usize,
+    stems: usize,
+    opts: &SeparateOptions<'_>,
+) -> Result<StemAudio> {
+    let n = mix[0].len();
+    let mut out = stem_frames(stems, 0);
+    let mut counter = Counter::new(n as u64, opts);
+    counter.report();
+    for start in (0..n).step_by(block_len.max(1)) {
+        opts.check_cancel()?;
+        let end = (start + block_len).min(n);
+        let block: Vec<Vec<f32>> = mix.iter().map(|c| c[start..end].to_vec()).collect();
+        stream.process(&block, &mut out)?;
+        counter.done = end as u64;
+        counter.report();
+    }
+    stream.finish(&mut out)?;
+    Ok(out)
+}
+
 /// Progress of the separation stage: segments run out of all segments.
 pub(crate) struct Counter<'a, 'b> {
     pub done: u64,
@@ -227,16 +291,27 @@ impl Separator for NeuralSeparator {
         Some(self.model.manifest().sample_rate)
     }
 
-    /// HT-Demucs streams segment by segment (see [`crate::stream`]); the other
-    /// families collect the input and separate it at the end.
+    /// HT-Demucs and MDX-Net stream segment by segment (see [`crate::stream`]).
+    /// Open-Unmix collects the input and separates it at the end: its
+    /// bidirectional LSTM reads the whole track at once.
     fn stream<'s>(&'s mut self, spec: StreamSpec, opts: SeparateOptions<'s>) -> Result<Box<dyn StemStream + 's>> {
         check_stream_rate(self.sample_rate(), &spec)?;
-        if !matches!(self.pipeline, Pipeline::Demucs(_)) {
+        if matches!(self.pipeline, Pipeline::Umx(_)) {
             return Ok(Box::new(Whole::new(self, spec, opts)));
         }
-        let Pipeline::Demucs(hy) = &mut self.pipeline else { unreachable!("matched just above") };
-        let mut set = apply_settings(&self.opts, self.model.manifest().defaults);
-        Ok(Box::new(demucs::DemucsStream::new(&mut self.model, hy, &spec, &mut set, opts.cancel)?))
+        let defaults = self.model.manifest().defaults;
+        match &mut self.pipeline {
+            Pipeline::Demucs(hy) => {
+                let mut set = apply_settings(&self.opts, defaults);
+                Ok(Box::new(demucs::DemucsStream::new(&mut self.model, hy, &spec, &mut set, opts.cancel)?))
+            }
+            Pipeline::Mdx(mx) => {
+                let overlap = self.opts.overlap.unwrap_or(defaults.overlap);
+                let o = &self.opts;
+                Ok(Box::new(mdx::MdxStream::new(&mut self.model, mx, &spec, overlap, o.denoise, o.batch, opts.cancel)?))
+            }
+            Pipeline::Umx(_) => Err(Error::invalid("pipeline", "demucs or mdx", "umx")),
+        }
     }
 
     fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
@@ -271,16 +346,7 @@ impl Separator for NeuralSeparator {
             }
             Pipeline::Mdx(mx) => {
                 let overlap = self.opts.overlap.unwrap_or(defaults.overlap);
-                let mut progress = Counter::new(0, opts);
-                mdx::separate(
-                    &mut self.model,
-                    mx,
-                    input.channels(),
-                    overlap,
-                    self.opts.denoise,
-                    self.opts.batch,
-                    &mut progress,
-                )?
+                mdx::separate(&mut self.model, mx, input.channels(), overlap, self.opts.denoise, self.opts.batch, opts)?
             }
             Pipeline::Umx(ux) => {
                 let w = WienerSettings {
