@@ -102,6 +102,14 @@ pub(crate) struct MedianScratch {
     padded: Vec<f32>,
 }
 
+impl MedianScratch {
+    /// Room for lines of `n` values and windows of `k`, so filtering them allocates nothing.
+    pub(crate) fn reserve(&mut self, n: usize, k: usize) {
+        self.padded.reserve(n + k);
+        self.window.reserve(k + 1);
+    }
+}
+
 /// `scipy.ndimage.median_filter(x, size=k, mode="reflect")` of `x`, written to
 /// `out`. The line is extended once with reflected edges, then a sorted window
 /// slides over it: O(n·k) with no index arithmetic in the loop.

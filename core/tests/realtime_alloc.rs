@@ -1,0 +1,87 @@
+//! `RealtimeSeparator::process` and `reset` allocate nothing after `prepare`:
+//! this test binary counts every allocation the test thread makes while armed.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use splitsound_core::RealtimeSeparator;
+
+struct Counting;
+
+thread_local! {
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note() {
+    let _ = ARMED.try_with(|a| {
+        if a.get() {
+            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+        }
+    });
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note();
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn counted(f: impl FnOnce()) -> u64 {
+    COUNT.with(|c| c.set(0));
+    ARMED.with(|a| a.set(true));
+    f();
+    ARMED.with(|a| a.set(false));
+    COUNT.with(|c| c.get())
+}
+
+#[test]
+fn process_and_reset_allocate_nothing_after_prepare() {
+    let rate = 44_100;
+    let n = rate as usize * 6;
+    let input: Vec<Vec<f32>> =
+        (0..2).map(|c| (0..n).map(|i| ((i * (7 + c)) % 101) as f32 / 101.0 - 0.5).collect()).collect();
+    let sizes = [1usize, 64, 480, 512, 4096, 333, 2048];
+    for name in ["hpss", "center"] {
+        let mut rt = RealtimeSeparator::builtin(name).unwrap();
+        rt.prepare(rate, 4096, 2).unwrap();
+        assert_eq!(rt.stems().len() * rt.output_channels(), 4);
+        let mut bufs = vec![vec![0.0f32; 4096]; 4];
+        let mut nonzero = false;
+        let allocations = counted(|| {
+            let (mut pos, mut k) = (0, 0);
+            while pos < n {
+                let len = sizes[k % sizes.len()].min(n - pos);
+                let ins = [&input[0][pos..pos + len], &input[1][pos..pos + len]];
+                let [a, b, c, d] = bufs.as_mut_slice() else { unreachable!() };
+                let mut outs = [&mut a[..len], &mut b[..len], &mut c[..len], &mut d[..len]];
+                rt.process(&ins, &mut outs).unwrap();
+                nonzero |= outs.iter().any(|o| o.iter().any(|&x| x != 0.0));
+                if k == 40 {
+                    rt.reset();
+                }
+                pos += len;
+                k += 1;
+            }
+        });
+        assert_eq!(allocations, 0, "{name}: process/reset allocated {allocations} times");
+        assert!(nonzero, "{name}: the run produced no output at all");
+    }
+}
