@@ -65,6 +65,8 @@ def main():
     ap.add_argument("--full", default=None, help="manifest of the full-size HT-Demucs export")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "splitsound-stream-bench"))
     ap.add_argument("--bin", default=None, help="the splitsound binary")
+    ap.add_argument("--section", default="streaming", help="the RESULTS.md section to write")
+    ap.add_argument("--note", default="", help="a sentence added to the section (e.g. what else ran)")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -95,14 +97,16 @@ def main():
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     lo, hi = minutes[0], minutes[-1]
     lines = [
-        "## Peak memory against input length (streaming file path)",
+        "## Peak memory against input length (streaming file path)"
+        + ("" if args.section == "streaming" else f": {', '.join(chosen)}"),
         "",
         f"Measured {datetime.date.today().isoformat()} by `python3 benches/stream_memory.py --minutes {args.minutes}"
-        f"{' --full …' if args.full else ''}` on {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}.",
+        f" --only {args.only}{' --full …' if args.full else ''}` on {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}.",
         "`splitsound separate` on 16-bit stereo 44.1 kHz WAV input, default output (16-bit WAV, rescaled: stems are",
         "spooled to disk, then encoded). Peak RSS of the whole process (GNU time), including the ONNX Runtime",
         "library and the model for HT-Demucs. demucs-ci is the CI-size model of the tests (shifts 1, overlap 0.25);",
         "demucs-full the released htdemucs shape with random weights (shifts 0, overlap 0.25).",
+    ] + ([args.note] if args.note else []) + [
         "",
         "| separator | " + " | ".join(f"{m} min: peak RSS | {m} min: wall" for m in minutes) + f" | RSS {hi} min / {lo} min |",
         "|---|" + "---:|---:|" * len(minutes) + "---:|",
@@ -110,7 +114,7 @@ def main():
     for row in rows:
         cells = " | ".join(f"{row[m]['rss_mb']:.0f} MB | {row[m]['wall']:.1f} s" for m in minutes)
         lines.append(f"| {row['name']} | {cells} | {row[hi]['rss_mb'] / row[lo]['rss_mb']:.2f}× |")
-    update_section("streaming", "\n".join(lines))
+    update_section(args.section, "\n".join(lines))
 
 
 if __name__ == "__main__":
