@@ -5,12 +5,18 @@
 //! Prints the latency and the callback's worst and mean time against the block's
 //! duration.
 //!
-//!     cargo run --release -p splitsound-core --example realtime_blocks -- [INPUT] [builtin:hpss|builtin:center]
+//! A model package (`.json` or `.onnx`, HT-Demucs or MDX-Net) runs on the
+//! worker thread. Its callbacks are then paced by a real-time clock, as an audio
+//! device would call them, and underruns are reported; `bounce` instead waits
+//! for the worker before each block, as a DAW's offline render may.
+//!
+//!     cargo run --release -p splitsound-core --example realtime_blocks -- [INPUT] [builtin:hpss|builtin:center|MODEL.json [bounce]]
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use splitsound_core::{DecodeOptions, RealtimeSeparator, StemWriter, StreamDecoder, WriteOptions};
+use splitsound_core::model::NeuralSeparator;
+use splitsound_core::{DecodeOptions, RealtimeSeparator, StemWriter, StreamDecoder, ThreadedOptions, WriteOptions};
 
 const BLOCK: usize = 512;
 
@@ -21,7 +27,14 @@ fn main() -> Result<(), splitsound_core::Error> {
 
     let mut decoder = StreamDecoder::open(&input, &DecodeOptions { block_frames: BLOCK, ..Default::default() })?;
     let (rate, channels) = (decoder.info().sample_rate, decoder.info().channels);
-    let mut rt = RealtimeSeparator::builtin(&method)?;
+    let bounce = args.next().as_deref() == Some("bounce");
+    let threaded = method.ends_with(".json") || method.ends_with(".onnx");
+    let mut rt = if threaded {
+        let sep = NeuralSeparator::load(&method, Default::default())?;
+        RealtimeSeparator::threaded(Box::new(sep), ThreadedOptions::default())?
+    } else {
+        RealtimeSeparator::builtin(&method)?
+    };
     // Everything is allocated here, before the "audio thread" starts.
     rt.prepare(rate, BLOCK, channels)?;
     let latency = rt.latency_samples();
@@ -42,6 +55,8 @@ fn main() -> Result<(), splitsound_core::Error> {
     let silence = vec![vec![0.0f32; BLOCK]; channels];
     let (mut worst, mut total, mut blocks) = (Duration::ZERO, Duration::ZERO, 0u32);
     let (mut to_drop, mut tail) = (latency, latency);
+    let budget = Duration::from_secs_f64(BLOCK as f64 / rate as f64);
+    let clock = Instant::now();
     loop {
         let block = decoder.next_block()?;
         let owned;
@@ -57,6 +72,17 @@ fn main() -> Result<(), splitsound_core::Error> {
             None => break,
         };
         let n = ins[0].len();
+        if threaded && bounce {
+            while rt.ready_frames() < n && !rt.worker_failed() {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        } else if threaded {
+            // The device's clock: callback k is due at k block durations.
+            let due = budget * blocks;
+            if let Some(wait) = due.checked_sub(clock.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
         let mut o: Vec<&mut [f32]> = outs.iter_mut().map(|b| &mut b[..n]).collect();
         let t0 = Instant::now();
         rt.process(&ins, &mut o)?;
@@ -71,13 +97,15 @@ fn main() -> Result<(), splitsound_core::Error> {
             w.write(&chans)?;
         }
     }
-    let budget = Duration::from_secs_f64(BLOCK as f64 / rate as f64);
     println!(
         "{blocks} callbacks of {BLOCK} samples ({:.2} ms each): mean {:.3} ms, worst {:.3} ms",
         budget.as_secs_f64() * 1e3,
         total.as_secs_f64() * 1e3 / blocks.max(1) as f64,
         worst.as_secs_f64() * 1e3
     );
+    if threaded {
+        println!("underruns: {} callbacks, {} frames", rt.underruns(), rt.underrun_frames());
+    }
     for (path, w) in writers {
         w.commit()?;
         println!("{}", path.display());

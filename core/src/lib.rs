@@ -27,7 +27,7 @@ pub use decode::{DecodeOptions, MediaInfo, StreamDecoder, decode_bytes, decode_f
 pub use error::{Error, Limit, Result};
 pub use job::{FileJobOptions, FileJobReport, StemSelection, WrittenStem, check_names, select_stems, separate_file};
 pub use query::{QueryMode, QueryResolution, resolve_query};
-pub use realtime::{ProcessError, RealtimeSeparator};
+pub use realtime::{ProcessError, RealtimeSeparator, ThreadedOptions, Underrun};
 pub use resample::{StreamResampler, resample, resampled_len};
 pub use separator::{CancelToken, Progress, SeparateOptions, Separator, Stage, Stems, separate_audio};
 pub use stft::{PadMode, Spectrogram, Stft, StftConfig, WindowKind};

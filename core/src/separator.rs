@@ -135,6 +135,13 @@ pub trait Separator: Send {
     /// Separates `audio` into stems.
     fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems>;
 
+    /// The most input frames (at [`Separator::sample_rate`]) its stream needs
+    /// beyond an output frame before releasing it, when that is bounded and
+    /// small enough for live use (a neural model's segment); `None` otherwise.
+    fn stream_lag(&self) -> Option<usize> {
+        None
+    }
+
     /// A [`StemStream`] over input that arrives in blocks at [`Separator::sample_rate`]
     /// (see [`crate::stream`]). This default collects the input and separates it
     /// at the end; separators that can do better override it.

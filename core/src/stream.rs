@@ -49,6 +49,10 @@ pub trait StemStream {
     fn prepass(&mut self, _block: &[Vec<f32>]) -> Result<()> {
         Ok(())
     }
+    /// Sets the statistics a prepass would measure (the mono mix's mean and
+    /// standard deviation), for live input that has no whole; afterwards no
+    /// prepass is needed. Streams without such statistics ignore it.
+    fn set_input_stats(&mut self, _mean: f32, _std: f32) {}
     /// Feeds one block (channels × frames) and appends finished frames to `out`
     /// (stems × channels; every stem and channel grows by the same count).
     fn process(&mut self, block: &[Vec<f32>], out: &mut StemFrames) -> Result<()>;

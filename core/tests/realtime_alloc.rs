@@ -85,3 +85,50 @@ fn process_and_reset_allocate_nothing_after_prepare() {
         assert!(nonzero, "{name}: the run produced no output at all");
     }
 }
+
+/// The audio thread's side of a threaded (neural) separator allocates nothing
+/// either; the worker thread's allocations are its own.
+#[cfg(feature = "onnx")]
+#[test]
+fn threaded_process_allocates_nothing_on_the_audio_thread() {
+    use splitsound_core::model::NeuralSeparator;
+    use splitsound_core::{ThreadedOptions, Underrun};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sep = NeuralSeparator::load(root.join("tests/data/neural/demucs/ci.json"), Default::default()).unwrap();
+    let opts = ThreadedOptions { underrun: Underrun::DryTo("vocals".into()), ..Default::default() };
+    let mut rt = RealtimeSeparator::threaded(Box::new(sep), opts).unwrap();
+    rt.prepare(44_100, 512, 2).unwrap();
+    let n = 44_100 * 3;
+    let input: Vec<Vec<f32>> =
+        (0..2).map(|c| (0..n).map(|i| ((i * (3 + c)) % 89) as f32 / 89.0 - 0.5).collect()).collect();
+    let mut bufs = vec![vec![0.0f32; 512]; 8];
+    let mut calls = 0u32;
+    let allocations = counted(|| {
+        for (k, pos) in (0..n).step_by(512).enumerate() {
+            let len = 512.min(n - pos);
+            let ins = [&input[0][pos..pos + len], &input[1][pos..pos + len]];
+            let [a, b, c, d, e, f, g, h] = bufs.as_mut_slice() else { unreachable!() };
+            let mut outs = [
+                &mut a[..len],
+                &mut b[..len],
+                &mut c[..len],
+                &mut d[..len],
+                &mut e[..len],
+                &mut f[..len],
+                &mut g[..len],
+                &mut h[..len],
+            ];
+            rt.process(&ins, &mut outs).unwrap();
+            if k == 100 {
+                rt.reset();
+            }
+            // Let the worker run now and then, as real time would.
+            if k % 16 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            calls += 1;
+        }
+    });
+    assert_eq!(allocations, 0, "process/reset allocated {allocations} times on the audio thread");
+    assert!(calls > 200);
+}

@@ -548,6 +548,11 @@ impl StemStream for DemucsStream<'_> {
     fn needs_prepass(&self) -> bool {
         self.norm.is_none()
     }
+    fn set_input_stats(&mut self, mean: f32, std: f32) {
+        if self.received == 0 {
+            self.norm = Some((mean, std));
+        }
+    }
     fn prepass(&mut self, block: &[Vec<f32>]) -> Result<()> {
         check_block(&StreamSpec { sample_rate: self.rate, channels: self.channels_in, frames: None }, block)?;
         let block = to_model_channels(block, self.rate, self.hy.channels)?;

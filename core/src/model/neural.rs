@@ -291,6 +291,14 @@ impl Separator for NeuralSeparator {
         Some(self.model.manifest().sample_rate)
     }
 
+    /// HT-Demucs and MDX-Net release output at most a segment after its input.
+    fn stream_lag(&self) -> Option<usize> {
+        match self.pipeline {
+            Pipeline::Demucs(_) | Pipeline::Mdx(_) => Some(self.model.manifest().segment_samples),
+            Pipeline::Umx(_) => None,
+        }
+    }
+
     /// HT-Demucs and MDX-Net stream segment by segment (see [`crate::stream`]).
     /// Open-Unmix collects the input and separates it at the end: its
     /// bidirectional LSTM reads the whole track at once.

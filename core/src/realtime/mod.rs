@@ -15,6 +15,19 @@
 //! time). A stream has no end, so the offline output's last samples (where its
 //! filters reflect at the end of the input) have no real-time counterpart.
 //! `repet` needs its whole lag window (20 s) of look-ahead and is not offered.
+//!
+//! Neural models run on a worker thread ([`RealtimeSeparator::threaded`]):
+//! `process` writes the block into a lock-free ring, reads the stems the worker
+//! finished from another, and returns them delayed by the latency (a segment
+//! for the stream to release its output, a segment of headroom for inference,
+//! and a block). Where the worker has fallen behind, `process` does not wait:
+//! it outputs the [`Underrun`] fallback (silence, or the delayed input in a
+//! chosen stem), counts the underrun, and drops the late frames when they come.
+
+mod threaded;
+
+use threaded::{BoxedSeparator, Threaded};
+pub use threaded::{ThreadedOptions, Underrun};
 
 use std::sync::Arc;
 
@@ -52,8 +65,15 @@ impl From<ProcessError> for Error {
 pub struct RealtimeSeparator {
     method: Method,
     stems: Vec<String>,
-    engine: Option<Engine>,
+    engine: Option<Active>,
+    /// The threaded separator while no worker holds it.
+    idle: Option<BoxedSeparator>,
     non_finite: u64,
+}
+
+enum Active {
+    Frames(Box<Engine>),
+    Threaded(Threaded),
 }
 
 impl std::fmt::Debug for RealtimeSeparator {
@@ -70,6 +90,7 @@ impl std::fmt::Debug for RealtimeSeparator {
 enum Method {
     Hpss(HpssConfig),
     Center(CenterConfig),
+    Threaded(ThreadedOptions),
 }
 
 impl RealtimeSeparator {
@@ -100,7 +121,20 @@ impl RealtimeSeparator {
             BuiltinConfig::Center(c) => Method::Center(c),
             BuiltinConfig::Repet(_) => return Self::builtin("repet"),
         };
-        Ok(Self { method, stems, engine: None, non_finite: 0 })
+        Ok(Self { method, stems, engine: None, idle: None, non_finite: 0 })
+    }
+
+    /// Any separator whose stream releases output within a segment (HT-Demucs
+    /// and MDX-Net models), run on a worker thread.
+    pub fn threaded(sep: BoxedSeparator, opts: ThreadedOptions) -> Result<Self> {
+        if sep.stream_lag().is_none() {
+            return Err(Error::Unsupported {
+                what: format!("{} in real time (its output depends on the whole input)", sep.name()),
+                suggestion: Some("use an HT-Demucs or MDX-Net model, or builtin:hpss / builtin:center".into()),
+            });
+        }
+        let stems = sep.stems().to_vec();
+        Ok(Self { method: Method::Threaded(opts), stems, engine: None, idle: Some(sep), non_finite: 0 })
     }
 
     /// Stems, in the order of [`RealtimeSeparator::process`]'s outputs.
@@ -115,18 +149,87 @@ impl RealtimeSeparator {
         if max_block == 0 {
             return Err(Error::invalid("max_block", "at least 1", 0));
         }
-        self.engine = Some(Engine::new(&self.method, self.stems.len(), sample_rate, max_block, channels)?);
+        if let Method::Threaded(opts) = &self.method {
+            let sep = match self.engine.take() {
+                Some(Active::Threaded(t)) => t.stop(),
+                _ => self.idle.take(),
+            };
+            let sep = sep.ok_or_else(|| Error::Inference {
+                detail: "the real-time worker panicked and took the separator with it".into(),
+            })?;
+            return match Threaded::start(sep, opts, sample_rate, max_block, channels) {
+                Ok(t) => {
+                    self.engine = Some(Active::Threaded(t));
+                    Ok(())
+                }
+                Err((e, sep)) => {
+                    self.idle = sep;
+                    Err(e)
+                }
+            };
+        }
+        let engine = Engine::new(&self.method, self.stems.len(), sample_rate, max_block, channels)?;
+        self.engine = Some(Active::Frames(Box::new(engine)));
         Ok(())
     }
 
     /// Output channels per stem (after [`RealtimeSeparator::prepare`]).
     pub fn output_channels(&self) -> usize {
-        self.engine.as_ref().map_or(0, |e| e.out_channels)
+        match &self.engine {
+            Some(Active::Frames(e)) => e.out_channels,
+            Some(Active::Threaded(t)) => t.out_channels,
+            None => 0,
+        }
     }
 
     /// The fixed delay of the output, in samples (after `prepare`).
     pub fn latency_samples(&self) -> usize {
-        self.engine.as_ref().map_or(0, |e| e.latency)
+        match &self.engine {
+            Some(Active::Frames(e)) => e.latency,
+            Some(Active::Threaded(t)) => t.latency,
+            None => 0,
+        }
+    }
+
+    /// `process` calls that had to output the [`Underrun`] fallback for some
+    /// frames because the worker had not delivered them (0 for the built-ins).
+    pub fn underruns(&self) -> u64 {
+        match &self.engine {
+            Some(Active::Threaded(t)) => t.underrun_calls,
+            _ => 0,
+        }
+    }
+
+    /// Frames output as the fallback.
+    pub fn underrun_frames(&self) -> u64 {
+        match &self.engine {
+            Some(Active::Threaded(t)) => t.underrun_frames,
+            _ => 0,
+        }
+    }
+
+    /// Input frames dropped because the worker's input ring was full (each such
+    /// block restarts the stream, as a reset does).
+    pub fn dropped_input_frames(&self) -> u64 {
+        match &self.engine {
+            Some(Active::Threaded(t)) => t.dropped_input,
+            _ => 0,
+        }
+    }
+
+    /// Frames the next `process` can return without the fallback: a host that
+    /// renders faster than real time (a bounce) can wait for this.
+    pub fn ready_frames(&self) -> usize {
+        match &self.engine {
+            Some(Active::Threaded(t)) => t.ready_frames(),
+            Some(Active::Frames(e)) => e.max_block,
+            None => 0,
+        }
+    }
+
+    /// Whether the worker stopped on an error (logged); its stems are then the fallback.
+    pub fn worker_failed(&self) -> bool {
+        matches!(&self.engine, Some(Active::Threaded(t)) if t.failed())
     }
 
     /// NaN or infinite input samples seen (and processed as zeros).
@@ -136,8 +239,10 @@ impl RealtimeSeparator {
 
     /// Clears all state, as if just prepared. Allocates nothing.
     pub fn reset(&mut self) {
-        if let Some(e) = &mut self.engine {
-            e.reset();
+        match &mut self.engine {
+            Some(Active::Frames(e)) => e.reset(),
+            Some(Active::Threaded(t)) => t.reset(),
+            None => {}
         }
         self.non_finite = 0;
     }
@@ -146,11 +251,15 @@ impl RealtimeSeparator {
     /// slice per stem and output channel, stem-major (`stem · channels + c`),
     /// all of the same length, at most the prepared maximum.
     pub fn process(&mut self, input: &[&[f32]], outputs: &mut [&mut [f32]]) -> std::result::Result<(), ProcessError> {
-        let e = self.engine.as_mut().ok_or(ProcessError::NotPrepared)?;
-        if input.len() != e.channels {
-            return Err(ProcessError::InputChannels { got: input.len(), expected: e.channels });
+        let (channels, out_channels, max_block) = match &self.engine {
+            Some(Active::Frames(e)) => (e.channels, e.out_channels, e.max_block),
+            Some(Active::Threaded(t)) => (t.channels, t.out_channels, t.max_block),
+            None => return Err(ProcessError::NotPrepared),
+        };
+        if input.len() != channels {
+            return Err(ProcessError::InputChannels { got: input.len(), expected: channels });
         }
-        let expected = self.stems.len() * e.out_channels;
+        let expected = self.stems.len() * out_channels;
         if outputs.len() != expected {
             return Err(ProcessError::OutputCount { got: outputs.len(), expected });
         }
@@ -158,12 +267,18 @@ impl RealtimeSeparator {
         if input.iter().any(|c| c.len() != n) || outputs.iter().any(|o| o.len() != n) {
             return Err(ProcessError::Lengths);
         }
-        if n > e.max_block {
-            return Err(ProcessError::BlockTooLarge { got: n, max: e.max_block });
+        if n > max_block {
+            return Err(ProcessError::BlockTooLarge { got: n, max: max_block });
         }
-        self.non_finite += e.push(input);
-        for (o, fifo) in outputs.iter_mut().zip(&mut e.fifos) {
-            fifo.pop_into(o);
+        match &mut self.engine {
+            Some(Active::Frames(e)) => {
+                self.non_finite += e.push(input);
+                for (o, fifo) in outputs.iter_mut().zip(&mut e.fifos) {
+                    fifo.pop_into(o);
+                }
+            }
+            Some(Active::Threaded(t)) => self.non_finite += t.process(input, outputs),
+            None => return Err(ProcessError::NotPrepared),
         }
         Ok(())
     }
@@ -277,6 +392,9 @@ impl Engine {
                     channels,
                     c.kernel_harmonic,
                 )
+            }
+            Method::Threaded(_) => {
+                return Err(Error::invalid("method", "a frame-by-frame built-in", "a threaded separator"));
             }
             Method::Center(c) => {
                 if channels != 2 {
