@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Peak memory against input length: `splitsound separate` on a 1-minute and a
-60-minute input, for the built-in separators and HT-Demucs (the CI-size model,
-and the full-size one when --full names its manifest). Writes the `streaming`
-section of benches/RESULTS.md.
+60-minute input, for the built-in separators and the CI-size HT-Demucs, MDX-Net
+and (segmented) Open-Unmix models, and the full-size HT-Demucs when --full
+names its manifest. Writes the `streaming` section of benches/RESULTS.md.
 
-    python3 benches/stream_memory.py [--minutes 1,60] [--only hpss,center,repet,demucs-ci]
+    python3 benches/stream_memory.py [--minutes 1,60] [--only hpss,center,repet,demucs-ci,mdx-ci,umx-ci-segmented]
                                      [--full /path/htdemucs-random-full-seed0.json]
 
 Needs a release build of the CLI (`cargo build --release -p splitsound-cli`),
@@ -61,7 +61,7 @@ def measure(cmd, work):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", default="1,60")
-    ap.add_argument("--only", default="hpss,center,repet,demucs-ci")
+    ap.add_argument("--only", default="hpss,center,repet,demucs-ci,mdx-ci,umx-ci-segmented")
     ap.add_argument("--full", default=None, help="manifest of the full-size HT-Demucs export")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "splitsound-stream-bench"))
     ap.add_argument("--bin", default=None, help="the splitsound binary")
@@ -76,6 +76,8 @@ def main():
         "center": ["-m", "builtin:center"],
         "repet": ["-m", "builtin:repet"],
         "demucs-ci": ["-m", os.path.join(ROOT, "core/tests/data/neural/demucs/ci.json")],
+        "mdx-ci": ["-m", os.path.join(ROOT, "core/tests/data/neural/mdx/mdx-random.json")],
+        "umx-ci-segmented": ["-m", os.path.join(ROOT, "core/tests/data/neural/umx/umx-ci.json"), "--segment-secs", "20"],
     }
     if args.full:
         separators["demucs-full"] = ["-m", args.full, "--shifts", "0", "--overlap", "0.25"]
@@ -104,7 +106,8 @@ def main():
         f" --only {args.only}{' --full …' if args.full else ''}` on {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}.",
         "`splitsound separate` on 16-bit stereo 44.1 kHz WAV input, default output (16-bit WAV, rescaled: stems are",
         "spooled to disk, then encoded). Peak RSS of the whole process (GNU time), including the ONNX Runtime",
-        "library and the model for HT-Demucs. demucs-ci is the CI-size model of the tests (shifts 1, overlap 0.25);",
+        "library and the model for the neural ones. demucs-ci, mdx-ci and umx-ci are the CI-size models of the tests",
+        "(HT-Demucs with shifts 1, overlap 0.25; MDX-Net at overlap 0.25; Open-Unmix with `--segment-secs 20`);",
         "demucs-full the released htdemucs shape with random weights (shifts 0, overlap 0.25).",
     ] + ([args.note] if args.note else []) + [
         "",

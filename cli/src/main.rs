@@ -147,6 +147,11 @@ struct SeparateArgs {
     /// umx models: frames per Wiener filter window (0 = the whole input)
     #[arg(long, default_value_t = 300)]
     wiener_win_len: usize,
+    /// umx models: separate windows of about this many seconds (plus context)
+    /// instead of the whole track at once: bounded memory for long inputs, at a
+    /// small difference from openunmix's whole-track run
+    #[arg(long)]
+    segment_secs: Option<f64>,
     /// Neural models: threads per operator (default: ONNX Runtime's choice)
     #[arg(long)]
     threads: Option<usize>,
@@ -405,6 +410,7 @@ fn load_neural(args: &SeparateArgs) -> Result<NeuralSeparator, Error> {
         softmask: args.softmask,
         residual: args.residual,
         wiener_win_len: args.wiener_win_len,
+        segment_secs: args.segment_secs,
     };
     NeuralSeparator::load(&args.model, opts)
 }

@@ -139,6 +139,8 @@ pub(crate) struct Reach {
     /// Window starts must be multiples of this (the STFT hop), so the window's
     /// frames are the whole input's frames.
     pub align: usize,
+    /// Output frames per window; 0: at least 20 s.
+    pub core: usize,
 }
 
 /// A separator whose output is local (see [`Reach`]) and can be computed for
@@ -182,7 +184,8 @@ pub(crate) struct Windowed<'s, S: Local + ?Sized> {
 impl<'s, S: Local + ?Sized> Windowed<'s, S> {
     pub fn new(sep: &'s mut S, spec: StreamSpec, opts: SeparateOptions<'s>) -> Self {
         let reach = sep.reach(spec.sample_rate);
-        let core = (CORE_SECS * spec.sample_rate as usize).max(reach.context).next_multiple_of(reach.align);
+        let core = if reach.core > 0 { reach.core } else { (CORE_SECS * spec.sample_rate as usize).max(reach.context) };
+        let core = core.next_multiple_of(reach.align);
         Self { sep, spec, reach, core, buf: vec![Vec::new(); spec.channels], buf_start: 0, received: 0, next: 0, opts }
     }
 

@@ -81,7 +81,7 @@ fn mono_error() -> Error {
 impl Local for Center {
     fn reach(&self, _sample_rate: u32) -> Reach {
         let hop = self.cfg.hop_length;
-        Reach { context: self.cfg.n_fft + (self.cfg.percussive_kernel / 2 + 1) * hop, align: hop }
+        Reach { context: self.cfg.n_fft + (self.cfg.percussive_kernel / 2 + 1) * hop, align: hop, core: 0 }
     }
 }
 

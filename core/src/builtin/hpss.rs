@@ -106,7 +106,7 @@ pub(crate) fn hpss_masks(mag: &[f32], bins: usize, frames: usize, cfg: &HpssConf
 impl Local for Hpss {
     fn reach(&self, _sample_rate: u32) -> Reach {
         let hop = self.cfg.hop_length;
-        Reach { context: self.cfg.n_fft + (self.cfg.kernel_harmonic / 2 + 1) * hop, align: hop }
+        Reach { context: self.cfg.n_fft + (self.cfg.kernel_harmonic / 2 + 1) * hop, align: hop, core: 0 }
     }
 }
 

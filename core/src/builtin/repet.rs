@@ -187,7 +187,7 @@ impl Repet {
 impl Local for Repet {
     fn reach(&self, sample_rate: u32) -> Reach {
         let hop = self.cfg.hop_length;
-        Reach { context: self.cfg.n_fft + (self.max_lag(sample_rate) + 1) * hop, align: hop }
+        Reach { context: self.cfg.n_fft + (self.max_lag(sample_rate) + 1) * hop, align: hop, core: 0 }
     }
 
     /// Searches neighbours only for the frames that reach `keep`.

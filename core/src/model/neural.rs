@@ -10,7 +10,7 @@ use super::{Fallback, Model, ModelOptions, Provider};
 use crate::audio::AudioBuffer;
 use crate::error::{Error, Result};
 use crate::separator::{SeparateOptions, Separator, Stage, Stems, check_stream_rate};
-use crate::stream::{StemStream, StreamSpec, Whole, stem_frames};
+use crate::stream::{Local, Reach, StemStream, StreamSpec, Whole, Windowed, stem_frames};
 
 /// How a neural separator runs; `None` fields take the model's defaults.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -40,6 +40,12 @@ pub struct NeuralOptions {
     pub residual: bool,
     /// umx: frames per independently filtered window (openunmix's 300); 0 = the whole input.
     pub wiener_win_len: usize,
+    /// umx: separate windows of about this many seconds, each with a quarter of
+    /// that again as context on both sides, instead of the whole input at once
+    /// (openunmix's way, whose bidirectional LSTM reads the whole track). Memory
+    /// is then bounded and the stream releases output as it goes, at a small
+    /// difference from the reference (see the README). `None`: the whole input.
+    pub segment_secs: Option<f64>,
 }
 
 impl Default for NeuralOptions {
@@ -56,6 +62,7 @@ impl Default for NeuralOptions {
             softmask: false,
             residual: false,
             wiener_win_len: 300,
+            segment_secs: None,
         }
     }
 }
@@ -232,6 +239,14 @@ impl NeuralSeparator {
         if opts.batch == 0 {
             return Err(Error::invalid("batch", "at least 1", 0));
         }
+        if let Some(s) = opts.segment_secs {
+            if m.family != Family::Umx {
+                return Err(Error::invalid("segment_secs", "unset: this model's segment is fixed", s));
+            }
+            if !(s.is_finite() && s >= 1.0) {
+                return Err(Error::invalid("segment_secs", "at least 1 second", s));
+            }
+        }
         let pipeline = match m.family {
             Family::DemucsHybrid => Pipeline::Demucs(demucs::Hybrid::new(m).map_err(bad)?),
             Family::Mdx => Pipeline::Mdx(mdx::Mdx::new(m).map_err(bad)?),
@@ -291,20 +306,25 @@ impl Separator for NeuralSeparator {
         Some(self.model.manifest().sample_rate)
     }
 
-    /// HT-Demucs and MDX-Net release output at most a segment after its input.
+    /// HT-Demucs and MDX-Net release output at most a segment after its input;
+    /// Open-Unmix a window and its context when `segment_secs` is set.
     fn stream_lag(&self) -> Option<usize> {
         match self.pipeline {
             Pipeline::Demucs(_) | Pipeline::Mdx(_) => Some(self.model.manifest().segment_samples),
-            Pipeline::Umx(_) => None,
+            Pipeline::Umx(_) => self.umx_reach().map(|r| r.core + 2 * r.context),
         }
     }
 
     /// HT-Demucs and MDX-Net stream segment by segment (see [`crate::stream`]).
-    /// Open-Unmix collects the input and separates it at the end: its
-    /// bidirectional LSTM reads the whole track at once.
+    /// Open-Unmix collects the input and separates it at the end (its
+    /// bidirectional LSTM reads the whole track at once), unless `segment_secs`
+    /// is set: then it runs on overlapping windows.
     fn stream<'s>(&'s mut self, spec: StreamSpec, opts: SeparateOptions<'s>) -> Result<Box<dyn StemStream + 's>> {
         check_stream_rate(self.sample_rate(), &spec)?;
         if matches!(self.pipeline, Pipeline::Umx(_)) {
+            if self.umx_reach().is_some() {
+                return Ok(Box::new(Windowed::new(self, spec, opts)));
+            }
             return Ok(Box::new(Whole::new(self, spec, opts)));
         }
         let defaults = self.model.manifest().defaults;
@@ -323,6 +343,51 @@ impl Separator for NeuralSeparator {
     }
 
     fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
+        if self.umx_reach().is_none() {
+            return self.separate_whole(audio, opts);
+        }
+        // Segmented Open-Unmix: the same windows as its stream.
+        let spec = StreamSpec { sample_rate: audio.sample_rate(), channels: audio.num_channels(), frames: None };
+        check_stream_rate(self.sample_rate(), &spec)?;
+        audio.check_finite()?;
+        let names = self.stems.clone();
+        let rate = audio.sample_rate();
+        let mut stream = Windowed::new(self, spec, *opts);
+        let out = feed_whole(&mut stream, audio.channels(), 1 << 16, names.len(), opts)?;
+        let stems =
+            names.into_iter().zip(out).map(|(n, c)| Ok((n, AudioBuffer::new(rate, c)?))).collect::<Result<_>>()?;
+        Stems::new(stems)
+    }
+}
+
+impl Local for NeuralSeparator {
+    fn reach(&self, _sample_rate: u32) -> Reach {
+        self.umx_reach().unwrap_or(Reach { context: 0, align: 1, core: 0 })
+    }
+    fn separate_window(
+        &mut self,
+        window: &AudioBuffer,
+        _keep: std::ops::Range<usize>,
+        _total: Option<usize>,
+        opts: &SeparateOptions<'_>,
+    ) -> Result<Stems> {
+        self.separate_whole(window, opts)
+    }
+}
+
+impl NeuralSeparator {
+    /// Windows of segmented Open-Unmix: starts on the grid of whole Wiener
+    /// windows (so those are the whole input's), a quarter of the core as context.
+    fn umx_reach(&self) -> Option<Reach> {
+        let (Pipeline::Umx(_), Some(secs)) = (&self.pipeline, self.opts.segment_secs) else { return None };
+        let m = self.model.manifest();
+        let hop = m.stft.map_or(1024, |s| s.hop_length);
+        let align = hop * self.opts.wiener_win_len.max(1);
+        let core = ((secs * m.sample_rate as f64) as usize).next_multiple_of(align);
+        Some(Reach { context: (core / 4).next_multiple_of(align), align, core })
+    }
+
+    fn separate_whole(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
         let m = self.model.manifest();
         if audio.sample_rate() != m.sample_rate {
             return Err(Error::invalid(
