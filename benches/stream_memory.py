@@ -37,12 +37,15 @@ RATE = 44100
 
 
 def make_input(path, minutes):
+    """`minutes` (may be fractional) of the test signal, one generated minute repeated."""
     if os.path.exists(path):
         return
     minute = test_signal(2, 60 * RATE, 1).T
+    left = int(round(minutes * 60 * RATE))
     with sf.SoundFile(path + ".tmp", "w", RATE, 2, subtype="PCM_16", format="WAV") as f:
-        for _ in range(minutes):
-            f.write(minute)
+        while left > 0:
+            f.write(minute[:left])
+            left -= len(minute)
     os.replace(path + ".tmp", path)
 
 

@@ -1,7 +1,9 @@
 //! The smallest complete use of the library: decode a file, separate it with a
-//! built-in separator, write the stems next to it.
+//! built-in separator (or a model package), write the stems next to it. The
+//! whole track is in memory at each step: `benches/pipeline.py` times it
+//! against the CLI's streaming, pipelined file job.
 //!
-//!     cargo run --release -p splitsound-core --example separate -- INPUT [builtin:hpss|builtin:center|builtin:repet]
+//!     cargo run --release -p splitsound-core --example separate -- INPUT [builtin:hpss|builtin:center|builtin:repet|MODEL.json]
 
 use std::path::Path;
 
@@ -15,8 +17,13 @@ fn main() -> Result<(), splitsound_core::Error> {
     let method = args.next().unwrap_or_else(|| "builtin:hpss".into());
 
     let audio = decode_file(&input, &DecodeOptions::default())?;
-    let mut separator = builtin_separator(&method)?;
+    let mut separator: Box<dyn splitsound_core::Separator> = if method.ends_with(".json") || method.ends_with(".onnx") {
+        Box::new(splitsound_core::model::NeuralSeparator::load(&method, Default::default())?)
+    } else {
+        builtin_separator(&method)?
+    };
     let report = |p: splitsound_core::Progress| eprint!("\r{:?} {}/{}   ", p.stage, p.done, p.total);
+    let t0 = std::time::Instant::now();
     let stems = separate_audio(separator.as_mut(), &audio, &SeparateOptions { progress: Some(&report), cancel: None })?;
     eprintln!();
 
@@ -26,5 +33,6 @@ fn main() -> Result<(), splitsound_core::Error> {
         write_file(&path, buffer, &WriteOptions::default())?;
         println!("{}", path.display());
     }
+    eprintln!("separated and written in {:.2} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
