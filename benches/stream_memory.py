@@ -106,7 +106,7 @@ def main():
         + ("" if args.section == "streaming" else f": {', '.join(chosen)}"),
         "",
         f"Measured {datetime.date.today().isoformat()} by `python3 benches/stream_memory.py --minutes {args.minutes}"
-        f" --only {args.only}{' --full …' if args.full else ''}` on {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}.",
+        f" --only {args.only or repr('')}{' --full …' if args.full else ''}` on {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}.",
         "`splitsound separate` on 16-bit stereo 44.1 kHz WAV input, default output (16-bit WAV, rescaled: stems are",
         "spooled to disk, then encoded). Peak RSS of the whole process (GNU time), including the ONNX Runtime",
         "library and the model for the neural ones. demucs-ci, mdx-ci and umx-ci are the CI-size models of the tests",
