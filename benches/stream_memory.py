@@ -80,7 +80,7 @@ def main():
         "repet": ["-m", "builtin:repet"],
         "demucs-ci": ["-m", os.path.join(ROOT, "core/tests/data/neural/demucs/ci.json")],
         "mdx-ci": ["-m", os.path.join(ROOT, "core/tests/data/neural/mdx/mdx-random.json")],
-        "umx-ci-segmented": ["-m", os.path.join(ROOT, "core/tests/data/neural/umx/umx-ci.json"), "--segment-secs", "20"],
+        "umx-ci-segmented": ["-m", os.path.join(ROOT, "core/tests/data/neural/umx/umx-ci.json"), "--segment-secs", "10"],
     }
     if args.full:
         separators["demucs-full"] = ["-m", args.full, "--shifts", "0", "--overlap", "0.25"]
@@ -110,7 +110,7 @@ def main():
         "`splitsound separate` on 16-bit stereo 44.1 kHz WAV input, default output (16-bit WAV, rescaled: stems are",
         "spooled to disk, then encoded). Peak RSS of the whole process (GNU time), including the ONNX Runtime",
         "library and the model for the neural ones. demucs-ci, mdx-ci and umx-ci are the CI-size models of the tests",
-        "(HT-Demucs with shifts 1, overlap 0.25; MDX-Net at overlap 0.25; Open-Unmix with `--segment-secs 20`);",
+        "(HT-Demucs with shifts 1, overlap 0.25; MDX-Net at overlap 0.25; Open-Unmix with `--segment-secs 10`);",
         "demucs-full the released htdemucs shape with random weights (shifts 0, overlap 0.25).",
     ] + ([args.note] if args.note else []) + [
         "",
