@@ -15,8 +15,13 @@
 //! - HT-Demucs runs segment by segment, the segments of every shift and every
 //!   model of a bag in flight together, and releases output once no later
 //!   segment can add to it. Its normalisation by the whole input's mean and
-//!   standard deviation is taken in a first pass ([`StemStream::prepass`]).
-//! - Other separators collect the input and separate it at the end.
+//!   standard deviation is taken in a first pass ([`StemStream::prepass`]), or
+//!   given ([`StemStream::set_input_stats`]) for live input.
+//! - MDX-Net runs `demix`'s chunks the same way.
+//! - Open-Unmix runs on overlapping windows when given `segment_secs` (an
+//!   approximation of the reference, whose LSTM reads the whole track);
+//!   otherwise it, like any separator without a stream of its own, collects the
+//!   input and separates it at the end.
 
 use std::ops::Range;
 
