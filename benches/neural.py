@@ -10,8 +10,9 @@ Needs: a release build of the CLI (`cargo build --release -p splitsound-cli`, wi
 `--features cuda` for the GPU), torch, onnx, onnxruntime, soundfile and
 `pip install --no-deps demucs`. The full-size model is exported once into
 --work (about 170 MB). Each separation runs in its own process, measured with
-wait4: wall time, CPU time (user + system) and peak RSS; each process also
-reports the separation alone (excluding start-up and model loading).
+GNU time (`/usr/bin/time`): wall time, CPU time (user + system) and peak RSS;
+each process also reports the separation alone (excluding start-up and model
+loading).
 """
 import argparse
 import datetime
@@ -34,16 +35,17 @@ from _results import update_section  # noqa: E402
 
 
 def measure(cmd, env=None):
+    # Through GNU time: a child forked (vforked) from this Python process, which
+    # holds the stems it compares, would count our pages in its peak RSS.
+    stats = os.path.join(tempfile.gettempdir(), f"splitsound-neural-time-{os.getpid()}.txt")
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    out = p.stdout.read()
-    err = p.stderr.read()
-    _, status, ru = os.wait4(p.pid, 0)
+    p = subprocess.run(["/usr/bin/time", "-o", stats, "-f", "%M %U %S"] + cmd, capture_output=True, env=env)
     wall = time.perf_counter() - t0
-    if status != 0:
-        raise SystemExit(f"{cmd[0]} failed ({status}): {err.decode()[-2000:]}")
-    lines = [json.loads(x) for x in out.decode().splitlines() if x.startswith("{")]
-    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024, "lines": lines}
+    if p.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({p.returncode}): {p.stderr.decode()[-2000:]}")
+    rss_kb, user, system = open(stats).read().split()[-3:]
+    lines = [json.loads(x) for x in p.stdout.decode().splitlines() if x.startswith("{")]
+    return {"wall": wall, "cpu": float(user) + float(system), "rss_mb": int(rss_kb) / 1024, "lines": lines}
 
 
 def main():
@@ -134,7 +136,7 @@ def main():
         "Model: HTDemucs with the released htdemucs shape (48 channels, 5 transformer layers, 512 bottom channels,",
         "7.8 s segments; 41.5 M parameters), random weights (seed 0), exported by `python/tools/export_demucs.py",
         "--config full`. Input: synthetic stereo music at 44.1 kHz. shifts=0, overlap 0.25. Each run is a whole",
-        "process (wait4): wall and CPU include start-up and loading the model; \"separation\" is the time the",
+        "process (GNU time): wall and CPU include start-up and loading the model; \"separation\" is the time the",
         "process reports for the separation itself (ours: decode, separate and write). \"max diff\" is the largest",
         "difference between our stems and PyTorch's, relative to their peak.",
         "",
