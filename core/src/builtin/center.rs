@@ -7,6 +7,8 @@
 //! The centre mask is a Gaussian in the panning distance `1 − ψ`, restricted to
 //! the vocal band; `vocals = mask · X`, `accompaniment = X − vocals`, per channel.
 
+use realfft::num_complex::Complex32;
+
 use super::hpss::hpss_masks;
 use super::{HpssConfig, analyse, check_len, masked, synthesise};
 use crate::audio::AudioBuffer;
@@ -72,6 +74,35 @@ impl Center {
     }
 }
 
+/// The bins `lo..=hi` of the vocal band, for `bins` bins at `rate`.
+pub(crate) fn band(cfg: &CenterConfig, rate: u32, bins: usize) -> (usize, usize) {
+    let hz_per_bin = rate as f32 / cfg.n_fft as f32;
+    let lo = (cfg.low_cut_hz / hz_per_bin).ceil() as usize;
+    let hi = ((cfg.high_cut_hz / hz_per_bin).floor() as usize).min(bins - 1);
+    (lo, hi)
+}
+
+/// The centre mask of one frame of the left and right spectra: a Gaussian in
+/// the panning distance over `band`, left as it is (zeros) elsewhere.
+pub(crate) fn centre_mask(
+    cfg: &CenterConfig,
+    l: &[Complex32],
+    r: &[Complex32],
+    band: std::ops::RangeInclusive<usize>,
+    mask: &mut [f32],
+) {
+    let denom = 2.0 * cfg.width * cfg.width;
+    for f in band {
+        let e = l[f].norm_sqr() + r[f].norm_sqr();
+        if e <= f32::MIN_POSITIVE {
+            continue;
+        }
+        let psi = (2.0 * (l[f] * r[f].conj()).re / e).clamp(0.0, 1.0);
+        let d = 1.0 - psi;
+        mask[f] = (-d * d / denom).exp();
+    }
+}
+
 fn mono_error() -> Error {
     Error::InvalidChannels {
         detail: "builtin:center needs stereo input to find the centre; for mono use builtin:repet".into(),
@@ -109,22 +140,10 @@ impl Separator for Center {
         let mix = analyse(&mut self.stft, &stereo, opts)?;
         opts.check_cancel()?;
         let (bins, frames) = (mix[0].bins, mix[0].frames);
-        let hz_per_bin = stereo.sample_rate() as f32 / self.cfg.n_fft as f32;
-        let lo = (self.cfg.low_cut_hz / hz_per_bin).ceil() as usize;
-        let hi = ((self.cfg.high_cut_hz / hz_per_bin).floor() as usize).min(bins - 1);
-        let denom = 2.0 * self.cfg.width * self.cfg.width;
+        let (lo, hi) = band(&self.cfg, stereo.sample_rate(), bins);
         let mut mask = vec![0.0f32; bins * frames];
         for t in 0..frames {
-            let (l, r) = (mix[0].frame(t), mix[1].frame(t));
-            for f in lo..=hi {
-                let e = l[f].norm_sqr() + r[f].norm_sqr();
-                if e <= f32::MIN_POSITIVE {
-                    continue;
-                }
-                let psi = (2.0 * (l[f] * r[f].conj()).re / e).clamp(0.0, 1.0);
-                let d = 1.0 - psi;
-                mask[t * bins + f] = (-d * d / denom).exp();
-            }
+            centre_mask(&self.cfg, mix[0].frame(t), mix[1].frame(t), lo..=hi, &mut mask[t * bins..(t + 1) * bins]);
         }
         if self.cfg.percussive_kernel > 0 {
             let mid: Vec<f32> = mix[0].data.iter().zip(&mix[1].data).map(|(l, r)| 0.5 * (l + r).norm()).collect();

@@ -96,11 +96,18 @@ pub(crate) fn hpss_masks(mag: &[f32], bins: usize, frames: usize, cfg: &HpssConf
         let r = &mag[t * bins..(t + 1) * bins];
         median_filter_1d(r, cfg.kernel_percussive, &mut perc[t * bins..(t + 1) * bins], &mut scratch);
     }
+    let mask_h = harm.iter().zip(&perc).map(|(&h, &q)| mask_pair(h, q, cfg).0).collect();
+    let mask_p = harm.iter().zip(&perc).map(|(&h, &q)| mask_pair(h, q, cfg).1).collect();
+    (mask_h, mask_p)
+}
+
+/// Harmonic and percussive soft masks of one bin from its harmonic (`h`, median
+/// across time) and percussive (`q`, median across frequency) magnitudes.
+#[inline]
+pub(crate) fn mask_pair(h: f32, q: f32, cfg: &HpssConfig) -> (f32, f32) {
     let (mh, mp, p) = (cfg.margin_harmonic, cfg.margin_percussive, cfg.power);
     let split = mh == 1.0 && mp == 1.0;
-    let mask_h = harm.iter().zip(&perc).map(|(&h, &q)| softmask(h, q * mh, p, split)).collect();
-    let mask_p = harm.iter().zip(&perc).map(|(&h, &q)| softmask(q, h * mp, p, split)).collect();
-    (mask_h, mask_p)
+    (softmask(h, q * mh, p, split), softmask(q, h * mp, p, split))
 }
 
 impl Local for Hpss {

@@ -9,6 +9,8 @@ mod hpss;
 mod repet;
 
 pub use center::{Center, CenterConfig};
+pub(crate) use center::{band, centre_mask};
+pub(crate) use hpss::mask_pair;
 pub use hpss::{Hpss, HpssConfig};
 pub use repet::{Repet, RepetConfig};
 

@@ -34,7 +34,9 @@ use std::sync::Arc;
 use realfft::num_complex::Complex32;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 
-use crate::builtin::{BuiltinConfig, CenterConfig, HpssConfig, MedianScratch, median_filter_1d, softmask};
+use crate::builtin::{
+    BuiltinConfig, CenterConfig, HpssConfig, MedianScratch, band, centre_mask, mask_pair, median_filter_1d,
+};
 use crate::error::{Error, Result};
 use crate::stft::{PadMode, StftConfig};
 
@@ -325,7 +327,7 @@ impl Fifo {
 /// What decides the masks of one frame.
 enum Masker {
     Hpss { cfg: HpssConfig },
-    Center { cfg: CenterConfig, hpss: HpssConfig, lo: usize, hi: usize, denom: f32 },
+    Center { cfg: CenterConfig, hpss: HpssConfig, lo: usize, hi: usize },
 }
 
 /// The frame-by-frame STFT masking engine shared by the built-ins.
@@ -404,13 +406,10 @@ impl Engine {
                 }
                 let stft = StftConfig::torch(c.n_fft, c.hop_length);
                 let bins = stft.bins();
-                let hz_per_bin = rate as f32 / c.n_fft as f32;
-                let lo = (c.low_cut_hz / hz_per_bin).ceil() as usize;
-                let hi = ((c.high_cut_hz / hz_per_bin).floor() as usize).min(bins - 1);
+                let (lo, hi) = band(c, rate, bins);
                 let k = c.percussive_kernel;
                 let hpss = HpssConfig { kernel_harmonic: k, kernel_percussive: k, ..HpssConfig::default() };
-                let denom = 2.0 * c.width * c.width;
-                (stft, Masker::Center { cfg: c.clone(), hpss, lo, hi, denom }, 2, k)
+                (stft, Masker::Center { cfg: c.clone(), hpss, lo, hi }, 2, k)
             }
         };
         let (n, hop, bins) = (cfg.n_fft, cfg.hop_length, cfg.bins());
@@ -614,39 +613,25 @@ impl Engine {
                     self.time_median(c, t, cfg.kernel_harmonic);
                     let mag = &self.mag_ring[c][slot];
                     median_filter_1d(mag, cfg.kernel_percussive, &mut self.perc, &mut self.median);
-                    let (mh, mp, p) = (cfg.margin_harmonic, cfg.margin_percussive, cfg.power);
-                    let split = mh == 1.0 && mp == 1.0;
                     let (a, b) = self.masks.split_at_mut(2 * c + 1);
                     let (mask_h, mask_p) = (&mut a[2 * c], &mut b[0]);
                     for f in 0..self.bins {
-                        let (h, q) = (self.harm[f], self.perc[f]);
-                        mask_h[f] = softmask(h, q * mh, p, split);
-                        mask_p[f] = softmask(q, h * mp, p, split);
+                        (mask_h[f], mask_p[f]) = mask_pair(self.harm[f], self.perc[f], &cfg);
                     }
                 }
             }
-            Masker::Center { cfg, hpss, lo, hi, denom } => {
-                let (k, lo, hi, denom) = (cfg.percussive_kernel, *lo, *hi, *denom);
+            Masker::Center { cfg, hpss, lo, hi } => {
+                let (k, band) = (cfg.percussive_kernel, *lo..=*hi);
                 let hp = hpss.clone();
                 let (l, r) = (&self.spec_ring[0][slot], &self.spec_ring[1][slot]);
                 let mask = &mut self.masks[0];
                 mask.iter_mut().for_each(|m| *m = 0.0);
-                for f in lo..=hi {
-                    let e = l[f].norm_sqr() + r[f].norm_sqr();
-                    if e <= f32::MIN_POSITIVE {
-                        continue;
-                    }
-                    let psi = (2.0 * (l[f] * r[f].conj()).re / e).clamp(0.0, 1.0);
-                    let d = 1.0 - psi;
-                    mask[f] = (-d * d / denom).exp();
-                }
+                centre_mask(cfg, l, r, band, mask);
                 if k > 0 {
                     self.time_median(0, t, k);
                     median_filter_1d(&self.mag_ring[0][slot], k, &mut self.perc, &mut self.median);
-                    let (mh, mp, p) = (hp.margin_harmonic, hp.margin_percussive, hp.power);
-                    let split = mh == 1.0 && mp == 1.0;
                     for f in 0..self.bins {
-                        self.masks[0][f] *= softmask(self.harm[f], self.perc[f] * mh, p, split);
+                        self.masks[0][f] *= mask_pair(self.harm[f], self.perc[f], &hp).0;
                     }
                 }
             }
