@@ -415,15 +415,6 @@ fn load_neural(args: &SeparateArgs) -> Result<NeuralSeparator, Error> {
     NeuralSeparator::load(&args.model, opts)
 }
 
-/// Whether `-m` names a model package rather than a built-in.
-fn is_package(model: &str) -> bool {
-    !model.starts_with("builtin:") && Path::new(model).exists()
-}
-
-/// A built-in (`builtin:…`, or any name that is not a file) or a model package.
-fn load_separator(model: &str, opts: NeuralOptions) -> Result<Box<dyn Separator>, Error> {
-    if !is_package(model) { core::builtin_separator(model) } else { Ok(Box::new(NeuralSeparator::load(model, opts)?)) }
-}
 
 fn score_table(scores: &[core::eval::StemScore]) {
     println!(
@@ -468,7 +459,7 @@ fn eval(args: EvalArgs) -> ExitCode {
             model: ModelOptions { runtime_library: args.ort_lib.clone(), providers, ..ModelOptions::default() },
             ..NeuralOptions::default()
         };
-        let mut sep = match load_separator(&args.model, neural) {
+        let mut sep = match core::load_separator(&args.model, neural) {
             Ok(s) => s,
             Err(e) => return fail(e, Some(Path::new(&args.model))),
         };
@@ -569,7 +560,7 @@ fn separate(args: SeparateArgs) -> ExitCode {
         }
         ExitCode::from(EXIT_USAGE)
     };
-    let mut sep: Box<dyn Separator> = if !is_package(&args.model) {
+    let mut sep: Box<dyn Separator> = if !core::is_model_package(&args.model) {
         match core::builtin_separator(&args.model) {
             Ok(s) => s,
             Err(e) => return fail_usage(e),

@@ -15,7 +15,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use splitsound_core::model::NeuralSeparator;
 use splitsound_core::{DecodeOptions, RealtimeSeparator, StemWriter, StreamDecoder, ThreadedOptions, WriteOptions};
 
 const BLOCK: usize = 512;
@@ -28,13 +27,8 @@ fn main() -> Result<(), splitsound_core::Error> {
     let mut decoder = StreamDecoder::open(&input, &DecodeOptions { block_frames: BLOCK, ..Default::default() })?;
     let (rate, channels) = (decoder.info().sample_rate, decoder.info().channels);
     let bounce = args.next().as_deref() == Some("bounce");
-    let threaded = method.ends_with(".json") || method.ends_with(".onnx");
-    let mut rt = if threaded {
-        let sep = NeuralSeparator::load(&method, Default::default())?;
-        RealtimeSeparator::threaded(Box::new(sep), ThreadedOptions::default())?
-    } else {
-        RealtimeSeparator::builtin(&method)?
-    };
+    let threaded = splitsound_core::is_model_package(&method);
+    let mut rt = RealtimeSeparator::load(&method, Default::default(), ThreadedOptions::default())?;
     // Everything is allocated here, before the "audio thread" starts.
     rt.prepare(rate, BLOCK, channels)?;
     let latency = rt.latency_samples();

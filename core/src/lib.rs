@@ -9,6 +9,8 @@ mod error;
 pub mod eval;
 mod job;
 #[cfg(feature = "onnx")]
+mod load;
+#[cfg(feature = "onnx")]
 pub mod model;
 mod mp4edit;
 mod query;
@@ -26,6 +28,8 @@ pub use builtin::{BUILTIN_NAMES, BuiltinConfig, DEFAULT_BUILTIN, builtin_separat
 pub use decode::{DecodeOptions, MediaInfo, StreamDecoder, decode_bytes, decode_file, probe, probe_bytes};
 pub use error::{Error, Limit, Result};
 pub use job::{FileJobOptions, FileJobReport, StemSelection, WrittenStem, check_names, select_stems, separate_file};
+#[cfg(feature = "onnx")]
+pub use load::{is_model_package, load_separator};
 pub use query::{QueryMode, QueryResolution, resolve_query};
 pub use realtime::{ProcessError, RealtimeSeparator, ThreadedOptions, Underrun};
 pub use resample::{StreamResampler, resample, resampled_len};

@@ -132,6 +132,12 @@ pub trait Separator: Send {
     fn sample_rate(&self) -> Option<u32> {
         None
     }
+    /// Channels of each stem for an input of `input_channels` channels: the
+    /// input's own count for the built-ins, the model's for a neural model (its
+    /// input is adapted with [`AudioBuffer::to_channels`]).
+    fn output_channels(&self, input_channels: usize) -> usize {
+        input_channels
+    }
     /// Separates `audio` into stems.
     fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems>;
 

@@ -299,6 +299,9 @@ impl Separator for NeuralSeparator {
     fn name(&self) -> &str {
         &self.model.manifest().name
     }
+    fn output_channels(&self, _input_channels: usize) -> usize {
+        self.model.manifest().channels
+    }
     fn stems(&self) -> &[String] {
         &self.stems
     }
