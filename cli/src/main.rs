@@ -415,7 +415,6 @@ fn load_neural(args: &SeparateArgs) -> Result<NeuralSeparator, Error> {
     NeuralSeparator::load(&args.model, opts)
 }
 
-
 fn score_table(scores: &[core::eval::StemScore]) {
     println!(
         "  {:<14} {:>8} {:>8} {:>8} {:>8} {:>11} {:>8}",

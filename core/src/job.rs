@@ -123,7 +123,8 @@ pub fn separate_file(
     opts: &FileJobOptions,
     call: &SeparateOptions<'_>,
 ) -> Result<FileJobReport> {
-    // Check the selection before spending time on the audio.
+    // Check the options and the selection before spending time on the audio.
+    opts.write.validate()?;
     let outputs = output_names(sep.stems(), &opts.selection)?;
     let query = match &opts.selection {
         StemSelection::Query(q) => Some(resolve_query(q, sep.stems())?),

@@ -138,6 +138,11 @@ pub trait Separator: Send {
     fn output_channels(&self, input_channels: usize) -> usize {
         input_channels
     }
+    /// Where it computes: `cpu` for the built-ins, the execution provider a
+    /// neural model actually runs on (`cuda:0`, …) after any fallback.
+    fn runs_on(&self) -> String {
+        "cpu".into()
+    }
     /// Separates `audio` into stems.
     fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems>;
 

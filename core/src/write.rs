@@ -77,7 +77,8 @@ pub struct WriteOptions {
 }
 
 impl WriteOptions {
-    fn validate(&self) -> Result<()> {
+    /// Fails on combinations no encoder takes (32-bit float FLAC).
+    pub fn validate(&self) -> Result<()> {
         if self.format == OutputFormat::Flac && self.encoding == SampleEncoding::F32 {
             return Err(Error::invalid("encoding", "16 or 24 bits for FLAC", "32-bit float"));
         }

@@ -302,6 +302,9 @@ impl Separator for NeuralSeparator {
     fn output_channels(&self, _input_channels: usize) -> usize {
         self.model.manifest().channels
     }
+    fn runs_on(&self) -> String {
+        self.provider().to_string()
+    }
     fn stems(&self) -> &[String] {
         &self.stems
     }

@@ -40,6 +40,11 @@ use crate::builtin::{
 use crate::error::{Error, Result};
 use crate::stft::{PadMode, StftConfig};
 
+/// The longest block [`RealtimeSeparator::prepare`] accepts (about 24 s at 44.1 kHz).
+pub const MAX_BLOCK: usize = 1 << 20;
+/// The most input channels [`RealtimeSeparator::prepare`] accepts.
+pub const MAX_CHANNELS: usize = 64;
+
 /// Why [`RealtimeSeparator::process`] refused a block. Nothing is allocated to
 /// report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -67,6 +72,7 @@ impl From<ProcessError> for Error {
 pub struct RealtimeSeparator {
     method: Method,
     stems: Vec<String>,
+    runs_on: String,
     engine: Option<Active>,
     /// The threaded separator while no worker holds it.
     idle: Option<BoxedSeparator>,
@@ -123,7 +129,7 @@ impl RealtimeSeparator {
             BuiltinConfig::Center(c) => Method::Center(c),
             BuiltinConfig::Repet(_) => return Self::builtin("repet"),
         };
-        Ok(Self { method, stems, engine: None, idle: None, non_finite: 0 })
+        Ok(Self { method, stems, runs_on: "cpu".into(), engine: None, idle: None, non_finite: 0 })
     }
 
     /// Any separator whose stream releases output within a segment (HT-Demucs
@@ -135,8 +141,8 @@ impl RealtimeSeparator {
                 suggestion: Some("use an HT-Demucs or MDX-Net model, or builtin:hpss / builtin:center".into()),
             });
         }
-        let stems = sep.stems().to_vec();
-        Ok(Self { method: Method::Threaded(opts), stems, engine: None, idle: Some(sep), non_finite: 0 })
+        let (stems, runs_on) = (sep.stems().to_vec(), sep.runs_on());
+        Ok(Self { method: Method::Threaded(opts), stems, runs_on, engine: None, idle: Some(sep), non_finite: 0 })
     }
 
     /// Stems, in the order of [`RealtimeSeparator::process`]'s outputs.
@@ -144,12 +150,20 @@ impl RealtimeSeparator {
         &self.stems
     }
 
+    /// Where it computes ([`crate::Separator::runs_on`]).
+    pub fn runs_on(&self) -> &str {
+        &self.runs_on
+    }
+
     /// Allocates everything for blocks of up to `max_block` frames of
     /// `channels` channels at `sample_rate`. May be called again to change them.
     pub fn prepare(&mut self, sample_rate: u32, max_block: usize, channels: usize) -> Result<()> {
         crate::audio::check_sample_rate(sample_rate)?;
-        if max_block == 0 {
-            return Err(Error::invalid("max_block", "at least 1", 0));
+        if !(1..=MAX_BLOCK).contains(&max_block) {
+            return Err(Error::invalid("max_block", format!("1 to {MAX_BLOCK} frames"), max_block));
+        }
+        if !(1..=MAX_CHANNELS).contains(&channels) {
+            return Err(Error::invalid("channels", format!("1 to {MAX_CHANNELS}"), channels));
         }
         if let Method::Threaded(opts) = &self.method {
             let sep = match self.engine.take() {

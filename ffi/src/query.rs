@@ -1,0 +1,135 @@
+//! The query resolver: a description of a sound to a separator's stems.
+
+use std::ffi::c_char;
+
+use splitsound_core::{QueryMode, QueryResolution};
+
+use crate::separator::{free_fn, give};
+use crate::status::{guard, guard_void, splitsound_status};
+use crate::strings::{arg_str, arg_strs, copy_str, handle, need, nth, put};
+
+/// Whether the described sound is wanted alone or removed.
+#[allow(non_camel_case_types)]
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum splitsound_query_mode {
+    Isolate = 0,
+    Remove = 1,
+}
+
+/// A resolved description: its target stems, its mode, and notes on fallbacks.
+#[allow(non_camel_case_types)]
+#[derive(Debug)]
+pub struct splitsound_query {
+    res: QueryResolution,
+}
+
+/// Resolves a description (`"remove the vocals"`, `"just the bass"`,
+/// `"karaoke"`) against `stem_count` stem names (a separator's, from
+/// `splitsound_separator_stem_name`). Fails with
+/// `SPLITSOUND_STATUS_UNRESOLVED_QUERY` when it names none of them.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splitsound_query_resolve(
+    query: *const c_char,
+    stems: *const *const c_char,
+    stem_count: usize,
+    out: *mut *mut splitsound_query,
+) -> splitsound_status {
+    guard(|| {
+        // SAFETY: a string or NULL; `stem_count` strings.
+        let (q, names) = unsafe { (arg_str(query, "query")?, arg_strs(stems, stem_count, "stems")?) };
+        need(out, "out")?;
+        let res = splitsound_core::resolve_query(q, &names)?;
+        give(splitsound_query { res }, out);
+        Ok(())
+    })
+}
+
+free_fn!(
+    /// Frees a resolved query; NULL is a no-op.
+    splitsound_query_free,
+    splitsound_query
+);
+
+/// The mode: one of `splitsound_query_mode`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splitsound_query_mode_of(query: *const splitsound_query, out: *mut u32) -> splitsound_status {
+    guard(|| {
+        // SAFETY: a live handle or NULL.
+        let q = unsafe { handle(query, "query") }?;
+        need(out, "out")?;
+        let mode = match q.res.mode {
+            QueryMode::Isolate => splitsound_query_mode::Isolate,
+            QueryMode::Remove => splitsound_query_mode::Remove,
+        };
+        // SAFETY: checked non-NULL.
+        unsafe { put(out, mode as u32) };
+        Ok(())
+    })
+}
+
+/// Number of target stems (the stems that make up the described sound).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splitsound_query_target_count(
+    query: *const splitsound_query,
+    out: *mut usize,
+) -> splitsound_status {
+    guard(|| {
+        // SAFETY: a live handle or NULL.
+        let q = unsafe { handle(query, "query") }?;
+        need(out, "out")?;
+        // SAFETY: checked non-NULL.
+        unsafe { put(out, q.res.targets.len()) };
+        Ok(())
+    })
+}
+
+/// Target stem `index`, in the separator's order.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splitsound_query_target(
+    query: *const splitsound_query,
+    index: usize,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> splitsound_status {
+    guard(|| {
+        // SAFETY: a live handle or NULL; caller buffers per the string convention.
+        let q = unsafe { handle(query, "query") }?;
+        unsafe { copy_str(nth(&q.res.targets, index, "target")?, buf, len, out_n) }
+    })
+}
+
+/// Number of notes (explanations of fallbacks, `"no piano stem; using other"`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splitsound_query_note_count(
+    query: *const splitsound_query,
+    out: *mut usize,
+) -> splitsound_status {
+    guard(|| {
+        // SAFETY: a live handle or NULL.
+        let q = unsafe { handle(query, "query") }?;
+        need(out, "out")?;
+        // SAFETY: checked non-NULL.
+        unsafe { put(out, q.res.notes.len()) };
+        Ok(())
+    })
+}
+
+/// Note `index`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splitsound_query_note(
+    query: *const splitsound_query,
+    index: usize,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> splitsound_status {
+    guard(|| {
+        // SAFETY: a live handle or NULL; caller buffers per the string convention.
+        let q = unsafe { handle(query, "query") }?;
+        unsafe { copy_str(nth(&q.res.notes, index, "note")?, buf, len, out_n) }
+    })
+}
