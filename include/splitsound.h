@@ -540,6 +540,11 @@ splitsound_status splitsound_query_resolve(const char *query,
                                            splitsound_query **out);
 
 /**
+ * Frees a resolved query; NULL is a no-op.
+ */
+void splitsound_query_free(splitsound_query *p);
+
+/**
  * The mode: one of `splitsound_query_mode`.
  */
 splitsound_status splitsound_query_mode_of(const splitsound_query *query, uint32_t *out);
@@ -581,6 +586,11 @@ splitsound_status splitsound_query_note(const splitsound_query *query,
 splitsound_status splitsound_rt_new(const char *model,
                                     const splitsound_options *options,
                                     splitsound_rt **out);
+
+/**
+ * Frees a real-time separator (stopping its worker); NULL is a no-op.
+ */
+void splitsound_rt_free(splitsound_rt *p);
 
 /**
  * Number of stems.
@@ -660,6 +670,11 @@ splitsound_status splitsound_rt_get_stats(const splitsound_rt *rt, splitsound_rt
 splitsound_status splitsound_options_new(splitsound_options **out);
 
 /**
+ * Frees options; NULL is a no-op. Separators made from them keep their own copy.
+ */
+void splitsound_options_free(splitsound_options *p);
+
+/**
  * Execution providers in order of preference, comma-separated: `"cuda:0,cpu"`.
  * Known names: `cpu`, `cuda[:N]`, `tensorrt[:N]`, `coreml`, `directml[:N]`.
  */
@@ -731,6 +746,11 @@ splitsound_status splitsound_options_set_rt_underrun(splitsound_options *opts, c
 splitsound_status splitsound_cancel_new(splitsound_cancel **out);
 
 /**
+ * Frees a flag; NULL is a no-op. Not while a separation that was given it runs.
+ */
+void splitsound_cancel_free(splitsound_cancel *p);
+
+/**
  * Sets the flag: separations given it stop at their next safe point with
  * `SPLITSOUND_STATUS_CANCELLED`, writing no output. Any thread.
  */
@@ -752,6 +772,11 @@ splitsound_status splitsound_cancel_is_requested(const splitsound_cancel *cancel
 splitsound_status splitsound_separator_new(const char *model,
                                            const splitsound_options *options,
                                            splitsound_separator **out);
+
+/**
+ * Frees a separator; NULL is a no-op.
+ */
+void splitsound_separator_free(splitsound_separator *p);
 
 /**
  * The separator's name (`"hpss"`, the model's name) into `buf` of `len` bytes,
@@ -831,6 +856,11 @@ splitsound_status splitsound_separator_separate(splitsound_separator *sep,
 splitsound_status splitsound_file_options_new(splitsound_file_options **out);
 
 /**
+ * Frees file options; NULL is a no-op.
+ */
+void splitsound_file_options_free(splitsound_file_options *p);
+
+/**
  * One of `splitsound_format` (`SPLITSOUND_FORMAT_WAV`, `SPLITSOUND_FORMAT_FLAC`).
  */
 splitsound_status splitsound_file_options_set_format(splitsound_file_options *opts,
@@ -892,6 +922,11 @@ splitsound_status splitsound_separator_separate_file(splitsound_separator *sep,
                                                      void *userdata,
                                                      const splitsound_cancel *cancel,
                                                      splitsound_report **out_report);
+
+/**
+ * Frees a report; NULL is a no-op.
+ */
+void splitsound_report_free(splitsound_report *p);
 
 /**
  * Number of files written.

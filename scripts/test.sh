@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every splitsound test on a fresh Debian machine that has Rust.
-# Installs what the tests need (ffmpeg, and cmake for the bundled libopus, from Debian) and builds once, in release
+# Installs what the tests need (ffmpeg, cmake, gcc, g++, pkg-config and valgrind, from Debian) and builds once, in release
 # mode, into a target directory outside the checkout so later runs reuse it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +9,12 @@ sudo_cmd=""
 [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
-command -v cmake >/dev/null 2>&1 || missing+=(cmake)   # builds the bundled libopus
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)   # builds the bundled libopus and the C examples
+# The C API's tests: C and C++ compilers, pkg-config, valgrind.
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]} (Debian packages)"
   $sudo_cmd apt-get update -qq
@@ -44,6 +49,9 @@ echo "==> the Opus error path of a build without the opus feature"
 cargo test --release --locked -p splitsound-core --test decode_ffmpeg opus 2>&1 | tee -a "$log"
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+
+echo "==> the C API (examples/c: sanitizers, static and pkg-config builds, valgrind, parity with Rust)"
+./scripts/test-c.sh
 
 echo "==> the README's first command"
 out=$(mktemp -d)

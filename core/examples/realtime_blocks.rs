@@ -1,7 +1,8 @@
 //! A DAW's view of splitsound: a file goes through [`RealtimeSeparator`] in
 //! 512-sample blocks, one `process` call per block as an audio callback would
 //! make, and the stems are written with the latency compensated (the first
-//! `latency` output samples dropped, the input padded by as many at the end).
+//! `latency` output samples dropped, the input padded by as many at the end),
+//! as 32-bit float WAV holding exactly what `process` returned.
 //! Prints the latency and the callback's worst and mean time against the block's
 //! duration.
 //!
@@ -15,7 +16,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use splitsound_core::{DecodeOptions, RealtimeSeparator, StemWriter, StreamDecoder, ThreadedOptions, WriteOptions};
+use splitsound_core::{
+    ClipMode, DecodeOptions, RealtimeSeparator, SampleEncoding, StemWriter, StreamDecoder, ThreadedOptions,
+    WriteOptions,
+};
 
 const BLOCK: usize = 512;
 
@@ -34,10 +38,11 @@ fn main() -> Result<(), splitsound_core::Error> {
     let latency = rt.latency_samples();
     let out_ch = rt.output_channels();
     let stem_of = Path::new(&input).file_stem().unwrap_or_default().to_string_lossy().into_owned();
+    let as_computed = WriteOptions { encoding: SampleEncoding::F32, clip: ClipMode::None, ..Default::default() };
     let mut writers = Vec::new();
     for name in rt.stems() {
         let path = Path::new(&input).with_file_name(format!("{stem_of}.rt.{name}.wav"));
-        writers.push((path.clone(), StemWriter::create(path, rate, out_ch, &WriteOptions::default())?));
+        writers.push((path.clone(), StemWriter::create(path, rate, out_ch, &as_computed)?));
     }
     println!(
         "{method}: {} Hz, {channels} ch, latency {latency} samples ({:.1} ms)",

@@ -4,7 +4,7 @@ use std::ffi::c_char;
 
 use splitsound_core::{AudioBuffer, DecodeOptions, MediaInfo};
 
-use crate::status::{Failure, guard, guard_void, splitsound_status};
+use crate::status::{Failure, guard, splitsound_status};
 use crate::strings::{arg_path, arg_str, handle, need, put};
 
 /// Limits on what decoding accepts; zero means no limit. Pass NULL for none.
@@ -112,8 +112,7 @@ pub unsafe extern "C" fn splitsound_probe(path: *const c_char, out: *mut splitso
 }
 
 fn boxed(buf: AudioBuffer, out: *mut *mut splitsound_audio) {
-    // SAFETY: `out` was checked non-NULL by the caller of this helper.
-    unsafe { put(out, Box::into_raw(Box::new(splitsound_audio { buf }))) }
+    crate::separator::give(splitsound_audio { buf }, out)
 }
 
 /// Decodes a whole file (WAV, FLAC, MP3, AAC/M4A, Ogg Vorbis, Opus where built
@@ -168,10 +167,8 @@ pub unsafe extern "C" fn splitsound_decode_memory(
 /// Frees decoded audio; NULL is a no-op.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn splitsound_audio_free(audio: *mut splitsound_audio) {
-    if !audio.is_null() {
-        // SAFETY: a handle from splitsound_decode_*, freed once by the caller's contract.
-        guard_void(|| drop(unsafe { Box::from_raw(audio) }));
-    }
+    // SAFETY: NULL or a handle from splitsound_decode_*, freed once.
+    unsafe { crate::separator::free_handle(audio) }
 }
 
 /// Sample rate in Hz.

@@ -4,8 +4,8 @@ use std::ffi::c_char;
 
 use splitsound_core::{QueryMode, QueryResolution};
 
-use crate::separator::{free_fn, give};
-use crate::status::{guard, guard_void, splitsound_status};
+use crate::separator::{free_handle, give};
+use crate::status::{guard, splitsound_status};
 use crate::strings::{arg_str, arg_strs, copy_str, handle, need, nth, put};
 
 /// Whether the described sound is wanted alone or removed.
@@ -47,11 +47,12 @@ pub unsafe extern "C" fn splitsound_query_resolve(
     })
 }
 
-free_fn!(
-    /// Frees a resolved query; NULL is a no-op.
-    splitsound_query_free,
-    splitsound_query
-);
+/// Frees a resolved query; NULL is a no-op.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splitsound_query_free(p: *mut splitsound_query) {
+    // SAFETY: NULL or a handle from its `_new`, freed once.
+    unsafe { free_handle(p) }
+}
 
 /// The mode: one of `splitsound_query_mode`.
 #[unsafe(no_mangle)]

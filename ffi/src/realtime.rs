@@ -4,8 +4,8 @@ use std::ffi::c_char;
 
 use splitsound_core::RealtimeSeparator;
 
-use crate::separator::{free_fn, give, splitsound_options};
-use crate::status::{Failure, guard, guard_rt, guard_void, process_status, splitsound_status};
+use crate::separator::{free_handle, give, splitsound_options};
+use crate::status::{Failure, guard, guard_rt, process_status, splitsound_status};
 use crate::strings::{arg_str, copy_str, handle, handle_mut, need, nth, put};
 
 /// A separator for audio callbacks. `hpss` and `center` run inside
@@ -80,11 +80,12 @@ pub unsafe extern "C" fn splitsound_rt_new(
     })
 }
 
-free_fn!(
-    /// Frees a real-time separator (stopping its worker); NULL is a no-op.
-    splitsound_rt_free,
-    splitsound_rt
-);
+/// Frees a real-time separator (stopping its worker); NULL is a no-op.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splitsound_rt_free(p: *mut splitsound_rt) {
+    // SAFETY: NULL or a handle from its `_new`, freed once.
+    unsafe { free_handle(p) }
+}
 
 fn with_rt(rt: *const splitsound_rt, f: impl FnOnce(&splitsound_rt) -> Result<(), Failure>) -> splitsound_status {
     // SAFETY: a live handle or NULL.

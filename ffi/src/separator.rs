@@ -100,19 +100,17 @@ pub enum splitsound_clip {
 pub type splitsound_progress_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, stage: splitsound_stage, done: u64, total: u64)>;
 
-macro_rules! free_fn {
-    ($(#[$doc:meta])* $name:ident, $ty:ty) => {
-        $(#[$doc])*
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(p: *mut $ty) {
-            if !p.is_null() {
-                // SAFETY: a handle from its `_new`, freed once by the caller's contract.
-                guard_void(|| drop(unsafe { Box::from_raw(p) }));
-            }
-        }
-    };
+/// Frees a handle made by [`give`]; NULL is a no-op. (cbindgen cannot see
+/// functions made by macros, so each `_free` is written out and calls this.)
+///
+/// # Safety
+/// `p` is NULL or came from [`give`] for this `T` and is freed once.
+pub(crate) unsafe fn free_handle<T>(p: *mut T) {
+    if !p.is_null() {
+        // SAFETY: forwarded contract.
+        guard_void(|| drop(unsafe { Box::from_raw(p) }));
+    }
 }
-pub(crate) use free_fn;
 
 /// Stores a new handle in `*out`.
 pub(crate) fn give<T>(value: T, out: *mut *mut T) {
@@ -132,11 +130,12 @@ pub unsafe extern "C" fn splitsound_options_new(out: *mut *mut splitsound_option
     })
 }
 
-free_fn!(
-    /// Frees options; NULL is a no-op. Separators made from them keep their own copy.
-    splitsound_options_free,
-    splitsound_options
-);
+/// Frees options; NULL is a no-op. Separators made from them keep their own copy.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splitsound_options_free(p: *mut splitsound_options) {
+    // SAFETY: NULL or a handle from its `_new`, freed once.
+    unsafe { free_handle(p) }
+}
 
 /// Runs `f` on the options behind `opts`.
 fn with_options(
@@ -313,11 +312,12 @@ pub unsafe extern "C" fn splitsound_cancel_new(out: *mut *mut splitsound_cancel)
     })
 }
 
-free_fn!(
-    /// Frees a flag; NULL is a no-op. Not while a separation that was given it runs.
-    splitsound_cancel_free,
-    splitsound_cancel
-);
+/// Frees a flag; NULL is a no-op. Not while a separation that was given it runs.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splitsound_cancel_free(p: *mut splitsound_cancel) {
+    // SAFETY: NULL or a handle from its `_new`, freed once.
+    unsafe { free_handle(p) }
+}
 
 /// Sets the flag: separations given it stop at their next safe point with
 /// `SPLITSOUND_STATUS_CANCELLED`, writing no output. Any thread.
@@ -371,11 +371,12 @@ pub unsafe extern "C" fn splitsound_separator_new(
     })
 }
 
-free_fn!(
-    /// Frees a separator; NULL is a no-op.
-    splitsound_separator_free,
-    splitsound_separator
-);
+/// Frees a separator; NULL is a no-op.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splitsound_separator_free(p: *mut splitsound_separator) {
+    // SAFETY: NULL or a handle from its `_new`, freed once.
+    unsafe { free_handle(p) }
+}
 
 fn with_sep(
     sep: *const splitsound_separator,
@@ -597,11 +598,12 @@ pub unsafe extern "C" fn splitsound_file_options_new(out: *mut *mut splitsound_f
     })
 }
 
-free_fn!(
-    /// Frees file options; NULL is a no-op.
-    splitsound_file_options_free,
-    splitsound_file_options
-);
+/// Frees file options; NULL is a no-op.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splitsound_file_options_free(p: *mut splitsound_file_options) {
+    // SAFETY: NULL or a handle from its `_new`, freed once.
+    unsafe { free_handle(p) }
+}
 
 fn with_file_options(
     opts: *mut splitsound_file_options,
@@ -766,11 +768,12 @@ pub unsafe extern "C" fn splitsound_separator_separate_file(
     })
 }
 
-free_fn!(
-    /// Frees a report; NULL is a no-op.
-    splitsound_report_free,
-    splitsound_report
-);
+/// Frees a report; NULL is a no-op.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splitsound_report_free(p: *mut splitsound_report) {
+    // SAFETY: NULL or a handle from its `_new`, freed once.
+    unsafe { free_handle(p) }
+}
 
 /// Number of files written.
 #[unsafe(no_mangle)]
