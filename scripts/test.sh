@@ -15,6 +15,7 @@ command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)   # the Python package's tests
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]} (Debian packages)"
   $sudo_cmd apt-get update -qq
@@ -52,6 +53,11 @@ failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 
 echo "==> the C API (examples/c: sanitizers, static and pkg-config builds, valgrind, parity with Rust)"
 ./scripts/test-c.sh
+
+echo "==> the Python package (a fresh venv: pip install ./python, pytest, mypy, stubtest)"
+./scripts/test-python.sh 2>&1 | tee -a "$log"
+passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 
 echo "==> the README's first command"
 out=$(mktemp -d)

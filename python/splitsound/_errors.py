@@ -1,0 +1,51 @@
+"""The exceptions splitsound raises: one base class, one subclass per kind of
+failure. Each instance has ``code``, splitsound-core's stable name for the
+error (``"unknown_stem"``, ``"truncated"``, …)."""
+
+from __future__ import annotations
+
+
+class SplitsoundError(Exception):
+    """Base class of every splitsound error."""
+
+    code: str = "error"
+
+
+class InvalidArgumentError(SplitsoundError, ValueError):
+    """An argument splitsound cannot use: a bad shape, rate, name, stem or option."""
+
+
+class FileError(SplitsoundError, OSError):
+    """Reading or writing a file failed (missing file, permissions, full disk)."""
+
+
+class DecodeError(SplitsoundError):
+    """The input is audio splitsound cannot decode: empty, truncated, corrupt or too large."""
+
+
+class UnsupportedFormatError(DecodeError):
+    """The bytes are not a container or codec splitsound supports."""
+
+
+class ModelError(SplitsoundError):
+    """A model package is malformed, or its execution provider or inference failed."""
+
+
+class RuntimeUnavailableError(SplitsoundError):
+    """ONNX Runtime's library could not be found or loaded (``pip install onnxruntime``)."""
+
+
+class CancelledError(SplitsoundError):
+    """The work was cancelled."""
+
+
+__all__ = [
+    "SplitsoundError",
+    "InvalidArgumentError",
+    "FileError",
+    "DecodeError",
+    "UnsupportedFormatError",
+    "ModelError",
+    "RuntimeUnavailableError",
+    "CancelledError",
+]
