@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tests of the Python package (run by scripts/test.sh): `pip install ./python` (maturin builds the abi3
-# wheel) into a fresh virtual environment, then pytest, mypy --strict on the package and on a typed
+# wheel) into a fresh virtual environment, then pytest (which also runs examples/python/separate_demo.ipynb
+# through nbclient), mypy --strict on the package and on a typed
 # caller, and mypy's stubtest of the .pyi stubs against the built extension (so they cannot drift).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,8 @@ echo "==> Python: pip install ./python into a fresh venv"
 python3 -m venv "$work/venv"
 py=$work/venv/bin/python
 "$py" -m pip install --quiet --upgrade pip
-"$py" -m pip install --quiet "numpy>=1.21" "pytest>=8" "mypy>=1.18" typing_extensions
+"$py" -m pip install --quiet "numpy>=1.21" "pytest>=8" "mypy>=1.18" typing_extensions tqdm \
+  nbclient nbformat ipykernel matplotlib   # the example notebook runs in the tests
 "$py" -m pip install --quiet ./python
 
 echo "==> Python: pytest"
