@@ -5,7 +5,7 @@ use std::ffi::c_char;
 use splitsound_core::{AudioBuffer, DecodeOptions, MediaInfo};
 
 use crate::status::{Failure, guard, splitsound_status};
-use crate::strings::{arg_path, arg_str, handle, need, put};
+use crate::strings::{arg_path, arg_str, get, handle, need, put};
 
 /// Limits on what decoding accepts; zero means no limit. Pass NULL for none.
 #[allow(non_camel_case_types)]
@@ -177,14 +177,8 @@ pub unsafe extern "C" fn splitsound_audio_sample_rate(
     audio: *const splitsound_audio,
     out: *mut u32,
 ) -> splitsound_status {
-    guard(|| {
-        // SAFETY: a live handle or NULL.
-        let a = unsafe { handle(audio, "audio") }?;
-        need(out, "out")?;
-        // SAFETY: checked non-NULL.
-        unsafe { put(out, a.buf.sample_rate()) };
-        Ok(())
-    })
+    // SAFETY: the caller's handle and out-parameter.
+    unsafe { get(audio, "audio", out, |a| Ok(a.buf.sample_rate())) }
 }
 
 /// Number of channels.
@@ -193,27 +187,15 @@ pub unsafe extern "C" fn splitsound_audio_channels(
     audio: *const splitsound_audio,
     out: *mut usize,
 ) -> splitsound_status {
-    guard(|| {
-        // SAFETY: a live handle or NULL.
-        let a = unsafe { handle(audio, "audio") }?;
-        need(out, "out")?;
-        // SAFETY: checked non-NULL.
-        unsafe { put(out, a.buf.num_channels()) };
-        Ok(())
-    })
+    // SAFETY: the caller's handle and out-parameter.
+    unsafe { get(audio, "audio", out, |a| Ok(a.buf.num_channels())) }
 }
 
 /// Frames per channel.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn splitsound_audio_frames(audio: *const splitsound_audio, out: *mut usize) -> splitsound_status {
-    guard(|| {
-        // SAFETY: a live handle or NULL.
-        let a = unsafe { handle(audio, "audio") }?;
-        need(out, "out")?;
-        // SAFETY: checked non-NULL.
-        unsafe { put(out, a.buf.frames()) };
-        Ok(())
-    })
+    // SAFETY: the caller's handle and out-parameter.
+    unsafe { get(audio, "audio", out, |a| Ok(a.buf.frames())) }
 }
 
 /// Borrows channel `channel`: `*out_data` points to `*out_frames` floats owned

@@ -6,7 +6,7 @@ use splitsound_core::{QueryMode, QueryResolution};
 
 use crate::separator::{free_handle, give};
 use crate::status::{guard, splitsound_status};
-use crate::strings::{arg_str, arg_strs, copy_str, handle, need, nth, put};
+use crate::strings::{arg_str, arg_strs, get, get_str, need, nth};
 
 /// Whether the described sound is wanted alone or removed.
 #[allow(non_camel_case_types)]
@@ -57,18 +57,15 @@ pub unsafe extern "C" fn splitsound_query_free(p: *mut splitsound_query) {
 /// The mode: one of `splitsound_query_mode`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn splitsound_query_mode_of(query: *const splitsound_query, out: *mut u32) -> splitsound_status {
-    guard(|| {
-        // SAFETY: a live handle or NULL.
-        let q = unsafe { handle(query, "query") }?;
-        need(out, "out")?;
-        let mode = match q.res.mode {
-            QueryMode::Isolate => splitsound_query_mode::Isolate,
-            QueryMode::Remove => splitsound_query_mode::Remove,
-        };
-        // SAFETY: checked non-NULL.
-        unsafe { put(out, mode as u32) };
-        Ok(())
-    })
+    // SAFETY: the caller's handle and out-parameter.
+    unsafe {
+        get(query, "query", out, |q| {
+            Ok(match q.res.mode {
+                QueryMode::Isolate => splitsound_query_mode::Isolate,
+                QueryMode::Remove => splitsound_query_mode::Remove,
+            } as u32)
+        })
+    }
 }
 
 /// Number of target stems (the stems that make up the described sound).
@@ -77,14 +74,8 @@ pub unsafe extern "C" fn splitsound_query_target_count(
     query: *const splitsound_query,
     out: *mut usize,
 ) -> splitsound_status {
-    guard(|| {
-        // SAFETY: a live handle or NULL.
-        let q = unsafe { handle(query, "query") }?;
-        need(out, "out")?;
-        // SAFETY: checked non-NULL.
-        unsafe { put(out, q.res.targets.len()) };
-        Ok(())
-    })
+    // SAFETY: the caller's handle and out-parameter.
+    unsafe { get(query, "query", out, |q| Ok(q.res.targets.len())) }
 }
 
 /// Target stem `index`, in the separator's order.
@@ -96,11 +87,8 @@ pub unsafe extern "C" fn splitsound_query_target(
     len: usize,
     out_n: *mut usize,
 ) -> splitsound_status {
-    guard(|| {
-        // SAFETY: a live handle or NULL; caller buffers per the string convention.
-        let q = unsafe { handle(query, "query") }?;
-        unsafe { copy_str(nth(&q.res.targets, index, "target")?, buf, len, out_n) }
-    })
+    // SAFETY: the caller's handle and buffers.
+    unsafe { get_str(query, "query", buf, len, out_n, |q| Ok(nth(&q.res.targets, index, "target")?.clone())) }
 }
 
 /// Number of notes (explanations of fallbacks, `"no piano stem; using other"`).
@@ -109,14 +97,8 @@ pub unsafe extern "C" fn splitsound_query_note_count(
     query: *const splitsound_query,
     out: *mut usize,
 ) -> splitsound_status {
-    guard(|| {
-        // SAFETY: a live handle or NULL.
-        let q = unsafe { handle(query, "query") }?;
-        need(out, "out")?;
-        // SAFETY: checked non-NULL.
-        unsafe { put(out, q.res.notes.len()) };
-        Ok(())
-    })
+    // SAFETY: the caller's handle and out-parameter.
+    unsafe { get(query, "query", out, |q| Ok(q.res.notes.len())) }
 }
 
 /// Note `index`.
@@ -128,9 +110,6 @@ pub unsafe extern "C" fn splitsound_query_note(
     len: usize,
     out_n: *mut usize,
 ) -> splitsound_status {
-    guard(|| {
-        // SAFETY: a live handle or NULL; caller buffers per the string convention.
-        let q = unsafe { handle(query, "query") }?;
-        unsafe { copy_str(nth(&q.res.notes, index, "note")?, buf, len, out_n) }
-    })
+    // SAFETY: the caller's handle and buffers.
+    unsafe { get_str(query, "query", buf, len, out_n, |q| Ok(nth(&q.res.notes, index, "note")?.clone())) }
 }

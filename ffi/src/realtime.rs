@@ -6,7 +6,7 @@ use splitsound_core::RealtimeSeparator;
 
 use crate::separator::{free_handle, give, splitsound_options};
 use crate::status::{Failure, guard, guard_rt, process_status, splitsound_status};
-use crate::strings::{arg_str, copy_str, handle, handle_mut, need, nth, put};
+use crate::strings::{arg_str, get, get_str, handle_mut, need, nth, put};
 
 /// A separator for audio callbacks. `hpss` and `center` run inside
 /// `splitsound_rt_process`; a model package runs on a worker thread.
@@ -87,20 +87,20 @@ pub unsafe extern "C" fn splitsound_rt_free(p: *mut splitsound_rt) {
     unsafe { free_handle(p) }
 }
 
-fn with_rt(rt: *const splitsound_rt, f: impl FnOnce(&splitsound_rt) -> Result<(), Failure>) -> splitsound_status {
-    // SAFETY: a live handle or NULL.
-    guard(|| f(unsafe { handle(rt, "rt") }?))
+impl splitsound_rt {
+    fn prepared(&self) -> Result<(), Failure> {
+        if self.channels == 0 {
+            return Err(Failure::new(splitsound_status::NotPrepared, "call splitsound_rt_prepare first"));
+        }
+        Ok(())
+    }
 }
 
 /// Number of stems.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn splitsound_rt_stem_count(rt: *const splitsound_rt, out: *mut usize) -> splitsound_status {
-    with_rt(rt, |h| {
-        need(out, "out")?;
-        // SAFETY: checked non-NULL.
-        unsafe { put(out, h.rt.stems().len()) };
-        Ok(())
-    })
+    // SAFETY: the caller's handle and out-parameter.
+    unsafe { get(rt, "rt", out, |h| Ok(h.rt.stems().len())) }
 }
 
 /// Name of stem `index`, in the order of `process`'s outputs.
@@ -112,8 +112,8 @@ pub unsafe extern "C" fn splitsound_rt_stem_name(
     len: usize,
     out_n: *mut usize,
 ) -> splitsound_status {
-    // SAFETY: caller buffers per the string convention.
-    with_rt(rt, |h| unsafe { copy_str(nth(h.rt.stems(), index, "stem")?, buf, len, out_n) })
+    // SAFETY: the caller's handle and buffers.
+    unsafe { get_str(rt, "rt", buf, len, out_n, |h| Ok(nth(h.rt.stems(), index, "stem")?.clone())) }
 }
 
 /// Where it computes (`"cpu"`, `"cuda:0"`).
@@ -124,8 +124,8 @@ pub unsafe extern "C" fn splitsound_rt_provider(
     len: usize,
     out_n: *mut usize,
 ) -> splitsound_status {
-    // SAFETY: caller buffers per the string convention.
-    with_rt(rt, |h| unsafe { copy_str(h.rt.runs_on(), buf, len, out_n) })
+    // SAFETY: the caller's handle and buffers.
+    unsafe { get_str(rt, "rt", buf, len, out_n, |h| Ok(h.rt.runs_on().to_string())) }
 }
 
 /// Allocates everything for blocks of up to `max_block` frames of `channels`
@@ -156,30 +156,16 @@ pub unsafe extern "C" fn splitsound_rt_prepare(
 /// Output channels per stem (after prepare): the input's for the built-ins, 2 for a model.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn splitsound_rt_output_channels(rt: *const splitsound_rt, out: *mut usize) -> splitsound_status {
-    with_rt(rt, |h| {
-        need(out, "out")?;
-        if h.channels == 0 {
-            return Err(Failure::new(splitsound_status::NotPrepared, "call splitsound_rt_prepare first"));
-        }
-        // SAFETY: checked non-NULL.
-        unsafe { put(out, h.rt.output_channels()) };
-        Ok(())
-    })
+    // SAFETY: the caller's handle and out-parameter.
+    unsafe { get(rt, "rt", out, |h| h.prepared().map(|()| h.rt.output_channels())) }
 }
 
 /// The fixed delay of the output in samples (after prepare), to report to the
 /// host for latency compensation.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn splitsound_rt_latency(rt: *const splitsound_rt, out: *mut usize) -> splitsound_status {
-    with_rt(rt, |h| {
-        need(out, "out")?;
-        if h.channels == 0 {
-            return Err(Failure::new(splitsound_status::NotPrepared, "call splitsound_rt_prepare first"));
-        }
-        // SAFETY: checked non-NULL.
-        unsafe { put(out, h.rt.latency_samples()) };
-        Ok(())
-    })
+    // SAFETY: the caller's handle and out-parameter.
+    unsafe { get(rt, "rt", out, |h| h.prepared().map(|()| h.rt.latency_samples())) }
 }
 
 /// Whether any two of `n` buffers of `frames` floats overlap.

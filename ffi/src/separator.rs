@@ -12,7 +12,7 @@ use splitsound_core::{
 
 use crate::audio::{decode_options, splitsound_decode_limits};
 use crate::status::{Failure, guard, guard_void, splitsound_status};
-use crate::strings::{arg_path, arg_str, arg_strs, copy_str, float_ptrs, handle, handle_mut, need, nth, put};
+use crate::strings::{arg_path, arg_str, arg_strs, float_ptrs, get, get_str, handle, handle_mut, need, nth, put};
 
 /// How to open a separator: execution providers, threads, overlap, shifts, …
 /// (ignored by the built-ins), and the real-time worker's settings.
@@ -112,6 +112,21 @@ pub(crate) unsafe fn free_handle<T>(p: *mut T) {
     }
 }
 
+/// A `_new` with the type's defaults.
+fn new_default<T: Default>(out: *mut *mut T) -> splitsound_status {
+    guard(|| {
+        need(out, "out")?;
+        give(T::default(), out);
+        Ok(())
+    })
+}
+
+/// Runs `f` on a live, unshared handle: the body of a setter.
+fn with_mut<H>(h: *mut H, name: &str, f: impl FnOnce(&mut H) -> Result<(), Failure>) -> splitsound_status {
+    // SAFETY: a live handle or NULL, used by this thread only, by the type's contract.
+    guard(|| f(unsafe { handle_mut(h, name) }?))
+}
+
 /// Stores a new handle in `*out`.
 pub(crate) fn give<T>(value: T, out: *mut *mut T) {
     // SAFETY: every caller checked `out` non-NULL.
@@ -123,11 +138,7 @@ pub(crate) fn give<T>(value: T, out: *mut *mut T) {
 /// New options with every default: providers `cpu`, the model's overlap and shifts.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn splitsound_options_new(out: *mut *mut splitsound_options) -> splitsound_status {
-    guard(|| {
-        need(out, "out")?;
-        give(splitsound_options::default(), out);
-        Ok(())
-    })
+    new_default(out)
 }
 
 /// Frees options; NULL is a no-op. Separators made from them keep their own copy.
@@ -137,13 +148,11 @@ pub unsafe extern "C" fn splitsound_options_free(p: *mut splitsound_options) {
     unsafe { free_handle(p) }
 }
 
-/// Runs `f` on the options behind `opts`.
 fn with_options(
     opts: *mut splitsound_options,
     f: impl FnOnce(&mut splitsound_options) -> Result<(), Failure>,
 ) -> splitsound_status {
-    // SAFETY: a live handle or NULL, unshared by the type's contract.
-    guard(|| f(unsafe { handle_mut(opts, "options") }?))
+    with_mut(opts, "options", f)
 }
 
 /// Execution providers in order of preference, comma-separated: `"cuda:0,cpu"`.
@@ -305,11 +314,7 @@ pub unsafe extern "C" fn splitsound_options_set_rt_underrun(
 /// A new, unset cancellation flag.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn splitsound_cancel_new(out: *mut *mut splitsound_cancel) -> splitsound_status {
-    guard(|| {
-        need(out, "out")?;
-        give(splitsound_cancel::default(), out);
-        Ok(())
-    })
+    new_default(out)
 }
 
 /// Frees a flag; NULL is a no-op. Not while a separation that was given it runs.
@@ -336,14 +341,8 @@ pub unsafe extern "C" fn splitsound_cancel_is_requested(
     cancel: *const splitsound_cancel,
     out: *mut bool,
 ) -> splitsound_status {
-    guard(|| {
-        // SAFETY: a live handle or NULL.
-        let c = unsafe { handle(cancel, "cancel") }?;
-        need(out, "out")?;
-        // SAFETY: checked non-NULL.
-        unsafe { put(out, c.token.is_cancelled()) };
-        Ok(())
-    })
+    // SAFETY: the caller's handle and out-parameter.
+    unsafe { get(cancel, "cancel", out, |c| Ok(c.token.is_cancelled())) }
 }
 
 // ----- the separator ------------------------------------------------------------------------
@@ -378,14 +377,6 @@ pub unsafe extern "C" fn splitsound_separator_free(p: *mut splitsound_separator)
     unsafe { free_handle(p) }
 }
 
-fn with_sep(
-    sep: *const splitsound_separator,
-    f: impl FnOnce(&dyn Separator) -> Result<(), Failure>,
-) -> splitsound_status {
-    // SAFETY: a live handle or NULL.
-    guard(|| f(unsafe { handle(sep, "separator") }?.inner.as_ref()))
-}
-
 /// The separator's name (`"hpss"`, the model's name) into `buf` of `len` bytes,
 /// with a NUL; its length into `*out_n` (may be NULL). See the string convention.
 #[unsafe(no_mangle)]
@@ -395,8 +386,8 @@ pub unsafe extern "C" fn splitsound_separator_name(
     len: usize,
     out_n: *mut usize,
 ) -> splitsound_status {
-    // SAFETY: caller buffers per the string convention.
-    with_sep(sep, |s| unsafe { copy_str(s.name(), buf, len, out_n) })
+    // SAFETY: the caller's handle and buffers.
+    unsafe { get_str(sep, "separator", buf, len, out_n, |s| Ok(s.inner.name().to_string())) }
 }
 
 /// Number of stems it produces.
@@ -405,12 +396,8 @@ pub unsafe extern "C" fn splitsound_separator_stem_count(
     sep: *const splitsound_separator,
     out: *mut usize,
 ) -> splitsound_status {
-    with_sep(sep, |s| {
-        need(out, "out")?;
-        // SAFETY: checked non-NULL.
-        unsafe { put(out, s.stems().len()) };
-        Ok(())
-    })
+    // SAFETY: the caller's handle and out-parameter.
+    unsafe { get(sep, "separator", out, |s| Ok(s.inner.stems().len())) }
 }
 
 /// The name of stem `index` (`"vocals"`, `"harmonic"`, …), in output order.
@@ -422,8 +409,8 @@ pub unsafe extern "C" fn splitsound_separator_stem_name(
     len: usize,
     out_n: *mut usize,
 ) -> splitsound_status {
-    // SAFETY: caller buffers per the string convention.
-    with_sep(sep, |s| unsafe { copy_str(nth(s.stems(), index, "stem")?, buf, len, out_n) })
+    // SAFETY: the caller's handle and buffers.
+    unsafe { get_str(sep, "separator", buf, len, out_n, |s| Ok(nth(s.inner.stems(), index, "stem")?.clone())) }
 }
 
 /// The sample rate the separator works at, or 0 when it works at any rate.
@@ -433,12 +420,8 @@ pub unsafe extern "C" fn splitsound_separator_sample_rate(
     sep: *const splitsound_separator,
     out: *mut u32,
 ) -> splitsound_status {
-    with_sep(sep, |s| {
-        need(out, "out")?;
-        // SAFETY: checked non-NULL.
-        unsafe { put(out, s.sample_rate().unwrap_or(0)) };
-        Ok(())
-    })
+    // SAFETY: the caller's handle and out-parameter.
+    unsafe { get(sep, "separator", out, |s| Ok(s.inner.sample_rate().unwrap_or(0))) }
 }
 
 /// Channels of each output stem for an input of `input_channels` channels: the
@@ -449,15 +432,15 @@ pub unsafe extern "C" fn splitsound_separator_output_channels(
     input_channels: usize,
     out: *mut usize,
 ) -> splitsound_status {
-    with_sep(sep, |s| {
-        need(out, "out")?;
-        if input_channels == 0 {
-            return Err(Failure::invalid("input_channels must be at least 1"));
-        }
-        // SAFETY: checked non-NULL.
-        unsafe { put(out, s.output_channels(input_channels)) };
-        Ok(())
-    })
+    // SAFETY: the caller's handle and out-parameter.
+    unsafe {
+        get(sep, "separator", out, |s| {
+            if input_channels == 0 {
+                return Err(Failure::invalid("input_channels must be at least 1"));
+            }
+            Ok(s.inner.output_channels(input_channels))
+        })
+    }
 }
 
 /// Where it computes: `"cpu"`, or the execution provider a model actually
@@ -469,8 +452,8 @@ pub unsafe extern "C" fn splitsound_separator_provider(
     len: usize,
     out_n: *mut usize,
 ) -> splitsound_status {
-    // SAFETY: caller buffers per the string convention.
-    with_sep(sep, |s| unsafe { copy_str(&s.runs_on(), buf, len, out_n) })
+    // SAFETY: the caller's handle and buffers.
+    unsafe { get_str(sep, "separator", buf, len, out_n, |s| Ok(s.inner.runs_on())) }
 }
 
 /// A C progress callback as the `Fn` core calls, serialised.
@@ -591,11 +574,7 @@ pub unsafe extern "C" fn splitsound_separator_separate(
 /// New file options: 16-bit WAV, rescaled to fit, every stem, no limits.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn splitsound_file_options_new(out: *mut *mut splitsound_file_options) -> splitsound_status {
-    guard(|| {
-        need(out, "out")?;
-        give(splitsound_file_options::default(), out);
-        Ok(())
-    })
+    new_default(out)
 }
 
 /// Frees file options; NULL is a no-op.
@@ -609,8 +588,7 @@ fn with_file_options(
     opts: *mut splitsound_file_options,
     f: impl FnOnce(&mut FileJobOptions) -> Result<(), Failure>,
 ) -> splitsound_status {
-    // SAFETY: a live, unshared handle or NULL.
-    guard(|| f(&mut unsafe { handle_mut(opts, "file_options") }?.opts))
+    with_mut(opts, "file_options", |o| f(&mut o.opts))
 }
 
 /// One of `splitsound_format` (`SPLITSOUND_FORMAT_WAV`, `SPLITSOUND_FORMAT_FLAC`).
@@ -781,14 +759,8 @@ pub unsafe extern "C" fn splitsound_report_stem_count(
     report: *const splitsound_report,
     out: *mut usize,
 ) -> splitsound_status {
-    guard(|| {
-        // SAFETY: a live handle or NULL.
-        let r = unsafe { handle(report, "report") }?;
-        need(out, "out")?;
-        // SAFETY: checked non-NULL.
-        unsafe { put(out, r.report.stems.len()) };
-        Ok(())
-    })
+    // SAFETY: the caller's handle and out-parameter.
+    unsafe { get(report, "report", out, |r| Ok(r.report.stems.len())) }
 }
 
 /// Name of written stem `index` (`"vocals"`, or `"vocals"` / `"no_vocals"` for a query).
@@ -800,11 +772,8 @@ pub unsafe extern "C" fn splitsound_report_stem_name(
     len: usize,
     out_n: *mut usize,
 ) -> splitsound_status {
-    guard(|| {
-        // SAFETY: a live handle or NULL; caller buffers per the string convention.
-        let r = unsafe { handle(report, "report") }?;
-        unsafe { copy_str(&nth(&r.report.stems, index, "stem")?.name, buf, len, out_n) }
-    })
+    // SAFETY: the caller's handle and buffers.
+    unsafe { get_str(report, "report", buf, len, out_n, |r| Ok(nth(&r.report.stems, index, "stem")?.name.clone())) }
 }
 
 /// Path of written stem `index`.
@@ -816,10 +785,10 @@ pub unsafe extern "C" fn splitsound_report_stem_path(
     len: usize,
     out_n: *mut usize,
 ) -> splitsound_status {
-    guard(|| {
-        // SAFETY: a live handle or NULL; caller buffers per the string convention.
-        let r = unsafe { handle(report, "report") }?;
-        let path = nth(&r.report.stems, index, "stem")?.path.to_string_lossy().into_owned();
-        unsafe { copy_str(&path, buf, len, out_n) }
-    })
+    // SAFETY: the caller's handle and buffers.
+    unsafe {
+        get_str(report, "report", buf, len, out_n, |r| {
+            Ok(nth(&r.report.stems, index, "stem")?.path.to_string_lossy().into_owned())
+        })
+    }
 }
