@@ -16,6 +16,7 @@ command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)   # the Python package's tests
+command -v node >/dev/null 2>&1 || missing+=(nodejs)   # the WebAssembly package's tests
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]} (Debian packages)"
   $sudo_cmd apt-get update -qq
@@ -56,6 +57,11 @@ echo "==> the C API (examples/c: sanitizers, static and pkg-config builds, valgr
 
 echo "==> the Python package (a fresh venv: pip install ./python, pytest, mypy, stubtest)"
 ./scripts/test-python.sh 2>&1 | tee -a "$log"
+passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+
+echo "==> the WebAssembly package (wasm-bindgen-test in Node, the package against the native CLI)"
+./scripts/build-wasm.sh test 2>&1 | tee -a "$log"
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds the WebAssembly package into wasm/pkg: an ES module (splitsound.js), its TypeScript
+# declarations (splitsound.d.ts), the .wasm, and a package.json. Installs the wasm32 target and the
+# wasm-bindgen-cli of exactly the version wasm/Cargo.toml pins (from crates.io, into ~/.cache) if missing.
+#   scripts/build-wasm.sh        build
+#   scripts/build-wasm.sh test   build, then run the wasm unit tests in Node (wasm-bindgen-test) and
+#                                check the package's stems against the native CLI's
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/splitsound/target}"
+tools=$HOME/.cache/splitsound/tools
+version=$(sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' wasm/Cargo.toml)
+
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+if ! "$tools/bin/wasm-bindgen" --version 2>/dev/null | grep -qF "$version"; then
+  echo "==> installing wasm-bindgen-cli $version (crates.io) into $tools"
+  (cd /tmp && env -u CARGO_TARGET_DIR cargo install --quiet --root "$tools" wasm-bindgen-cli --version "=$version")
+fi
+
+cargo build --release --locked -q --target wasm32-unknown-unknown -p splitsound-wasm
+rm -rf wasm/pkg
+"$tools/bin/wasm-bindgen" --target web --out-dir wasm/pkg --out-name splitsound \
+  "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/splitsound_wasm.wasm"
+pkg_version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+cat > wasm/pkg/package.json <<JSON
+{
+  "name": "splitsound",
+  "version": "$pkg_version",
+  "description": "Split songs, podcasts and soundtracks into stems, in the browser (WebAssembly)",
+  "license": "MIT OR Apache-2.0",
+  "type": "module",
+  "main": "splitsound.js",
+  "types": "splitsound.d.ts",
+  "files": ["splitsound.js", "splitsound.d.ts", "splitsound_bg.wasm", "splitsound_bg.wasm.d.ts"],
+  "sideEffects": false
+}
+JSON
+echo "==> wasm/pkg: $(wc -c < wasm/pkg/splitsound_bg.wasm) bytes of wasm ($(gzip -9c wasm/pkg/splitsound_bg.wasm | wc -c) gzipped)"
+
+if [ "${1:-}" = test ]; then
+  echo "==> wasm unit tests in Node (wasm-bindgen-test)"
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$tools/bin/wasm-bindgen-test-runner" \
+    cargo test --release --locked --target wasm32-unknown-unknown -p splitsound-wasm
+  echo "==> the npm package in Node against the native CLI"
+  native=$(mktemp -d)
+  trap 'rm -rf "$native"' EXIT
+  cargo build --release --locked -q -p splitsound-cli
+  for m in hpss center; do
+    "$CARGO_TARGET_DIR/release/splitsound" separate examples/data/demo/mixture.flac -m "builtin:$m" \
+      --bits 32f --clip none -o "$native/$m" >/dev/null 2>&1
+  done
+  node wasm/tests/package.mjs examples/data/demo/mixture.flac "$native"
+fi
