@@ -3,7 +3,7 @@
 //!     cargo run --release -p splitsound-core --example bench_ops -- OP INPUT [ARG] [--runs N]
 //!
 //! OP: `decode` (whole file to f32), `resample RATE`, `stft` (STFT + ISTFT,
-//! n_fft 4096, hop 1024, every channel), `hpss` (the built-in, defaults),
+//! n_fft 4096, hop 1024, every channel), `hpss` and `center` (the built-ins, defaults),
 //! `resample-raw IN_RATE OUT_RATE OUT.f32` (INPUT is raw mono f32le; writes raw).
 //! Prints one JSON line: the median and minimum wall time of N runs, and the
 //! median CPU time of this thread, in seconds; decoding for the non-decode ops
@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use splitsound_core::builtin::{Hpss, HpssConfig};
+use splitsound_core::builtin::{Center, CenterConfig, Hpss, HpssConfig};
 use splitsound_core::{
     AudioBuffer, DecodeOptions, SeparateOptions, Separator, Stft, StftConfig, decode_file, resample,
 };
@@ -57,6 +57,11 @@ fn main() {
                 let mut sep = Hpss::new(HpssConfig::default()).unwrap();
                 let stems = sep.separate(audio.as_ref().unwrap(), &SeparateOptions::default()).unwrap();
                 frames = stems.get("harmonic").unwrap().frames();
+            }
+            "center" => {
+                let mut sep = Center::new(CenterConfig::default()).unwrap();
+                let stems = sep.separate(audio.as_ref().unwrap(), &SeparateOptions::default()).unwrap();
+                frames = stems.get("vocals").unwrap().frames();
             }
             other => panic!("unknown op {other}"),
         }
