@@ -188,11 +188,20 @@ impl AudioBuffer {
 /// Interleaves planar channels of equal length.
 pub fn interleave(channels: &[Vec<f32>]) -> Vec<f32> {
     let n = channels.first().map_or(0, |c| c.len());
-    let mut out = Vec::with_capacity(n * channels.len());
-    for i in 0..n {
-        out.extend(channels.iter().map(|c| c[i]));
-    }
+    let mut out = vec![0.0; n * channels.len()];
+    interleave_into(channels, &mut out);
     out
+}
+
+/// [`interleave`] into `out`, which holds at least frames × channels samples
+/// (a caller's buffer: no allocation).
+pub fn interleave_into(channels: &[Vec<f32>], out: &mut [f32]) {
+    let k = channels.len();
+    for (c, ch) in channels.iter().enumerate() {
+        for (f, &x) in ch.iter().enumerate() {
+            out[f * k + c] = x;
+        }
+    }
 }
 
 /// Splits interleaved samples into `channels` planar vectors. Trailing samples

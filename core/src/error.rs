@@ -147,6 +147,15 @@ impl Error {
         Error::InvalidArgument { name, expected: expected.into(), actual: actual.to_string() }
     }
 
+    /// `table`'s value for the name `s`, or [`Error::InvalidArgument`] listing
+    /// the names accepted: how the CLI and the bindings read option strings.
+    pub(crate) fn parse_name<T: Copy>(name: &'static str, s: &str, table: &[(&str, T)]) -> Result<T> {
+        table.iter().find(|(n, _)| *n == s).map(|&(_, v)| v).ok_or_else(|| {
+            let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+            Error::invalid(name, format!("one of {}", names.join(", ")), s)
+        })
+    }
+
     /// A short, stable, machine-readable name for the kind of error, used by
     /// the CLI's JSON output and by the language bindings.
     pub fn code(&self) -> &'static str {

@@ -23,6 +23,7 @@ mod write;
 
 pub use audio::{
     AudioBuffer, AudioSpec, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, check_sample_rate, deinterleave, interleave,
+    interleave_into,
 };
 pub use builtin::{BUILTIN_NAMES, BuiltinConfig, DEFAULT_BUILTIN, builtin_separator};
 pub use decode::{DecodeOptions, MediaInfo, StreamDecoder, decode_bytes, decode_file, probe, probe_bytes};

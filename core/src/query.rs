@@ -15,6 +15,16 @@ pub enum QueryMode {
     Remove,
 }
 
+impl QueryMode {
+    /// `"isolate"` or `"remove"`, as serialised.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueryMode::Isolate => "isolate",
+            QueryMode::Remove => "remove",
+        }
+    }
+}
+
 /// What a description resolved to.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct QueryResolution {

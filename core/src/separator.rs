@@ -45,6 +45,20 @@ pub enum Stage {
     Write,
 }
 
+impl Stage {
+    /// Its name as serialised (`"analyse"`), for bindings that report stages as strings.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Decode => "decode",
+            Stage::Resample => "resample",
+            Stage::Analyse => "analyse",
+            Stage::Separate => "separate",
+            Stage::Synthesise => "synthesise",
+            Stage::Write => "write",
+        }
+    }
+}
+
 /// A progress report: `done` out of `total` units of `stage`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Progress {

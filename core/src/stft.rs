@@ -40,6 +40,32 @@ pub enum WindowKind {
     Rectangular,
 }
 
+impl std::str::FromStr for PadMode {
+    type Err = Error;
+    /// `reflect` or `constant`.
+    fn from_str(s: &str) -> Result<Self> {
+        Error::parse_name("pad_mode", s, &[("reflect", PadMode::Reflect), ("constant", PadMode::Constant)])
+    }
+}
+
+impl std::str::FromStr for WindowKind {
+    type Err = Error;
+    /// `hann`, `hann_symmetric`, or `rectangular` (also `boxcar`, `ones`).
+    fn from_str(s: &str) -> Result<Self> {
+        Error::parse_name(
+            "window",
+            s,
+            &[
+                ("hann", WindowKind::Hann),
+                ("hann_symmetric", WindowKind::HannSymmetric),
+                ("rectangular", WindowKind::Rectangular),
+                ("boxcar", WindowKind::Rectangular),
+                ("ones", WindowKind::Rectangular),
+            ],
+        )
+    }
+}
+
 /// Parameters of an STFT.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

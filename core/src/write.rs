@@ -20,6 +20,14 @@ pub enum OutputFormat {
     Flac,
 }
 
+impl std::str::FromStr for OutputFormat {
+    type Err = Error;
+    /// `wav` or `flac`.
+    fn from_str(s: &str) -> Result<Self> {
+        Error::parse_name("format", s, &[("wav", OutputFormat::Wav), ("flac", OutputFormat::Flac)])
+    }
+}
+
 impl OutputFormat {
     pub fn extension(self) -> &'static str {
         match self {
@@ -43,6 +51,16 @@ pub enum SampleEncoding {
 }
 
 impl SampleEncoding {
+    /// 16, 24, or 32 (float).
+    pub fn from_bits(bits: u32) -> Result<Self> {
+        match bits {
+            16 => Ok(SampleEncoding::I16),
+            24 => Ok(SampleEncoding::I24),
+            32 => Ok(SampleEncoding::F32),
+            b => Err(Error::invalid("bits", "16, 24 or 32 (float)", b)),
+        }
+    }
+
     pub fn bits(self) -> u16 {
         match self {
             SampleEncoding::I16 => 16,
@@ -63,6 +81,18 @@ pub enum ClipMode {
     Clamp,
     /// Leave samples alone. Float output keeps them; integer output saturates.
     None,
+}
+
+impl std::str::FromStr for ClipMode {
+    type Err = Error;
+    /// `rescale`, `clamp` or `none`.
+    fn from_str(s: &str) -> Result<Self> {
+        Error::parse_name(
+            "clip",
+            s,
+            &[("rescale", ClipMode::Rescale), ("clamp", ClipMode::Clamp), ("none", ClipMode::None)],
+        )
+    }
 }
 
 /// How to write one stem.
@@ -641,6 +671,23 @@ pub fn write_file(path: impl AsRef<Path>, audio: &AudioBuffer, opts: &WriteOptio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn option_names_parse_as_the_bindings_write_them() {
+        assert_eq!("flac".parse::<OutputFormat>().unwrap(), OutputFormat::Flac);
+        assert_eq!("none".parse::<ClipMode>().unwrap(), ClipMode::None);
+        assert_eq!(SampleEncoding::from_bits(24).unwrap(), SampleEncoding::I24);
+        assert_eq!("boxcar".parse::<crate::WindowKind>().unwrap(), crate::WindowKind::Rectangular);
+        assert_eq!("constant".parse::<crate::PadMode>().unwrap(), crate::PadMode::Constant);
+        let e = "mp3".parse::<OutputFormat>().unwrap_err();
+        assert_eq!(e.code(), "invalid_argument");
+        assert!(e.to_string().contains("one of wav, flac"), "{e}");
+        assert_eq!(SampleEncoding::from_bits(20).unwrap_err().code(), "invalid_argument");
+        assert!("loud".parse::<ClipMode>().is_err() && "kaiser".parse::<crate::WindowKind>().is_err());
+        for s in [crate::Stage::Analyse, crate::Stage::Write] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+        }
+    }
 
     #[test]
     fn quantise_rounds_and_saturates() {

@@ -253,12 +253,7 @@ pub unsafe extern "C" fn splitsound_audio_copy_interleaved(
         }
         // SAFETY: `buf` holds `len` ≥ `needed` floats by contract; it cannot overlap `a`,
         // which the caller does not own memory of.
-        let out = unsafe { std::slice::from_raw_parts_mut(buf, needed) };
-        for (c, ch) in a.buf.channels().iter().enumerate() {
-            for (f, &x) in ch.iter().enumerate() {
-                out[f * channels + c] = x;
-            }
-        }
+        splitsound_core::interleave_into(a.buf.channels(), unsafe { std::slice::from_raw_parts_mut(buf, needed) });
         // SAFETY: NULL or valid.
         unsafe { put(out_n, needed) };
         Ok(())

@@ -165,8 +165,7 @@ pub unsafe extern "C" fn splitsound_options_set_providers(
     with_options(opts, |o| {
         // SAFETY: a string or NULL.
         let list = unsafe { arg_str(providers, "providers") }?;
-        let parsed = list.split(',').map(str::parse).collect::<Result<Vec<Provider>, _>>()?;
-        o.neural.model.providers = parsed;
+        o.neural.model.providers = Provider::parse_list(list)?;
         Ok(())
     })
 }
@@ -614,12 +613,7 @@ pub unsafe extern "C" fn splitsound_file_options_set_bits(
     bits: u32,
 ) -> splitsound_status {
     with_file_options(opts, |o| {
-        o.write.encoding = match bits {
-            16 => SampleEncoding::I16,
-            24 => SampleEncoding::I24,
-            32 => SampleEncoding::F32,
-            b => return Err(Failure::invalid(format!("bits must be 16, 24 or 32, got {b}"))),
-        };
+        o.write.encoding = SampleEncoding::from_bits(bits)?;
         Ok(())
     })
 }

@@ -129,8 +129,7 @@ fn interruptible<T: Send>(
             match next {
                 Ok(p) => {
                     if let (Some(cb), None) = (progress, &raised) {
-                        let stage = serde_json::to_value(p.stage).ok().and_then(|v| v.as_str().map(str::to_owned));
-                        if let Err(e) = cb.call1((stage.unwrap_or_default(), p.done, p.total)) {
+                        if let Err(e) = cb.call1((p.stage.name(), p.done, p.total)) {
                             raised = Some(e);
                             cancel.cancel();
                         }
@@ -199,17 +198,8 @@ fn stft_config(
     pad_mode: &str,
     normalized: bool,
 ) -> PyResult<StftConfig> {
-    let window = match window {
-        "hann" => WindowKind::Hann,
-        "hann_symmetric" => WindowKind::HannSymmetric,
-        "rectangular" | "boxcar" | "ones" => WindowKind::Rectangular,
-        w => return Err(invalid(py, "window", "hann, hann_symmetric or rectangular", w)),
-    };
-    let pad_mode = match pad_mode {
-        "reflect" => PadMode::Reflect,
-        "constant" => PadMode::Constant,
-        p => return Err(invalid(py, "pad_mode", "reflect or constant", p)),
-    };
+    let window: WindowKind = window.parse().map_err(|e| py_err(py, e))?;
+    let pad_mode: PadMode = pad_mode.parse().map_err(|e| py_err(py, e))?;
     Ok(StftConfig {
         n_fft,
         hop_length: hop_length.unwrap_or(n_fft / 4),
@@ -374,8 +364,7 @@ impl PySeparator {
             None => NeuralOptions::default(),
         };
         if let Some(d) = device {
-            opts.model.providers =
-                d.split(',').map(str::parse).collect::<Result<Vec<Provider>, Error>>().map_err(|e| py_err(py, e))?;
+            opts.model.providers = Provider::parse_list(d).map_err(|e| py_err(py, e))?;
         }
         if strict {
             opts.model.fallback = Fallback::Error;
@@ -465,23 +454,10 @@ impl PySeparator {
         progress: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let mut opts = FileJobOptions::default();
-        opts.write.format = match format {
-            "wav" => OutputFormat::Wav,
-            "flac" => OutputFormat::Flac,
-            f => return Err(invalid(py, "format", "wav or flac", f)),
-        };
-        opts.write.encoding = match bits {
-            16 => SampleEncoding::I16,
-            24 => SampleEncoding::I24,
-            32 => SampleEncoding::F32,
-            b => return Err(invalid(py, "bits", "16, 24 or 32 (float)", b)),
-        };
-        opts.write.clip = match clip {
-            "rescale" => ClipMode::Rescale,
-            "clamp" => ClipMode::Clamp,
-            "none" => ClipMode::None,
-            c => return Err(invalid(py, "clip", "rescale, clamp or none", c)),
-        };
+        let err = |e| py_err(py, e);
+        opts.write.format = format.parse::<OutputFormat>().map_err(err)?;
+        opts.write.encoding = SampleEncoding::from_bits(bits).map_err(err)?;
+        opts.write.clip = clip.parse::<ClipMode>().map_err(err)?;
         opts.selection = match (stems, query) {
             (Some(_), Some(_)) => return Err(invalid(py, "stems", "stems or query, not both", "both")),
             (Some(s), None) => StemSelection::Stems(s),
@@ -511,7 +487,7 @@ fn resolve_query<'py>(py: Python<'py>, query: &str, stems: Vec<String>) -> PyRes
     let r = core::resolve_query(query, &stems).map_err(|e| py_err(py, e))?;
     let d = PyDict::new(py);
     d.set_item("targets", r.targets)?;
-    d.set_item("mode", if r.mode == core::QueryMode::Isolate { "isolate" } else { "remove" })?;
+    d.set_item("mode", r.mode.name())?;
     d.set_item("notes", r.notes)?;
     Ok(d)
 }

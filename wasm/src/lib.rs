@@ -156,15 +156,7 @@ unsafe impl Sync for JsProgress {}
 
 impl JsProgress {
     fn call(&self, p: Progress) {
-        let stage = match p.stage {
-            core::Stage::Decode => "decode",
-            core::Stage::Resample => "resample",
-            core::Stage::Analyse => "analyse",
-            core::Stage::Separate => "separate",
-            core::Stage::Synthesise => "synthesise",
-            core::Stage::Write => "write",
-        };
-        let _ = self.0.call3(&JsValue::NULL, &stage.into(), &(p.done as f64).into(), &(p.total as f64).into());
+        let _ = self.0.call3(&JsValue::NULL, &p.stage.name().into(), &(p.done as f64).into(), &(p.total as f64).into());
     }
 }
 
@@ -250,7 +242,7 @@ pub fn resolve_query(query: &str, stems: Vec<String>) -> Result<Object, JsValue>
     let r = core::resolve_query(query, &stems).map_err(js_error)?;
     let o = Object::new();
     set(&o, "targets", r.targets.iter().map(|s| JsValue::from(s.as_str())).collect::<Array>());
-    set(&o, "mode", if r.mode == core::QueryMode::Isolate { "isolate" } else { "remove" });
+    set(&o, "mode", r.mode.name());
     set(&o, "notes", r.notes.iter().map(|s| JsValue::from(s.as_str())).collect::<Array>());
     Ok(o)
 }
@@ -259,17 +251,8 @@ pub fn resolve_query(query: &str, stems: Vec<String>) -> Result<Object, JsValue>
 /// `"flac"` (16 or 24); samples beyond ±1 are scaled down to fit.
 #[wasm_bindgen]
 pub fn encode(audio: &Audio, format: &str, bits: u32) -> Result<Uint8Array, JsValue> {
-    let format = match format {
-        "wav" => OutputFormat::Wav,
-        "flac" => OutputFormat::Flac,
-        f => return Err(invalid("format", "wav or flac", f)),
-    };
-    let encoding = match bits {
-        16 => SampleEncoding::I16,
-        24 => SampleEncoding::I24,
-        32 => SampleEncoding::F32,
-        b => return Err(invalid("bits", "16, 24 or 32", b)),
-    };
+    let format: OutputFormat = format.parse().map_err(js_error)?;
+    let encoding = SampleEncoding::from_bits(bits).map_err(js_error)?;
     let opts = WriteOptions { format, encoding, clip: ClipMode::Rescale, dither: false };
     Ok(Uint8Array::from(core::encode(&audio.buf, &opts).map_err(js_error)?.as_slice()))
 }

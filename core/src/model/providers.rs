@@ -42,6 +42,11 @@ impl Provider {
         }
     }
 
+    /// An ordered list written as the CLI and the bindings take it: `"cuda:0,cpu"`.
+    pub fn parse_list(list: &str) -> Result<Vec<Provider>, Error> {
+        list.split(',').map(str::parse).collect()
+    }
+
     /// Every provider kind, device 0, for listing.
     pub const ALL: [Provider; 5] = [
         Provider::Cpu,
