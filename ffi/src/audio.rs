@@ -4,8 +4,9 @@ use std::ffi::c_char;
 
 use splitsound_core::{AudioBuffer, DecodeOptions, MediaInfo};
 
+use crate::handle::{free_handle, get, give, handle};
 use crate::status::{Failure, guard, splitsound_status};
-use crate::strings::{arg_path, arg_str, get, handle, need, put};
+use crate::strings::{arg_path, arg_str, need, put};
 
 /// Limits on what decoding accepts; zero means no limit. Pass NULL for none.
 #[allow(non_camel_case_types)]
@@ -112,7 +113,7 @@ pub unsafe extern "C" fn splitsound_probe(path: *const c_char, out: *mut splitso
 }
 
 fn boxed(buf: AudioBuffer, out: *mut *mut splitsound_audio) {
-    crate::separator::give(splitsound_audio { buf }, out)
+    give(splitsound_audio { buf }, out)
 }
 
 /// Decodes a whole file (WAV, FLAC, MP3, AAC/M4A, Ogg Vorbis, Opus where built
@@ -168,7 +169,7 @@ pub unsafe extern "C" fn splitsound_decode_memory(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn splitsound_audio_free(audio: *mut splitsound_audio) {
     // SAFETY: NULL or a handle from splitsound_decode_*, freed once.
-    unsafe { crate::separator::free_handle(audio) }
+    unsafe { free_handle(audio) }
 }
 
 /// Sample rate in Hz.

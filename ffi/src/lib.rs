@@ -11,6 +11,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod audio;
+mod handle;
 mod query;
 mod realtime;
 mod separator;

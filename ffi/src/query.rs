@@ -4,9 +4,9 @@ use std::ffi::c_char;
 
 use splitsound_core::{QueryMode, QueryResolution};
 
-use crate::separator::{free_handle, give};
+use crate::handle::{free_handle, get, get_str, give};
 use crate::status::{guard, splitsound_status};
-use crate::strings::{arg_str, arg_strs, get, get_str, need, nth};
+use crate::strings::{arg_str, arg_strs, need, nth};
 
 /// Whether the described sound is wanted alone or removed.
 #[allow(non_camel_case_types)]

@@ -4,9 +4,10 @@ use std::ffi::c_char;
 
 use splitsound_core::RealtimeSeparator;
 
-use crate::separator::{free_handle, give, splitsound_options};
+use crate::handle::{free_handle, get, get_str, give, handle_mut};
+use crate::separator::splitsound_options;
 use crate::status::{Failure, guard, guard_rt, process_status, splitsound_status};
-use crate::strings::{arg_str, get, get_str, handle_mut, need, nth, put};
+use crate::strings::{arg_str, need, nth, put};
 
 /// A separator for audio callbacks. `hpss` and `center` run inside
 /// `splitsound_rt_process`; a model package runs on a worker thread.

@@ -11,8 +11,9 @@ use splitsound_core::{
 };
 
 use crate::audio::{decode_options, splitsound_decode_limits};
-use crate::status::{Failure, guard, guard_void, splitsound_status};
-use crate::strings::{arg_path, arg_str, arg_strs, float_ptrs, get, get_str, handle, handle_mut, need, nth, put};
+use crate::handle::{free_handle, get, get_str, give, handle, handle_mut, new_default, with_mut};
+use crate::status::{Failure, guard, splitsound_status};
+use crate::strings::{arg_path, arg_str, arg_strs, float_ptrs, need, nth};
 
 /// How to open a separator: execution providers, threads, overlap, shifts, …
 /// (ignored by the built-ins), and the real-time worker's settings.
@@ -99,39 +100,6 @@ pub enum splitsound_clip {
 #[allow(non_camel_case_types)]
 pub type splitsound_progress_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, stage: splitsound_stage, done: u64, total: u64)>;
-
-/// Frees a handle made by [`give`]; NULL is a no-op. (cbindgen cannot see
-/// functions made by macros, so each `_free` is written out and calls this.)
-///
-/// # Safety
-/// `p` is NULL or came from [`give`] for this `T` and is freed once.
-pub(crate) unsafe fn free_handle<T>(p: *mut T) {
-    if !p.is_null() {
-        // SAFETY: forwarded contract.
-        guard_void(|| drop(unsafe { Box::from_raw(p) }));
-    }
-}
-
-/// A `_new` with the type's defaults.
-fn new_default<T: Default>(out: *mut *mut T) -> splitsound_status {
-    guard(|| {
-        need(out, "out")?;
-        give(T::default(), out);
-        Ok(())
-    })
-}
-
-/// Runs `f` on a live, unshared handle: the body of a setter.
-fn with_mut<H>(h: *mut H, name: &str, f: impl FnOnce(&mut H) -> Result<(), Failure>) -> splitsound_status {
-    // SAFETY: a live handle or NULL, used by this thread only, by the type's contract.
-    guard(|| f(unsafe { handle_mut(h, name) }?))
-}
-
-/// Stores a new handle in `*out`.
-pub(crate) fn give<T>(value: T, out: *mut *mut T) {
-    // SAFETY: every caller checked `out` non-NULL.
-    unsafe { put(out, Box::into_raw(Box::new(value))) }
-}
 
 // ----- options ------------------------------------------------------------------------------
 

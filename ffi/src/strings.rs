@@ -60,24 +60,6 @@ pub(crate) unsafe fn arg_strs(p: *const *const c_char, n: usize, name: &str) -> 
         .collect()
 }
 
-/// A handle argument for reading.
-///
-/// # Safety
-/// `p` is NULL or a live handle of this type.
-pub(crate) unsafe fn handle<'a, T>(p: *const T, name: &str) -> Result<&'a T, Failure> {
-    // SAFETY: a live handle by the caller's contract.
-    unsafe { p.as_ref() }.ok_or_else(|| Failure::null(name))
-}
-
-/// A handle argument for changing.
-///
-/// # Safety
-/// `p` is NULL or a live handle of this type, used by no other thread now.
-pub(crate) unsafe fn handle_mut<'a, T>(p: *mut T, name: &str) -> Result<&'a mut T, Failure> {
-    // SAFETY: a live, unshared handle by the caller's contract.
-    unsafe { p.as_mut() }.ok_or_else(|| Failure::null(name))
-}
-
 /// Writes an out-parameter (checked for NULL before any work where possible).
 ///
 /// # Safety
@@ -164,46 +146,4 @@ pub(crate) unsafe fn float_ptrs<'a>(p: *const *const f32, n: usize, name: &str) 
         }
     }
     Ok(ptrs)
-}
-
-/// The body of a getter: `f` reads a value from the live handle `h` into `*out`.
-///
-/// # Safety
-/// `h` is NULL or a live handle of type `H`; `out` is NULL or valid for a write.
-pub(crate) unsafe fn get<H, T>(
-    h: *const H,
-    name: &str,
-    out: *mut T,
-    f: impl FnOnce(&H) -> Result<T, Failure>,
-) -> splitsound_status {
-    crate::status::guard(|| {
-        // SAFETY: forwarded contract.
-        let h = unsafe { handle(h, name) }?;
-        need(out, "out")?;
-        let value = f(h)?;
-        // SAFETY: checked non-NULL; valid by contract.
-        unsafe { put(out, value) };
-        Ok(())
-    })
-}
-
-/// The body of a string getter: `f` picks a string of the live handle `h`,
-/// copied out by the string convention.
-///
-/// # Safety
-/// `h` is NULL or a live handle of type `H`; `buf`, `len` and `out_n` as for [`copy_str`].
-pub(crate) unsafe fn get_str<H>(
-    h: *const H,
-    name: &str,
-    buf: *mut c_char,
-    len: usize,
-    out_n: *mut usize,
-    f: impl FnOnce(&H) -> Result<String, Failure>,
-) -> splitsound_status {
-    crate::status::guard(|| {
-        // SAFETY: forwarded contract.
-        let s = f(unsafe { handle(h, name) }?)?;
-        // SAFETY: forwarded contract.
-        unsafe { copy_str(&s, buf, len, out_n) }
-    })
 }
