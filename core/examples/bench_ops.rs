@@ -4,7 +4,10 @@
 //!
 //! OP: `decode` (whole file to f32), `resample RATE`, `stft` (STFT + ISTFT,
 //! n_fft 4096, hop 1024, every channel), `hpss` and `center` (the built-ins, defaults),
-//! `resample-raw IN_RATE OUT_RATE OUT.f32` (INPUT is raw mono f32le; writes raw).
+//! `resample-raw IN_RATE OUT_RATE OUT.f32` (INPUT is raw mono f32le; writes raw),
+//! `model PACKAGE ENGINE` (a model package with its defaults on `onnxruntime` or
+//! `tract`, one thread per operator, as in the single-threaded WebAssembly build;
+//! tract needs `--features tract`).
 //! Prints one JSON line: the median and minimum wall time of N runs, and the
 //! median CPU time of this thread, in seconds; decoding for the non-decode ops
 //! happens once, untimed.
@@ -62,6 +65,16 @@ fn main() {
                 let mut sep = Center::new(CenterConfig::default()).unwrap();
                 let stems = sep.separate(audio.as_ref().unwrap(), &SeparateOptions::default()).unwrap();
                 frames = stems.get("vocals").unwrap().frames();
+            }
+            #[cfg(feature = "neural")]
+            "model" => {
+                use splitsound_core::model::{ModelOptions, NeuralOptions, NeuralSeparator};
+                let engine = args[3].parse().unwrap();
+                let model = ModelOptions { engine, intra_threads: Some(1), ..ModelOptions::default() };
+                let mut sep =
+                    NeuralSeparator::load(&args[2], NeuralOptions { model, ..NeuralOptions::default() }).unwrap();
+                let stems = sep.separate(audio.as_ref().unwrap(), &SeparateOptions::default()).unwrap();
+                frames = stems.iter().next().unwrap().1.frames();
             }
             other => panic!("unknown op {other}"),
         }

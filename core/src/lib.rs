@@ -8,9 +8,9 @@ mod decode;
 mod error;
 pub mod eval;
 mod job;
-#[cfg(feature = "onnx")]
+#[cfg(feature = "neural")]
 mod load;
-#[cfg(feature = "onnx")]
+#[cfg(feature = "neural")]
 pub mod model;
 mod mp4edit;
 mod query;
@@ -29,7 +29,7 @@ pub use builtin::{BUILTIN_NAMES, BuiltinConfig, DEFAULT_BUILTIN, builtin_separat
 pub use decode::{DecodeOptions, MediaInfo, StreamDecoder, decode_bytes, decode_file, probe, probe_bytes};
 pub use error::{Error, Limit, Result};
 pub use job::{FileJobOptions, FileJobReport, StemSelection, WrittenStem, check_names, select_stems, separate_file};
-#[cfg(feature = "onnx")]
+#[cfg(feature = "neural")]
 pub use load::{is_model_package, load_separator};
 pub use query::{QueryMode, QueryResolution, resolve_query};
 pub use realtime::{ProcessError, RealtimeSeparator, ThreadedOptions, Underrun};

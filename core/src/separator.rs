@@ -153,7 +153,8 @@ pub trait Separator: Send {
         input_channels
     }
     /// Where it computes: `cpu` for the built-ins, the execution provider a
-    /// neural model actually runs on (`cuda:0`, …) after any fallback.
+    /// neural model actually runs on (`cuda:0`, …) after any fallback, with its
+    /// engine when that is not ONNX Runtime (`cpu (tract)`).
     fn runs_on(&self) -> String {
         "cpu".into()
     }

@@ -1,42 +1,112 @@
-//! Neural models on ONNX Runtime: the runtime library, model packages
-//! (a JSON manifest plus ONNX files), and execution providers.
+//! Neural models: model packages (a JSON manifest plus ONNX files), the
+//! engines that run their graphs, and execution providers.
 //!
 //! [`Model`] loads and checks a package; [`NeuralSeparator`] runs its family's
-//! separation pipeline behind the [`crate::Separator`] interface.
+//! separation pipeline behind the [`crate::Separator`] interface. The graphs run
+//! on an [`Engine`]: ONNX Runtime (feature `onnx`, loaded at run time, CPU or GPU)
+//! or tract (feature `tract`, pure Rust, compiled in: no library to install, and
+//! the engine of the WebAssembly build). Anything else can implement [`Graph`].
 
 mod demucs;
 mod manifest;
 mod mdx;
 mod neural;
+#[cfg(feature = "onnx")]
+mod onnx;
 mod providers;
+#[cfg(feature = "onnx")]
 mod runtime;
+#[cfg(feature = "tract")]
+mod tract;
 mod umx;
 
 use std::path::{Path, PathBuf};
-
-use ort::session::Session;
-use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use std::str::FromStr;
 
 pub use manifest::{
     Defaults, Family, MANIFEST_FORMAT_VERSION, Manifest, MdxParams, ModelFile, Normalisation, TensorSpec,
 };
 pub use neural::{NeuralBuilder, NeuralOptions, NeuralSeparator};
+#[cfg(feature = "onnx")]
+pub use onnx::provider_usable;
 pub use providers::{Fallback, Provider};
+#[cfg(feature = "onnx")]
 pub use runtime::{Runtime, candidates as runtime_candidates, runtime};
 
 use crate::error::{Error, Result};
+
+/// The ndarray these types use, for callers of [`Model::run`].
+pub use ndarray;
 
 /// The ONNX metadata key holding a package's manifest (JSON), for single-file
 /// packages without a sidecar `.json`.
 pub const MANIFEST_METADATA_KEY: &str = "splitsound.manifest";
 
+/// What runs a package's graphs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// ONNX Runtime, loaded at run time ([`runtime`]); every execution provider.
+    #[serde(rename = "onnxruntime")]
+    OnnxRuntime,
+    /// tract, a pure-Rust ONNX engine compiled into this library; CPU only.
+    Tract,
+}
+
+impl Engine {
+    /// This build's default: ONNX Runtime where it is compiled in, else tract.
+    pub const DEFAULT: Engine = if cfg!(feature = "onnx") { Engine::OnnxRuntime } else { Engine::Tract };
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::OnnxRuntime => "onnxruntime",
+            Engine::Tract => "tract",
+        }
+    }
+
+    /// Whether this build has the engine (its Cargo feature of splitsound-core).
+    pub fn compiled_in(self) -> bool {
+        match self {
+            Engine::OnnxRuntime => cfg!(feature = "onnx"),
+            Engine::Tract => cfg!(feature = "tract"),
+        }
+    }
+
+    fn feature(self) -> &'static str {
+        match self {
+            Engine::OnnxRuntime => "onnx",
+            Engine::Tract => "tract",
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Engine {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "onnxruntime" | "ort" => Ok(Engine::OnnxRuntime),
+            "tract" => Ok(Engine::Tract),
+            _ => Err(Error::invalid("engine", "onnxruntime or tract", s)),
+        }
+    }
+}
+
 /// How to load a model.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelOptions {
+    /// What runs the graphs (default [`Engine::DEFAULT`]).
+    pub engine: Engine,
     /// The ONNX Runtime library; see [`runtime`] for where it is looked for otherwise.
     pub runtime_library: Option<PathBuf>,
-    /// Providers in order of preference.
+    /// Providers in order of preference. tract runs on the CPU only: another
+    /// provider first falls back to it, or fails under [`Fallback::Error`].
     pub providers: Vec<Provider>,
     pub fallback: Fallback,
     /// Threads for one operator; `None` lets ONNX Runtime decide.
@@ -54,6 +124,7 @@ pub struct ModelOptions {
 impl Default for ModelOptions {
     fn default() -> Self {
         Self {
+            engine: Engine::DEFAULT,
             runtime_library: None,
             providers: vec![Provider::Cpu],
             fallback: Fallback::default(),
@@ -65,7 +136,7 @@ impl Default for ModelOptions {
     }
 }
 
-/// Inputs and outputs of a loaded graph, as ONNX Runtime reports them.
+/// Inputs and outputs of a loaded graph, as its engine reports them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct GraphIo {
     pub file: String,
@@ -73,14 +144,73 @@ pub struct GraphIo {
     pub outputs: Vec<TensorSpec>,
 }
 
+/// Named `f32` tensors, as a graph takes them.
+pub type Inputs = Vec<(String, ndarray::ArrayD<f32>)>;
+/// A graph's outputs by name, as views into the engine's buffers.
+pub type OutputViews<'a> = Vec<(&'a str, ndarray::ArrayViewD<'a, f32>)>;
+
+/// One loaded graph of a package, on some engine.
+pub trait Graph: Send {
+    /// Its inputs and outputs (dimensions the graph leaves free are -1).
+    fn io(&self) -> &GraphIo;
+    /// Runs the graph on named inputs and hands every output, in the graph's
+    /// order, to `read`.
+    fn run(&mut self, inputs: Inputs, read: &mut dyn FnMut(OutputViews<'_>) -> Result<()>) -> Result<()>;
+    /// The ONNX metadata value under `key`, if the graph has one.
+    fn metadata(&self, key: &str) -> Option<String>;
+}
+
+/// Where a graph's bytes are.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Source<'a> {
+    File(&'a Path),
+    Memory { name: &'a str, bytes: &'a [u8] },
+}
+
+impl Source<'_> {
+    /// The path errors name.
+    fn path(&self) -> PathBuf {
+        match self {
+            Source::File(p) => p.to_path_buf(),
+            Source::Memory { name, .. } => PathBuf::from(name),
+        }
+    }
+}
+
+/// Opens one graph on the engine `opts` picks; returns it and the provider it runs on.
+fn open_graph(src: Source<'_>, file: &str, opts: &ModelOptions) -> Result<(Box<dyn Graph>, Provider)> {
+    match opts.engine {
+        #[cfg(feature = "onnx")]
+        Engine::OnnxRuntime => onnx::open(src, file, opts),
+        #[cfg(feature = "tract")]
+        Engine::Tract => tract::open(src, file, opts),
+        #[allow(unreachable_patterns)]
+        other => Err(Error::Unsupported {
+            what: format!("engine `{other}` in this build"),
+            suggestion: Some(format!("build splitsound-core with the `{}` feature", other.feature())),
+        }),
+    }
+}
+
 /// A loaded, checked model package.
-#[derive(Debug)]
 pub struct Model {
     manifest: Manifest,
     manifest_path: PathBuf,
-    sessions: Vec<Session>,
-    graphs: Vec<GraphIo>,
+    graphs: Vec<Box<dyn Graph>>,
     provider: Provider,
+    engine: Engine,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("manifest", &self.manifest)
+            .field("manifest_path", &self.manifest_path)
+            .field("graphs", &self.graphs.iter().map(|g| g.io()).collect::<Vec<_>>())
+            .field("provider", &self.provider)
+            .field("engine", &self.engine)
+            .finish()
+    }
 }
 
 impl Model {
@@ -97,14 +227,16 @@ impl Model {
         let is_onnx = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
         let sidecar = if is_onnx { path.with_extension("json") } else { path.to_path_buf() };
         if is_onnx && !sidecar.exists() {
-            return Self::load_embedded(path, opts);
+            if !path.is_file() {
+                return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
+            }
+            return Self::load_embedded(Source::File(path), opts);
         }
         let manifest_path = sidecar;
         let json = std::fs::read(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
         let manifest = Manifest::from_json(&json, &manifest_path)?;
         let dir = manifest_path.parent().unwrap_or(Path::new("."));
-        let rt = runtime(opts.runtime_library.as_deref())?;
-        let mut sessions = Vec::with_capacity(manifest.files.len());
+        let mut graphs = Vec::with_capacity(manifest.files.len());
         let mut provider = None;
         for file in &manifest.files {
             let onnx = dir.join(&file.path);
@@ -114,53 +246,81 @@ impl Model {
                     detail: format!("missing file {}", onnx.display()),
                 });
             }
-            let (session, used) = open_session(rt, &onnx, opts)?;
+            let (graph, used) = open_graph(Source::File(&onnx), &file.path, opts)?;
             provider.get_or_insert(used);
-            sessions.push((file.path.clone(), onnx, session));
+            graphs.push((onnx, graph));
         }
-        Self::assemble(manifest, manifest_path, sessions, provider.unwrap_or(Provider::Cpu))
+        Self::assemble(manifest, manifest_path, graphs, provider.unwrap_or(Provider::Cpu), opts.engine)
+    }
+
+    /// Loads a package held in memory, where there is no file system (the
+    /// WebAssembly build): its manifest (JSON) and its ONNX files by the names the
+    /// manifest gives them; or, with no manifest, one ONNX file carrying its own.
+    pub fn from_memory(manifest: Option<&[u8]>, files: &[(&str, &[u8])], opts: &ModelOptions) -> Result<Model> {
+        let Some(json) = manifest else {
+            let [(name, bytes)] = files else {
+                return Err(Error::invalid(
+                    "files",
+                    "one ONNX file when there is no manifest",
+                    format!("{} files", files.len()),
+                ));
+            };
+            return Self::load_embedded(Source::Memory { name, bytes }, opts);
+        };
+        let manifest_path = PathBuf::from("model.json");
+        let manifest = Manifest::from_json(json, &manifest_path)?;
+        let mut graphs = Vec::with_capacity(manifest.files.len());
+        let mut provider = None;
+        for file in &manifest.files {
+            let Some((name, bytes)) = files.iter().find(|(n, _)| *n == file.path) else {
+                let given: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
+                return Err(Error::Model {
+                    path: manifest_path.clone(),
+                    detail: format!("missing file {} (given: {given:?})", file.path),
+                });
+            };
+            let (graph, used) = open_graph(Source::Memory { name, bytes }, &file.path, opts)?;
+            provider.get_or_insert(used);
+            graphs.push((PathBuf::from(name), graph));
+        }
+        Self::assemble(manifest, manifest_path, graphs, provider.unwrap_or(Provider::Cpu), opts.engine)
     }
 
     /// A single-file package whose manifest is in the ONNX file's metadata
     /// (key [`MANIFEST_METADATA_KEY`]); the file may have been renamed.
-    fn load_embedded(onnx: &Path, opts: &ModelOptions) -> Result<Model> {
-        let rt = runtime(opts.runtime_library.as_deref())?;
-        if !onnx.is_file() {
-            return Err(Error::io(onnx, std::io::Error::from(std::io::ErrorKind::NotFound)));
-        }
-        let (session, used) = open_session(rt, onnx, opts)?;
-        let bad = |detail: String| Error::Model { path: onnx.to_path_buf(), detail };
-        let json = session.metadata().ok().and_then(|m| m.custom(MANIFEST_METADATA_KEY)).ok_or_else(|| {
+    fn load_embedded(src: Source<'_>, opts: &ModelOptions) -> Result<Model> {
+        let onnx = src.path();
+        let name = onnx.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let (graph, used) = open_graph(src, &name, opts)?;
+        let bad = |detail: String| Error::Model { path: onnx.clone(), detail };
+        let json = graph.metadata(MANIFEST_METADATA_KEY).ok_or_else(|| {
             bad(format!(
                 "no manifest: neither {} nor `{MANIFEST_METADATA_KEY}` in the ONNX metadata",
                 onnx.with_extension("json").display()
             ))
         })?;
-        let mut manifest = Manifest::from_json(json.as_bytes(), onnx)?;
+        let mut manifest = Manifest::from_json(json.as_bytes(), &onnx)?;
         if manifest.files.len() != 1 {
             return Err(bad("an embedded manifest describes a single-file package".into()));
         }
-        let name = onnx.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        manifest.files[0].path = name.clone();
-        Self::assemble(manifest, onnx.to_path_buf(), vec![(name, onnx.to_path_buf(), session)], used)
+        manifest.files[0].path = name;
+        Self::assemble(manifest, onnx.clone(), vec![(onnx, graph)], used, opts.engine)
     }
 
     /// Checks every graph against the manifest.
     fn assemble(
         manifest: Manifest,
         manifest_path: PathBuf,
-        opened: Vec<(String, PathBuf, Session)>,
+        opened: Vec<(PathBuf, Box<dyn Graph>)>,
         provider: Provider,
+        engine: Engine,
     ) -> Result<Model> {
-        let mut sessions = Vec::with_capacity(opened.len());
         let mut graphs = Vec::with_capacity(opened.len());
-        for (name, onnx, session) in opened {
-            let io = graph_io(&name, &session);
-            check_graph(&manifest, &io).map_err(|detail| Error::Model { path: onnx, detail })?;
-            sessions.push(session);
-            graphs.push(io);
+        for (onnx, graph) in opened {
+            check_graph(&manifest, graph.io()).map_err(|detail| Error::Model { path: onnx, detail })?;
+            graphs.push(graph);
         }
-        Ok(Model { manifest, manifest_path, sessions, graphs, provider })
+        Ok(Model { manifest, manifest_path, graphs, provider, engine })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -170,150 +330,43 @@ impl Model {
         &self.manifest_path
     }
     /// Inputs and outputs of each graph, as loaded.
-    pub fn graphs(&self) -> &[GraphIo] {
-        &self.graphs
+    pub fn graphs(&self) -> Vec<&GraphIo> {
+        self.graphs.iter().map(|g| g.io()).collect()
     }
     /// The provider the model actually runs on.
     pub fn provider(&self) -> Provider {
         self.provider
     }
+    /// The engine running the graphs.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
 
     /// Runs graph `file` (an index into the manifest's `files`) on named `f32`
     /// inputs and returns every output by name, in the graph's order.
-    pub fn run(
-        &mut self,
-        file: usize,
-        inputs: Vec<(String, ndarray::ArrayD<f32>)>,
-    ) -> Result<Vec<(String, ndarray::ArrayD<f32>)>> {
+    pub fn run(&mut self, file: usize, inputs: Inputs) -> Result<Vec<(String, ndarray::ArrayD<f32>)>> {
         self.run_with(file, inputs, |outs| Ok(outs.into_iter().map(|(n, a)| (n.to_string(), a.to_owned())).collect()))
     }
 
-    /// Like [`Model::run`], but hands the outputs to `read` as views into ONNX
-    /// Runtime's buffers, without copying them.
+    /// Like [`Model::run`], but hands the outputs to `read` as views into the
+    /// engine's buffers, without copying them.
     pub fn run_with<R>(
         &mut self,
         file: usize,
-        inputs: Vec<(String, ndarray::ArrayD<f32>)>,
-        read: impl FnOnce(Vec<(&str, ndarray::ArrayViewD<'_, f32>)>) -> Result<R>,
+        inputs: Inputs,
+        read: impl FnOnce(OutputViews<'_>) -> Result<R>,
     ) -> Result<R> {
-        let session = self
-            .sessions
-            .get_mut(file)
-            .ok_or_else(|| Error::invalid("file", format!("an index below {}", self.graphs.len()), file))?;
-        let inference = |e: ort::Error| Error::Inference { detail: e.to_string() };
-        let mut values = Vec::with_capacity(inputs.len());
-        for (name, array) in inputs {
-            let tensor = ort::value::Tensor::from_array(array).map_err(inference)?;
-            values.push((name, ort::value::DynValue::from(tensor)));
-        }
-        let outputs = session.run(values).map_err(inference)?;
-        let names: Vec<&str> = outputs.keys().collect();
-        let mut views = Vec::with_capacity(names.len());
-        for name in names {
-            let value = outputs.get(name).expect("a key of these outputs");
-            views.push((name, value.try_extract_array::<f32>().map_err(inference)?));
-        }
-        read(views)
-    }
-}
-
-fn session_builder(rt: &Runtime, opts: &ModelOptions) -> std::result::Result<SessionBuilder, String> {
-    let level = match opts.optimization_level {
-        0 => GraphOptimizationLevel::Disable,
-        1 => GraphOptimizationLevel::Level1,
-        2 => GraphOptimizationLevel::Level2,
-        _ => GraphOptimizationLevel::Level3,
-    };
-    let mut b = Session::builder(&rt.environment)
-        .map_err(|e| e.to_string())?
-        .with_optimization_level(level)
-        .map_err(|e| e.to_string())?
-        .with_memory_pattern(opts.memory_pattern)
-        .map_err(|e| e.to_string())?;
-    if let Some(n) = opts.intra_threads {
-        b = b.with_intra_threads(n).map_err(|e| e.to_string())?;
-    }
-    if opts.flush_denormals {
-        b = b.with_flush_to_zero().map_err(|e| e.to_string())?;
-    }
-    Ok(b)
-}
-
-/// Opens a session on the first provider in `opts.providers` that registers,
-/// following the fallback policy; returns the session and the provider used.
-fn open_session(rt: &Runtime, onnx: &Path, opts: &ModelOptions) -> Result<(Session, Provider)> {
-    let model_err = |detail: String| Error::Model { path: onnx.to_path_buf(), detail };
-    let mut wanted = opts.providers.clone();
-    if wanted.is_empty() {
-        wanted.push(Provider::Cpu);
-    }
-    if opts.fallback == Fallback::NextThenCpu && !wanted.contains(&Provider::Cpu) {
-        wanted.push(Provider::Cpu);
-    }
-    for (i, p) in wanted.iter().copied().enumerate() {
-        let mut builder = session_builder(rt, opts).map_err(model_err)?;
-        if let Err(why) = register(p, &mut builder) {
-            if opts.fallback == Fallback::Error || i + 1 == wanted.len() {
-                return Err(Error::ProviderUnavailable { provider: p.to_string(), detail: why });
-            }
-            log::warn!("execution provider {p} is not usable ({why}); trying {}", wanted[i + 1]);
-            continue;
-        }
-        let session =
-            builder.commit_from_file(onnx).map_err(|e| model_err(format!("ONNX Runtime cannot load it: {e}")))?;
-        return Ok((session, p));
-    }
-    unreachable!("the provider list is never empty")
-}
-
-/// Whether `p` can run here: compiled in, present in the loaded ONNX Runtime,
-/// and accepted by it. Loads the runtime if needed.
-pub fn provider_usable(p: Provider, opts: &ModelOptions) -> Result<std::result::Result<(), String>> {
-    let rt = runtime(opts.runtime_library.as_deref())?;
-    let mut builder = session_builder(rt, opts).map_err(|detail| Error::Inference { detail })?;
-    Ok(register(p, &mut builder))
-}
-
-/// Registers one provider on a session builder, or says why it cannot run here.
-fn register(p: Provider, builder: &mut SessionBuilder) -> std::result::Result<(), String> {
-    match dispatch(p)? {
-        None => Ok(()),
-        Some(d) => d.register(builder).map_err(|e| e.to_string()),
-    }
-}
-
-/// ort's provider object for `p`; `None` for the CPU, which is always there.
-fn dispatch(p: Provider) -> std::result::Result<Option<ort::ep::ExecutionProviderDispatch>, String> {
-    let not_compiled = |p: Provider| {
-        Err(format!(
-            "support was not compiled in; build splitsound-core with the `{}` feature",
-            p.feature().unwrap_or("?")
-        ))
-    };
-    match p {
-        Provider::Cpu => Ok(None),
-        #[cfg(feature = "cuda")]
-        Provider::Cuda { device } => Ok(Some(ort::ep::CUDA::default().with_device_id(device as i32).build())),
-        #[cfg(feature = "tensorrt")]
-        Provider::TensorRt { device } => Ok(Some(ort::ep::TensorRT::default().with_device_id(device as i32).build())),
-        #[cfg(feature = "coreml")]
-        Provider::CoreMl => Ok(Some(ort::ep::CoreML::default().build())),
-        #[cfg(feature = "directml")]
-        Provider::DirectMl { device } => Ok(Some(ort::ep::DirectML::default().with_device_id(device as i32).build())),
-        #[allow(unreachable_patterns)]
-        other => not_compiled(other),
-    }
-}
-
-fn graph_io(file: &str, session: &Session) -> GraphIo {
-    let spec = |o: &ort::value::Outlet| TensorSpec {
-        name: o.name().to_string(),
-        shape: o.dtype().tensor_shape().map(|s| s.to_vec()).unwrap_or_default(),
-    };
-    GraphIo {
-        file: file.to_string(),
-        inputs: session.inputs().iter().map(spec).collect(),
-        outputs: session.outputs().iter().map(spec).collect(),
+        let n = self.graphs.len();
+        let graph =
+            self.graphs.get_mut(file).ok_or_else(|| Error::invalid("file", format!("an index below {n}"), file))?;
+        let mut read = Some(read);
+        let mut result = None;
+        graph.run(inputs, &mut |outs| {
+            let read = read.take().ok_or_else(|| Error::Inference { detail: "a graph returned twice".into() })?;
+            result = Some(read(outs)?);
+            Ok(())
+        })?;
+        result.ok_or_else(|| Error::Inference { detail: "the graph returned no outputs".into() })
     }
 }
 

@@ -6,7 +6,7 @@ use super::demucs::{self, ApplySettings, ShiftOffsets, SplitMix64};
 use super::manifest::Family;
 use super::mdx;
 use super::umx::{self, WienerSettings};
-use super::{Fallback, Model, ModelOptions, Provider};
+use super::{Engine, Fallback, Model, ModelOptions, Provider};
 use crate::audio::AudioBuffer;
 use crate::error::{Error, Result};
 use crate::separator::{SeparateOptions, Separator, Stage, Stems, check_stream_rate};
@@ -228,7 +228,12 @@ impl NeuralSeparator {
     /// Loads the package at `path` (its manifest, or an ONNX file with a sidecar
     /// manifest) and checks the options against it.
     pub fn load(path: impl AsRef<Path>, opts: NeuralOptions) -> Result<Self> {
-        let model = Model::load(path, &opts.model)?;
+        Self::from_model(Model::load(path, &opts.model)?, opts)
+    }
+
+    /// A separator on a model already loaded (from memory, say: [`Model::from_memory`]),
+    /// checking the options against it; `opts.model` is not used again.
+    pub fn from_model(model: Model, opts: NeuralOptions) -> Result<Self> {
         let m = model.manifest();
         let bad = |detail: String| Error::Model { path: model.manifest_path().to_path_buf(), detail };
         if let Some(o) = opts.overlap
@@ -272,6 +277,10 @@ impl NeuralSeparator {
     pub fn model(&self) -> &Model {
         &self.model
     }
+    /// The package, to run one of its graphs directly ([`Model::run`]).
+    pub fn model_mut(&mut self) -> &mut Model {
+        &mut self.model
+    }
     /// The execution provider the model runs on.
     pub fn provider(&self) -> Provider {
         self.model.provider()
@@ -303,7 +312,10 @@ impl Separator for NeuralSeparator {
         self.model.manifest().channels
     }
     fn runs_on(&self) -> String {
-        self.provider().to_string()
+        match self.model.engine() {
+            Engine::OnnxRuntime => self.provider().to_string(),
+            engine => format!("{} ({engine})", self.provider()),
+        }
     }
     fn stems(&self) -> &[String] {
         &self.stems
