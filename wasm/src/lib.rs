@@ -1,6 +1,7 @@
 //! splitsound in WebAssembly: decode, resample, STFT/ISTFT, the built-in
-//! separators, the query resolver and WAV/FLAC encoding, for a web page that
-//! separates audio without uploading it. Built by `scripts/build-wasm.sh` into
+//! separators, neural model packages (on tract, see [`Model`]), the query
+//! resolver and WAV/FLAC encoding, for a web page that separates audio without
+//! uploading it. Built by `scripts/build-wasm.sh` into
 //! an ES module with TypeScript declarations (`wasm/pkg`).
 //!
 //! Only translation lives here: `Float32Array`s to core's planar buffers and
@@ -14,6 +15,9 @@ use splitsound_core::{
     Stft, StftConfig, WriteOptions,
 };
 use wasm_bindgen::prelude::*;
+
+mod model;
+pub use model::Model;
 
 /// A core error as a JS `Error` whose `code` is core's stable name for it.
 fn js_error(e: Error) -> JsValue {
@@ -173,6 +177,16 @@ impl Stems {
     pub fn names(&self) -> Array {
         self.stems.iter().map(|(n, _)| JsValue::from(n.as_str())).collect()
     }
+    /// The sound a description names and the rest (`"remove the vocals"` gives
+    /// `no_vocals` then `vocals`), as the CLI's `--query` writes them.
+    pub fn select(&self, query: &str) -> Result<Stems, JsValue> {
+        let names: Vec<String> = self.stems.iter().map(|(n, _)| n.clone()).collect();
+        let stems = core::Stems::new(self.stems.clone()).map_err(js_error)?;
+        let (picked, _) =
+            core::select_stems(stems, &names, &core::StemSelection::Query(query.into())).map_err(js_error)?;
+        Ok(Stems { stems: picked })
+    }
+
     /// The stem called `name`.
     pub fn get(&self, name: &str) -> Result<Audio, JsValue> {
         self.stems.iter().find(|(n, _)| n == name).map(|(_, b)| Audio { buf: b.clone() }).ok_or_else(|| {
@@ -224,6 +238,15 @@ fn run_builtin(
     cancel: Option<&CancelToken>,
 ) -> Result<Stems, JsValue> {
     let mut sep = core::builtin_separator(method).map_err(js_error)?;
+    run_separator(sep.as_mut(), audio, progress, cancel)
+}
+
+fn run_separator(
+    sep: &mut dyn core::Separator,
+    audio: &Audio,
+    progress: Option<Function>,
+    cancel: Option<&CancelToken>,
+) -> Result<Stems, JsValue> {
     let progress = progress.map(JsProgress);
     let report = |p: Progress| {
         if let Some(cb) = &progress {
@@ -231,7 +254,7 @@ fn run_builtin(
         }
     };
     let opts = SeparateOptions { progress: Some(&report), cancel };
-    let stems = core::separate_audio(sep.as_mut(), &audio.buf, &opts).map_err(js_error)?;
+    let stems = core::separate_audio(sep, &audio.buf, &opts).map_err(js_error)?;
     Ok(Stems { stems: stems.into_vec() })
 }
 
