@@ -3,8 +3,10 @@
 # declarations (splitsound.d.ts), the .wasm, and a package.json. Installs the wasm32 target and the
 # wasm-bindgen-cli of exactly the version wasm/Cargo.toml pins (from crates.io, into ~/.cache) if missing.
 #   scripts/build-wasm.sh        build
-#   scripts/build-wasm.sh test   build, then run the wasm unit tests in Node (wasm-bindgen-test) and
-#                                check the package's stems against the native CLI's
+#   scripts/build-wasm.sh test   build, then run the wasm unit tests in Node (wasm-bindgen-test), check
+#                                the package's stems against the native CLI's, and run the demo page
+#                                (examples/web) end to end in headless Chromium (needs /usr/bin/chromium,
+#                                npm, and SPLITSOUND_ORT_LIB or another way to find ONNX Runtime)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/splitsound/target}"
@@ -19,7 +21,7 @@ fi
 
 cargo build --release --locked -q --target wasm32-unknown-unknown -p splitsound-wasm
 rm -rf wasm/pkg
-"$tools/bin/wasm-bindgen" --target web --out-dir wasm/pkg --out-name splitsound \
+"$tools/bin/wasm-bindgen" --target web --out-dir wasm/pkg --out-name splitsound --remove-name-section \
   "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/splitsound_wasm.wasm"
 pkg_version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 cat > wasm/pkg/package.json <<JSON
@@ -45,9 +47,19 @@ if [ "${1:-}" = test ]; then
   native=$(mktemp -d)
   trap 'rm -rf "$native"' EXIT
   cargo build --release --locked -q -p splitsound-cli
-  for m in hpss center; do
-    "$CARGO_TARGET_DIR/release/splitsound" separate examples/data/demo/mixture.flac -m "builtin:$m" \
-      --bits 32f --clip none -o "$native/$m" >/dev/null 2>&1
-  done
+  native_separate() { # case, CLI arguments...
+    local case=$1
+    shift
+    "$CARGO_TARGET_DIR/release/splitsound" separate examples/data/demo/mixture.flac --bits 32f --clip none \
+      -o "$native/$case" "$@" >"$native/log" 2>&1 || { cat "$native/log"; exit 1; }
+  }
+  ci=core/tests/data/neural/demucs/ci.json
+  native_separate hpss -m builtin:hpss
+  native_separate center -m builtin:center
+  native_separate ci -m "$ci"
+  native_separate ci-query -m "$ci" --query "remove the vocals"
   node wasm/tests/package.mjs examples/data/demo/mixture.flac "$native"
+  echo "==> the demo page end to end in headless Chromium"
+  (cd examples/web && npm ci --no-audit --no-fund --loglevel=error)
+  node examples/web/tests/e2e.mjs "$native" "${SPLITSOUND_E2E_OUT:-$CARGO_TARGET_DIR/web-e2e}"
 fi

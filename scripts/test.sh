@@ -17,6 +17,8 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)   # the Python package's tests
 command -v node >/dev/null 2>&1 || missing+=(nodejs)   # the WebAssembly package's tests
+command -v npm >/dev/null 2>&1 || missing+=(npm)   # playwright-core for the web demo's test
+[ -x /usr/bin/chromium ] || missing+=(chromium)   # the web demo's end-to-end test (headless)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]} (Debian packages)"
   $sudo_cmd apt-get update -qq
