@@ -70,15 +70,21 @@ impl Model {
         self.sep.runs_on()
     }
 
-    /// Separates `audio`; `progress(stage, done, total)` is called as it goes,
-    /// and `cancel.cancel()` (from there) stops it with the code `"cancelled"`.
-    pub fn separate(
+    /// Separates `audio`; `progress(stage, done, total)` is called as it goes.
+    pub fn separate(&mut self, audio: &Audio, progress: Option<Function>) -> Result<Stems, JsValue> {
+        run_separator(&mut self.sep, audio, progress, None)
+    }
+
+    /// [`Model::separate`] that stops with an error whose `code` is
+    /// `"cancelled"` once `cancel.cancel()` is called (from the progress function).
+    #[wasm_bindgen(js_name = separateCancellable)]
+    pub fn separate_cancellable(
         &mut self,
         audio: &Audio,
         progress: Option<Function>,
-        cancel: Option<Cancel>,
+        cancel: &Cancel,
     ) -> Result<Stems, JsValue> {
-        run_separator(&mut self.sep, audio, progress, cancel.as_ref().map(|c| &c.token))
+        run_separator(&mut self.sep, audio, progress, Some(&cancel.token))
     }
 
     /// Runs graph `file` (an index into the manifest's files) on named inputs

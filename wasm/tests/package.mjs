@@ -3,7 +3,7 @@
 // compare every stem with the native CLI's 32-bit float output.
 //   node wasm/tests/package.mjs DEMO.flac NATIVE_DIR   (NATIVE_DIR/<case>/mixture/<stem>.wav)
 import { readFileSync } from "node:fs";
-import { initSync, version, decode, separate, stemsOf, encode, Model } from "../pkg/splitsound.js";
+import { initSync, version, decode, separate, stemsOf, encode, Model, Cancel } from "../pkg/splitsound.js";
 
 initSync({ module: readFileSync(new URL("../pkg/splitsound_bg.wasm", import.meta.url)) });
 const [demoPath, nativeDir] = process.argv.slice(2);
@@ -37,6 +37,17 @@ for (const method of ["hpss", "center", "ci"]) {
   }
   console.log(`${method}: ${(audio.duration).toFixed(1)} s of audio in ${ms.toFixed(0)} ms (splitsound ${version()} wasm)`);
 }
+// Cancelling from the progress function stops a model's separation, with a typed error.
+const cancel = new Cancel();
+try {
+  loadModel().separateCancellable(audio, () => cancel.cancel(), cancel);
+  failures++;
+  console.log("cancel: finished anyway, FAILED");
+} catch (e) {
+  if (e.code !== "cancelled") failures++;
+  console.log(`cancel: ${e.code}`);
+}
+
 // The network alone, and a package that does not load.
 const m = loadModel();
 const dims = (o) => JSON.stringify(o.dims);
