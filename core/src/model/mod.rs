@@ -236,21 +236,13 @@ impl Model {
         let json = std::fs::read(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
         let manifest = Manifest::from_json(&json, &manifest_path)?;
         let dir = manifest_path.parent().unwrap_or(Path::new("."));
-        let mut graphs = Vec::with_capacity(manifest.files.len());
-        let mut provider = None;
-        for file in &manifest.files {
-            let onnx = dir.join(&file.path);
-            if !onnx.is_file() {
-                return Err(Error::Model {
-                    path: manifest_path.clone(),
-                    detail: format!("missing file {}", onnx.display()),
-                });
-            }
-            let (graph, used) = open_graph(Source::File(&onnx), &file.path, opts)?;
-            provider.get_or_insert(used);
-            graphs.push((onnx, graph));
+        let paths: Vec<PathBuf> = manifest.files.iter().map(|f| dir.join(&f.path)).collect();
+        if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
+            let detail = format!("missing file {}", missing.display());
+            return Err(Error::Model { path: manifest_path, detail });
         }
-        Self::assemble(manifest, manifest_path, graphs, provider.unwrap_or(Provider::Cpu), opts.engine)
+        let sources = paths.iter().map(|p| Source::File(p)).collect();
+        Self::open_package(manifest, manifest_path, sources, opts)
     }
 
     /// Loads a package held in memory, where there is no file system (the
@@ -269,19 +261,31 @@ impl Model {
         };
         let manifest_path = PathBuf::from("model.json");
         let manifest = Manifest::from_json(json, &manifest_path)?;
-        let mut graphs = Vec::with_capacity(manifest.files.len());
-        let mut provider = None;
+        let mut sources = Vec::with_capacity(manifest.files.len());
         for file in &manifest.files {
-            let Some((name, bytes)) = files.iter().find(|(n, _)| *n == file.path) else {
+            let Some(&(name, bytes)) = files.iter().find(|(n, _)| *n == file.path) else {
                 let given: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
-                return Err(Error::Model {
-                    path: manifest_path.clone(),
-                    detail: format!("missing file {} (given: {given:?})", file.path),
-                });
+                let detail = format!("missing file {} (given: {given:?})", file.path);
+                return Err(Error::Model { path: manifest_path, detail });
             };
-            let (graph, used) = open_graph(Source::Memory { name, bytes }, &file.path, opts)?;
+            sources.push(Source::Memory { name, bytes });
+        }
+        Self::open_package(manifest, manifest_path, sources, opts)
+    }
+
+    /// Opens each of the manifest's files from `sources` (in the manifest's order) and checks them.
+    fn open_package(
+        manifest: Manifest,
+        manifest_path: PathBuf,
+        sources: Vec<Source<'_>>,
+        opts: &ModelOptions,
+    ) -> Result<Model> {
+        let mut graphs = Vec::with_capacity(sources.len());
+        let mut provider = None;
+        for (file, src) in manifest.files.iter().zip(sources) {
+            let (graph, used) = open_graph(src, &file.path, opts)?;
             provider.get_or_insert(used);
-            graphs.push((PathBuf::from(name), graph));
+            graphs.push((src.path(), graph));
         }
         Self::assemble(manifest, manifest_path, graphs, provider.unwrap_or(Provider::Cpu), opts.engine)
     }
