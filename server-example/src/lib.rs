@@ -1,4 +1,149 @@
-//! Placeholder: this binding is not built yet (see the project's open issues).
-//! It only re-exports core's version so the workspace layout is in place.
+//! The hosted SplitSound pipeline, assembled from `splitsound-core`:
+//! sign in → upload straight to object storage (presigned multipart) →
+//! describe the sound → a job debits credits and waits in a queue → a worker
+//! separates it → preview and download through signed URLs.
+//!
+//! The API ([`api`]) is the control plane only; bytes go between the client
+//! and the store, and separation runs in workers ([`worker`]) that can be
+//! scaled on queue depth. Out of the box everything is embedded (SQLite,
+//! local files, a queue table); in production, PostgreSQL, S3 and SQS. See
+//! the crate's README.
 
-pub const CORE_VERSION: &str = splitsound_core::VERSION;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod credits;
+pub mod db;
+pub mod error;
+pub mod jobs;
+mod local_objects;
+pub mod probe;
+pub mod queue;
+pub mod storage;
+pub mod worker;
+
+pub use config::Config;
+pub use error::{ApiError, StartupError};
+
+use crate::auth::Auth;
+use crate::config::{QueueConfig, StorageConfig};
+use crate::db::Db;
+use crate::queue::{Queue, SqsQueue};
+use crate::storage::{LocalStore, S3Store, Store};
+
+/// Everything a request handler or a worker needs.
+#[derive(Debug)]
+pub struct App {
+    pub cfg: Config,
+    pub db: Db,
+    pub store: Store,
+    pub queue: Queue,
+    pub auth: Auth,
+    /// The separators jobs may name, with their stems.
+    pub catalog: BTreeMap<String, Vec<String>>,
+}
+
+impl App {
+    /// Connects to the database, the store and the queue that `cfg` names,
+    /// and applies migrations when `cfg.auto_migrate`.
+    pub async fn new(cfg: Config) -> Result<Arc<App>, StartupError> {
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        let db = Db::connect(&cfg.database_url(), 16).await?;
+        if cfg.auto_migrate {
+            db.migrate().await?;
+        }
+        let store = match &cfg.storage {
+            StorageConfig::Local => {
+                let secret = secret_file(&cfg.data_dir.join("storage-secret"))?;
+                Store::Local(LocalStore::new(cfg.data_dir.join("objects"), &cfg.public_url(), secret)?)
+            }
+            StorageConfig::S3(s3) => Store::S3(S3Store::new(s3).await?),
+        };
+        let queue = match &cfg.queue {
+            QueueConfig::Database => Queue::Database(db.clone()),
+            QueueConfig::Sqs(sqs) => Queue::Sqs(SqsQueue::new(sqs).await?),
+        };
+        let session_secret = match &cfg.auth.session_secret {
+            Some(s) if s.len() >= 32 => s.as_bytes().to_vec(),
+            Some(_) => return Err(StartupError::Config("auth.session_secret needs at least 32 characters".into())),
+            None => secret_file(&cfg.data_dir.join("session-secret"))?,
+        };
+        let auth = Auth::new(&cfg.auth, &session_secret);
+        let catalog = catalog(&cfg)?;
+        if !catalog.contains_key(&cfg.worker.default_separator) {
+            return Err(StartupError::Config(format!(
+                "worker.default_separator {:?} is neither a built-in nor a configured model",
+                cfg.worker.default_separator
+            )));
+        }
+        Ok(Arc::new(App { cfg, db, store, queue, auth, catalog }))
+    }
+}
+
+/// The built-ins and the configured model packages, with their stems (read
+/// from each package's manifest, so the API needs no ONNX Runtime).
+fn catalog(cfg: &Config) -> Result<BTreeMap<String, Vec<String>>, StartupError> {
+    let mut out = BTreeMap::new();
+    for name in splitsound_core::BUILTIN_NAMES {
+        let spec = format!("builtin:{name}");
+        let sep = splitsound_core::builtin_separator(&spec).map_err(|e| StartupError::Config(e.to_string()))?;
+        out.insert(spec, sep.stems().to_vec());
+    }
+    for (name, path) in &cfg.worker.models {
+        let manifest_path = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
+            path.with_extension("json")
+        } else {
+            path.clone()
+        };
+        let bad = |m: String| StartupError::Config(format!("worker.models.{name}: {}: {m}", manifest_path.display()));
+        let json = std::fs::read(&manifest_path).map_err(|e| bad(e.to_string()))?;
+        let manifest =
+            splitsound_core::model::Manifest::from_json(&json, &manifest_path).map_err(|e| bad(e.to_string()))?;
+        out.insert(name.clone(), manifest.stems.clone());
+    }
+    Ok(out)
+}
+
+/// A 32-byte random secret kept in `path` (created with mode 0600 when missing).
+fn secret_file(path: &Path) -> Result<Vec<u8>, StartupError> {
+    if let Ok(s) = std::fs::read(path)
+        && s.len() >= 32
+    {
+        return Ok(s);
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| StartupError::Config(format!("no randomness: {e}")))?;
+    let hexed = hex::encode(bytes).into_bytes();
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        o.open(&tmp)?.write_all(&hexed)?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(hexed)
+}
+
+/// Serves the API on `listener` until `shutdown` turns true.
+pub async fn serve(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let router = api::router(app);
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await
+}

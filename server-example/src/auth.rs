@@ -1,0 +1,276 @@
+//! Who is calling: our own session tokens (HS256 JWTs), issued after an
+//! OpenID Connect ID token checks out (RS256 against the provider's JWKS), or,
+//! only when enabled, after a dev sign-in by e-mail.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use base64::Engine;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use tokio::sync::RwLock;
+
+use crate::App;
+use crate::config::{AuthConfig, OidcProvider};
+use crate::db::{Db, is_unique_violation, new_id, now_ms};
+use crate::error::{ApiError, ApiResult};
+
+const SESSION_ISSUER: &str = "splitsound";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SessionClaims {
+    pub sub: String,
+    pub email: String,
+    #[serde(default)]
+    pub admin: bool,
+    pub iat: u64,
+    pub exp: u64,
+    pub iss: String,
+}
+
+/// The caller of a request that carried a valid session token.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: String,
+    pub email: String,
+    pub admin: bool,
+}
+
+pub struct Auth {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    ttl: Duration,
+    admin_emails: Vec<String>,
+    pub dev_login: bool,
+    providers: Vec<OidcVerifier>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").field("dev_login", &self.dev_login).finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    pub fn new(cfg: &AuthConfig, secret: &[u8]) -> Auth {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+        Auth {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            ttl: Duration::from_secs(cfg.session_ttl_secs),
+            admin_emails: cfg.admin_emails.iter().map(|e| e.to_lowercase()).collect(),
+            dev_login: cfg.dev_login,
+            providers: cfg
+                .oidc
+                .iter()
+                .map(|p| OidcVerifier { cfg: p.clone(), keys: RwLock::new(None), http: http.clone() })
+                .collect(),
+        }
+    }
+
+    /// A session token for `user`.
+    pub fn issue(&self, user_id: &str, email: &str) -> ApiResult<(String, u64)> {
+        let iat = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let claims = SessionClaims {
+            sub: user_id.to_string(),
+            email: email.to_string(),
+            admin: self.admin_emails.contains(&email.to_lowercase()),
+            iat,
+            exp: iat + self.ttl.as_secs(),
+            iss: SESSION_ISSUER.into(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| ApiError::internal("signing a session", e))?;
+        Ok((token, claims.exp))
+    }
+
+    pub fn verify_session(&self, token: &str) -> ApiResult<SessionClaims> {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.set_issuer(&[SESSION_ISSUER]);
+        v.set_required_spec_claims(&["exp", "iss", "sub"]);
+        v.leeway = 0;
+        jsonwebtoken::decode::<SessionClaims>(token, &self.decoding, &v)
+            .map(|d| d.claims)
+            .map_err(|e| ApiError::unauthorized(format!("invalid session token: {e}")))
+    }
+
+    /// Checks an ID token from one of the configured providers; returns its
+    /// issuer and claims.
+    pub async fn verify_id_token(&self, token: &str) -> ApiResult<(String, IdClaims)> {
+        let bad = |m: String| ApiError::unauthorized(format!("invalid ID token: {m}"));
+        let payload = token.split('.').nth(1).ok_or_else(|| bad("not a JWT".into()))?;
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .map_err(|_| bad("not a JWT".into()))?;
+        #[derive(Deserialize)]
+        struct Iss {
+            iss: Option<String>,
+        }
+        let iss =
+            serde_json::from_slice::<Iss>(&payload).ok().and_then(|i| i.iss).ok_or_else(|| bad("no iss".into()))?;
+        let provider = self
+            .providers
+            .iter()
+            .find(|p| p.cfg.issuer == iss)
+            .ok_or_else(|| bad(format!("unknown issuer {iss:?}")))?;
+        let claims = provider.verify(token).await?;
+        if claims.email_verified == Some(false) {
+            return Err(bad("the e-mail address is not verified".into()));
+        }
+        Ok((iss, claims))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IdClaims {
+    pub sub: String,
+    pub email: Option<String>,
+    pub email_verified: Option<bool>,
+    pub name: Option<String>,
+}
+
+struct OidcVerifier {
+    cfg: OidcProvider,
+    keys: RwLock<Option<(JwkSet, Instant)>>,
+    http: reqwest::Client,
+}
+
+impl OidcVerifier {
+    async fn fetch_keys(&self) -> ApiResult<JwkSet> {
+        let unavailable = |m: String| {
+            ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "identity_provider_unavailable", format!("JWKS: {m}"))
+        };
+        let text = if self.cfg.jwks.starts_with("https://") || self.cfg.jwks.starts_with("http://") {
+            let resp = self.http.get(&self.cfg.jwks).send().await.map_err(|e| unavailable(e.to_string()))?;
+            resp.error_for_status()
+                .map_err(|e| unavailable(e.to_string()))?
+                .text()
+                .await
+                .map_err(|e| unavailable(e.to_string()))?
+        } else {
+            tokio::fs::read_to_string(&self.cfg.jwks)
+                .await
+                .map_err(|e| unavailable(format!("{}: {e}", self.cfg.jwks)))?
+        };
+        serde_json::from_str(&text).map_err(|e| unavailable(e.to_string()))
+    }
+
+    /// The key for `kid`, fetching the set again (at most once a minute) when
+    /// the kid is new: providers rotate keys.
+    async fn key(&self, kid: Option<&str>) -> ApiResult<DecodingKey> {
+        let find = |set: &JwkSet| match kid {
+            Some(k) => set.find(k).cloned(),
+            None if set.keys.len() == 1 => set.keys.first().cloned(),
+            None => None,
+        };
+        {
+            let cached = self.keys.read().await;
+            if let Some((set, fetched)) = cached.as_ref() {
+                if let Some(jwk) = find(set) {
+                    return DecodingKey::from_jwk(&jwk).map_err(|e| ApiError::unauthorized(e.to_string()));
+                }
+                if fetched.elapsed() < Duration::from_secs(60) {
+                    return Err(ApiError::unauthorized("invalid ID token: unknown signing key"));
+                }
+            }
+        }
+        let set = self.fetch_keys().await?;
+        let jwk = find(&set);
+        *self.keys.write().await = Some((set, Instant::now()));
+        let jwk = jwk.ok_or_else(|| ApiError::unauthorized("invalid ID token: unknown signing key"))?;
+        DecodingKey::from_jwk(&jwk).map_err(|e| ApiError::unauthorized(e.to_string()))
+    }
+
+    async fn verify(&self, token: &str) -> ApiResult<IdClaims> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| ApiError::unauthorized(format!("invalid ID token: {e}")))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(ApiError::unauthorized(format!(
+                "invalid ID token: algorithm {:?}, expected RS256",
+                header.alg
+            )));
+        }
+        let key = self.key(header.kid.as_deref()).await?;
+        let mut v = Validation::new(Algorithm::RS256);
+        v.set_issuer(&[&self.cfg.issuer]);
+        v.set_audience(&[&self.cfg.audience]);
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        v.leeway = 60;
+        jsonwebtoken::decode::<IdClaims>(token, &key, &v)
+            .map(|d| d.claims)
+            .map_err(|e| ApiError::unauthorized(format!("invalid ID token: {e}")))
+    }
+}
+
+/// The user for (issuer, subject), created with their signup credits on first sign-in.
+pub async fn find_or_create_user(
+    db: &Db,
+    issuer: &str,
+    subject: &str,
+    email: &str,
+    name: Option<&str>,
+    signup_credits: i64,
+) -> ApiResult<String> {
+    let find = || async {
+        sqlx::query("SELECT id FROM users WHERE issuer = $1 AND subject = $2")
+            .bind(issuer)
+            .bind(subject)
+            .fetch_optional(&db.pool)
+            .await
+            .map(|r| r.map(|r| r.get::<String, _>(0)))
+    };
+    if let Some(id) = find().await? {
+        return Ok(id);
+    }
+    let id = new_id();
+    let now = now_ms();
+    let mut tx = db.pool.begin().await?;
+    let inserted =
+        sqlx::query("INSERT INTO users (id, email, issuer, subject, name, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&id)
+            .bind(email)
+            .bind(issuer)
+            .bind(subject)
+            .bind(name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+    match inserted {
+        Err(e) if is_unique_violation(&e) => {
+            drop(tx);
+            return find().await?.ok_or_else(|| ApiError::internal("sign-in", "user vanished"));
+        }
+        r => r?,
+    };
+    sqlx::query("INSERT INTO credit_accounts (user_id, balance, updated_at) VALUES ($1, 0, $2)")
+        .bind(&id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    if signup_credits > 0 {
+        crate::credits::insert_entry(&mut tx, &id, signup_credits, "signup", &format!("signup:{id}"), None).await?;
+    }
+    tx.commit().await?;
+    Ok(id)
+}
+
+impl FromRequestParts<Arc<App>> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::unauthorized("sign in first: Authorization: Bearer <session token>"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        let claims = app.auth.verify_session(token.trim())?;
+        Ok(AuthUser { id: claims.sub, email: claims.email, admin: claims.admin })
+    }
+}

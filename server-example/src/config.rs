@@ -1,0 +1,252 @@
+//! Configuration: one JSON file (`--config`, or `SPLITSOUND_SERVER_CONFIG`),
+//! every field optional. The defaults are the embedded configuration: a SQLite
+//! file, objects on local disk, the queue in the database, all under
+//! `data_dir`, so a fresh machine needs nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StartupError;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the API listens on.
+    pub listen: String,
+    /// The API's address as clients see it; local-disk storage signs its URLs under it.
+    /// Defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Where the embedded defaults keep their files (database, objects, secrets).
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`. Defaults to `sqlite://<data_dir>/splitsound.db`.
+    pub database_url: Option<String>,
+    /// Apply pending migrations when `serve`, `worker` or `all` starts.
+    pub auto_migrate: bool,
+    pub storage: StorageConfig,
+    pub queue: QueueConfig,
+    pub auth: AuthConfig,
+    pub limits: Limits,
+    pub worker: WorkerConfig,
+    /// Credits granted once to every new user.
+    pub signup_credits: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            data_dir: PathBuf::from("splitsound-data"),
+            database_url: None,
+            auto_migrate: true,
+            storage: StorageConfig::default(),
+            queue: QueueConfig::default(),
+            auth: AuthConfig::default(),
+            limits: Limits::default(),
+            worker: WorkerConfig::default(),
+            signup_credits: 10,
+        }
+    }
+}
+
+/// Where objects (originals and outputs) live.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StorageConfig {
+    /// Files under `<data_dir>/objects`, with URLs the API signs and serves itself.
+    #[default]
+    Local,
+    /// Any S3-compatible store.
+    S3(S3Config),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    pub region: String,
+    /// For S3-compatible servers (`http://127.0.0.1:9000`); AWS's own endpoint when absent.
+    pub endpoint: Option<String>,
+    /// `http://host/bucket/key` instead of `http://bucket.host/key`.
+    pub path_style: bool,
+    /// Credentials; `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN` when absent.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Create the bucket at start if it does not exist (test servers).
+    pub create_bucket: bool,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            bucket: "splitsound".into(),
+            region: "us-east-1".into(),
+            endpoint: None,
+            path_style: false,
+            access_key_id: None,
+            secret_access_key: None,
+            create_bucket: false,
+        }
+    }
+}
+
+/// Where job messages wait for a worker.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum QueueConfig {
+    /// A table in the job database (`SKIP LOCKED` on PostgreSQL).
+    #[default]
+    Database,
+    Sqs(SqsConfig),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqsConfig {
+    /// The queue's URL; or `queue_name`, looked up (and created when `create_queue`).
+    pub queue_url: Option<String>,
+    pub queue_name: Option<String>,
+    pub create_queue: bool,
+    pub region: String,
+    pub endpoint: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl Default for SqsConfig {
+    fn default() -> Self {
+        SqsConfig {
+            queue_url: None,
+            queue_name: None,
+            create_queue: false,
+            region: "us-east-1".into(),
+            endpoint: None,
+            access_key_id: None,
+            secret_access_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret of session tokens. When absent, one is generated and kept
+    /// in `<data_dir>/session-secret` (fine for one machine; set it when the
+    /// API runs on several).
+    pub session_secret: Option<String>,
+    pub session_ttl_secs: u64,
+    /// `POST /v1/auth/dev/login` signs anyone in by e-mail alone. Off unless set.
+    pub dev_login: bool,
+    /// OpenID Connect providers whose ID tokens `POST /v1/auth/oauth/login` accepts.
+    pub oidc: Vec<OidcProvider>,
+    /// E-mail addresses whose sessions carry the admin claim.
+    pub admin_emails: Vec<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_secret: None,
+            session_ttl_secs: 12 * 3600,
+            dev_login: false,
+            oidc: Vec::new(),
+            admin_emails: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProvider {
+    /// The `iss` the tokens carry.
+    pub issuer: String,
+    /// The `aud` they must carry: our client id at that provider.
+    pub audience: String,
+    /// Where its signing keys are: an `https://` JWKS URL or a local file.
+    pub jwks: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub max_upload_bytes: u64,
+    pub max_duration_secs: f64,
+    /// Queued or running jobs per user.
+    pub max_active_jobs: i64,
+    /// Size of each presigned part (S3's minimum is 5 MiB, except the last part).
+    pub part_size: u64,
+    /// Lifetime of presigned upload URLs.
+    pub upload_url_ttl_secs: u64,
+    /// Lifetime of presigned preview and download URLs.
+    pub download_url_ttl_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_upload_bytes: 100 * 1000 * 1000,
+            max_duration_secs: 300.0,
+            max_active_jobs: 10,
+            part_size: 8 * 1024 * 1024,
+            upload_url_ttl_secs: 3600,
+            download_url_ttl_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Jobs one worker process runs at once.
+    pub concurrency: usize,
+    /// How long a received message stays hidden; extended while the job runs.
+    pub visibility_secs: u64,
+    /// Long-poll wait of one receive.
+    pub poll_secs: u64,
+    /// Deliveries of one message before its job fails as poison.
+    pub max_attempts: i64,
+    /// First retry delay after a transient failure; doubles per attempt.
+    pub retry_backoff_secs: u64,
+    /// The separator used when a job names none.
+    pub default_separator: String,
+    /// Model packages jobs may name: name → path of the manifest, ONNX file or folder.
+    pub models: BTreeMap<String, PathBuf>,
+    /// Extra options of the neural models (providers, threads, …), as the CLI's `--options` JSON.
+    pub neural: Option<serde_json::Value>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 1,
+            visibility_secs: 60,
+            poll_secs: 10,
+            max_attempts: 5,
+            retry_backoff_secs: 2,
+            default_separator: "builtin:hpss".into(),
+            models: BTreeMap::new(),
+            neural: None,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (JSON), or the defaults when `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, StartupError> {
+        let Some(path) = path else { return Ok(Config::default()) };
+        let text = std::fs::read(path).map_err(|e| StartupError::Config(format!("{}: {e}", path.display())))?;
+        serde_json::from_slice(&text).map_err(|e| StartupError::Config(format!("{}: {e}", path.display())))
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("splitsound.db").display()))
+    }
+
+    pub fn public_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_string()
+    }
+}

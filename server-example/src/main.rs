@@ -1,0 +1,113 @@
+//! `splitsound-server`: the API (`serve`), the workers (`worker`), both in one
+//! process (`all`), or the schema (`migrate`). Configuration: `--config FILE`
+//! (JSON) or `SPLITSOUND_SERVER_CONFIG`; with neither, the embedded defaults.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use splitsound_server::{App, Config};
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(name = "splitsound-server", version, about = "The hosted SplitSound pipeline")]
+struct Cli {
+    /// JSON configuration (see server-example/README.md)
+    #[arg(long, global = true, env = "SPLITSOUND_SERVER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log as JSON lines instead of text
+    #[arg(long, global = true)]
+    json_logs: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API
+    Serve,
+    /// Run workers that take jobs from the queue
+    Worker,
+    /// Run the API and the workers in one process
+    All,
+    /// Apply the database migrations and exit
+    Migrate,
+    /// Print the effective configuration as JSON and exit
+    Config,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cli.json_logs {
+        fmt.json().init()
+    } else {
+        fmt.init()
+    }
+    let cfg = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    match rt.block_on(run(cli.command, cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, mut cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
+    if let Command::Config = command {
+        println!("{}", serde_json::to_string_pretty(&cfg)?);
+        return Ok(());
+    }
+    if let Command::Migrate = command {
+        cfg.auto_migrate = false;
+        let db = splitsound_server::db::Db::connect(&cfg.database_url(), 1).await?;
+        let applied = db.migrate().await?;
+        println!("applied {} migration(s): {applied:?}", applied.len());
+        return Ok(());
+    }
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing requests and running jobs");
+        let _ = tx.send(true);
+    });
+    let serves = matches!(command, Command::Serve | Command::All);
+    let works = matches!(command, Command::Worker | Command::All);
+    let listener = if serves { Some(tokio::net::TcpListener::bind(&cfg.listen).await?) } else { None };
+    if let (Some(l), None) = (&listener, &cfg.public_url) {
+        cfg.public_url = Some(format!("http://{}", l.local_addr()?));
+    }
+    let app = App::new(cfg).await?;
+    let worker = works.then(|| tokio::spawn(splitsound_server::worker::run(app.clone(), rx.clone())));
+    if let Some(l) = listener {
+        tracing::info!(address = %l.local_addr()?, "API listening");
+        splitsound_server::serve(app.clone(), l, rx).await?;
+    }
+    if let Some(w) = worker {
+        w.await?;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

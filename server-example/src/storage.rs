@@ -1,0 +1,564 @@
+//! Object storage: originals and outputs, never in the database. Clients move
+//! the bytes themselves through presigned URLs: parts of a multipart upload
+//! in, previews and downloads out. Two backends:
+//!
+//! - [`Store::Local`]: files under a folder; the API signs URLs to itself
+//!   (HMAC-SHA256, with an expiry) and serves them under `/storage/o/…`.
+//! - [`Store::S3`]: any S3-compatible server through `aws-sdk-s3`. The SDK
+//!   presigns UploadPart and GetObject; the server calls
+//!   CreateMultipartUpload and CompleteMultipartUpload itself.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use hmac::{KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::config::S3Config;
+use crate::error::StartupError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no such object")]
+    NotFound,
+    /// The client's fault: a part missing, an ETag that does not match, a part too small.
+    #[error("{0}")]
+    Rejected(String),
+    /// The store did not answer or failed; worth retrying.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A part the client says it uploaded.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct PartEtag {
+    pub part_number: i32,
+    pub etag: String,
+}
+
+/// How a presigned GET presents the object.
+#[derive(Debug, Clone)]
+pub struct GetOptions {
+    pub content_type: String,
+    /// `inline` (play in the page) or `attachment` (save as `filename`).
+    pub attachment: bool,
+    pub filename: String,
+}
+
+impl GetOptions {
+    pub fn content_disposition(&self) -> String {
+        let kind = if self.attachment { "attachment" } else { "inline" };
+        // The plain filename for old clients, the RFC 5987 one for the rest.
+        let ascii: String = self
+            .filename
+            .chars()
+            .map(|c| if (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\' { c } else { '_' })
+            .collect();
+        let encoded = percent_encoding::utf8_percent_encode(&self.filename, ENCODE_SET);
+        format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+    }
+}
+
+/// Everything but RFC 3986's unreserved characters.
+const ENCODE_SET: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+#[derive(Debug, Clone)]
+pub enum Store {
+    Local(LocalStore),
+    S3(S3Store),
+}
+
+impl Store {
+    pub async fn create_multipart(&self, key: &str, content_type: &str) -> StoreResult<String> {
+        match self {
+            Store::Local(s) => s.create_multipart(key).await,
+            Store::S3(s) => s.create_multipart(key, content_type).await,
+        }
+    }
+    pub async fn presign_part(&self, key: &str, upload: &str, part: i32, ttl: Duration) -> StoreResult<String> {
+        match self {
+            Store::Local(s) => Ok(s.presign_part(key, upload, part, ttl)),
+            Store::S3(s) => s.presign_part(key, upload, part, ttl).await,
+        }
+    }
+    pub async fn complete_multipart(&self, key: &str, upload: &str, parts: &[PartEtag]) -> StoreResult<()> {
+        match self {
+            Store::Local(s) => s.complete_multipart(key, upload, parts).await,
+            Store::S3(s) => s.complete_multipart(key, upload, parts).await,
+        }
+    }
+    pub async fn abort_multipart(&self, key: &str, upload: &str) -> StoreResult<()> {
+        match self {
+            Store::Local(s) => s.abort_multipart(upload).await,
+            Store::S3(s) => s.abort_multipart(key, upload).await,
+        }
+    }
+    /// The object's size, `None` if there is none.
+    pub async fn size(&self, key: &str) -> StoreResult<Option<u64>> {
+        match self {
+            Store::Local(s) => s.size(key).await,
+            Store::S3(s) => s.size(key).await,
+        }
+    }
+    pub async fn download(&self, key: &str, dest: &Path) -> StoreResult<()> {
+        match self {
+            Store::Local(s) => s.download(key, dest).await,
+            Store::S3(s) => s.download(key, dest).await,
+        }
+    }
+    pub async fn upload_file(&self, key: &str, src: &Path, content_type: &str) -> StoreResult<()> {
+        match self {
+            Store::Local(s) => s.upload_file(key, src).await,
+            Store::S3(s) => s.upload_file(key, src, content_type).await,
+        }
+    }
+    /// Deletes the object; one that is already gone is not an error.
+    pub async fn delete(&self, key: &str) -> StoreResult<()> {
+        match self {
+            Store::Local(s) => s.delete(key).await,
+            Store::S3(s) => s.delete(key).await,
+        }
+    }
+    pub async fn presign_get(&self, key: &str, ttl: Duration, opts: &GetOptions) -> StoreResult<String> {
+        match self {
+            Store::Local(s) => Ok(s.presign_get(key, ttl, opts)),
+            Store::S3(s) => s.presign_get(key, ttl, opts).await,
+        }
+    }
+    /// Whether the store answers (for `/health`).
+    pub async fn check(&self) -> StoreResult<()> {
+        match self {
+            Store::Local(s) => s.check().await,
+            Store::S3(s) => s.check().await,
+        }
+    }
+}
+
+fn check_key(key: &str) -> StoreResult<()> {
+    let ok = !key.is_empty()
+        && key.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/+".contains(&b));
+    if ok { Ok(()) } else { Err(StoreError::Rejected(format!("invalid object key {key:?}"))) }
+}
+
+/// Object keys carry only `[A-Za-z0-9._-]` from a user's file name.
+pub fn safe_name(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    let s = s.trim_start_matches('.').to_string();
+    if s.is_empty() { "file".into() } else { s.chars().take(100).collect() }
+}
+
+fn io_err(e: std::io::Error) -> StoreError {
+    if e.kind() == std::io::ErrorKind::NotFound { StoreError::NotFound } else { StoreError::Unavailable(e.to_string()) }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+// ---------------------------------------------------------------------------
+// Local disk
+
+/// Objects as files under `root/objects`, parts under `root/multipart`.
+#[derive(Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+    base_url: String,
+    secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for LocalStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalStore").field("root", &self.root).field("base_url", &self.base_url).finish_non_exhaustive()
+    }
+}
+
+/// Why a signed local URL was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SignatureError {
+    Missing,
+    Invalid,
+    Expired,
+}
+
+impl LocalStore {
+    /// `base_url` is the API's public address; `secret` signs the URLs.
+    pub fn new(root: PathBuf, base_url: &str, secret: Vec<u8>) -> Result<LocalStore, StartupError> {
+        std::fs::create_dir_all(root.join("objects"))?;
+        std::fs::create_dir_all(root.join("multipart"))?;
+        Ok(LocalStore { root, base_url: base_url.trim_end_matches('/').to_string(), secret })
+    }
+
+    fn object_path(&self, key: &str) -> StoreResult<PathBuf> {
+        check_key(key)?;
+        Ok(self.root.join("objects").join(key))
+    }
+
+    fn upload_dir(&self, upload: &str) -> StoreResult<PathBuf> {
+        if upload.is_empty() || !upload.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(StoreError::Rejected("invalid upload id".into()));
+        }
+        Ok(self.root.join("multipart").join(upload))
+    }
+
+    fn sign(&self, method: &str, path: &str, query: &str) -> String {
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        mac.update(format!("{method}\n{path}\n{query}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn signed_url(&self, method: &str, key: &str, params: &[(&str, String)], ttl: Duration) -> String {
+        let path = format!("/storage/o/{key}");
+        let mut query: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, ENCODE_SET)))
+            .collect();
+        query.push(format!("X-Expires={}", unix_now() + ttl.as_secs()));
+        let query = query.join("&");
+        let sig = self.sign(method, &path, &query);
+        format!("{}{path}?{query}&X-Signature={sig}", self.base_url)
+    }
+
+    /// Checks a request to `path?query` signed by [`LocalStore::signed_url`]:
+    /// the signature is the last parameter and covers everything before it.
+    pub fn verify(&self, method: &str, path: &str, query: &str) -> Result<(), SignatureError> {
+        let (signed, sig) = query.rsplit_once("&X-Signature=").ok_or(SignatureError::Missing)?;
+        let sig = hex::decode(sig).map_err(|_| SignatureError::Invalid)?;
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        mac.update(format!("{method}\n{path}\n{signed}").as_bytes());
+        mac.verify_slice(&sig).map_err(|_| SignatureError::Invalid)?;
+        let expires = signed
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("X-Expires="))
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or(SignatureError::Invalid)?;
+        if unix_now() > expires {
+            return Err(SignatureError::Expired);
+        }
+        Ok(())
+    }
+
+    async fn create_multipart(&self, key: &str) -> StoreResult<String> {
+        check_key(key)?;
+        let id = crate::db::new_id();
+        tokio::fs::create_dir_all(self.upload_dir(&id)?).await.map_err(io_err)?;
+        Ok(id)
+    }
+
+    fn presign_part(&self, key: &str, upload: &str, part: i32, ttl: Duration) -> String {
+        self.signed_url("PUT", key, &[("X-Upload", upload.to_string()), ("X-Part", part.to_string())], ttl)
+    }
+
+    /// Stores one part (the handler of a presigned PUT); returns its ETag.
+    pub async fn put_part(&self, upload: &str, part: i32, bytes: &[u8]) -> StoreResult<String> {
+        let dir = self.upload_dir(upload)?;
+        if !tokio::fs::try_exists(&dir).await.unwrap_or(false) {
+            return Err(StoreError::NotFound);
+        }
+        if !(1..=10000).contains(&part) {
+            return Err(StoreError::Rejected(format!("part number {part} is outside 1..=10000")));
+        }
+        let etag = hex::encode(&Sha256::digest(bytes)[..16]);
+        write_atomic(&dir.join(format!("{part}.part")), bytes).await?;
+        write_atomic(&dir.join(format!("{part}.etag")), etag.as_bytes()).await?;
+        Ok(format!("\"{etag}\""))
+    }
+
+    async fn complete_multipart(&self, key: &str, upload: &str, parts: &[PartEtag]) -> StoreResult<()> {
+        let dir = self.upload_dir(upload)?;
+        let dest = self.object_path(key)?;
+        if parts.is_empty() || parts.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
+            return Err(StoreError::Rejected("parts must be listed once each, in ascending order".into()));
+        }
+        let mut paths = Vec::with_capacity(parts.len());
+        for p in parts {
+            let stored = match tokio::fs::read_to_string(dir.join(format!("{}.etag", p.part_number))).await {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::Rejected(format!("part {} was not uploaded", p.part_number)));
+                }
+                Err(e) => return Err(io_err(e)),
+            };
+            if stored != p.etag.trim_matches('"') {
+                return Err(StoreError::Rejected(format!("part {}: ETag does not match", p.part_number)));
+            }
+            paths.push(dir.join(format!("{}.part", p.part_number)));
+        }
+        let parent = dest.parent().expect("object paths have a parent");
+        tokio::fs::create_dir_all(parent).await.map_err(io_err)?;
+        let tmp = tempfile::NamedTempFile::new_in(parent).map_err(io_err)?;
+        let mut out = tokio::fs::File::from_std(tmp.reopen().map_err(io_err)?);
+        for path in &paths {
+            let mut part = tokio::fs::File::open(path).await.map_err(io_err)?;
+            tokio::io::copy(&mut part, &mut out).await.map_err(io_err)?;
+        }
+        out.sync_all().await.map_err(io_err)?;
+        tmp.persist(&dest).map_err(|e| io_err(e.error))?;
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        Ok(())
+    }
+
+    async fn abort_multipart(&self, upload: &str) -> StoreResult<()> {
+        match tokio::fs::remove_dir_all(self.upload_dir(upload)?).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(e)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn size(&self, key: &str) -> StoreResult<Option<u64>> {
+        match tokio::fs::metadata(self.object_path(key)?).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    async fn download(&self, key: &str, dest: &Path) -> StoreResult<()> {
+        tokio::fs::copy(self.object_path(key)?, dest).await.map_err(io_err)?;
+        Ok(())
+    }
+
+    async fn upload_file(&self, key: &str, src: &Path) -> StoreResult<()> {
+        let dest = self.object_path(key)?;
+        let parent = dest.parent().expect("object paths have a parent");
+        tokio::fs::create_dir_all(parent).await.map_err(io_err)?;
+        let tmp = tempfile::NamedTempFile::new_in(parent).map_err(io_err)?;
+        tokio::fs::copy(src, tmp.path()).await.map_err(io_err)?;
+        tmp.persist(&dest).map_err(|e| io_err(e.error))?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        match tokio::fs::remove_file(self.object_path(key)?).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn presign_get(&self, key: &str, ttl: Duration, opts: &GetOptions) -> String {
+        self.signed_url(
+            "GET",
+            key,
+            &[("X-Content-Type", opts.content_type.clone()), ("X-Disposition", opts.content_disposition())],
+            ttl,
+        )
+    }
+
+    /// The file behind a verified GET.
+    pub fn open_path(&self, key: &str) -> StoreResult<PathBuf> {
+        self.object_path(key)
+    }
+
+    async fn check(&self) -> StoreResult<()> {
+        let probe = self.root.join("objects").join(".health");
+        write_atomic(&probe, b"ok").await
+    }
+}
+
+async fn write_atomic(dest: &Path, bytes: &[u8]) -> StoreResult<()> {
+    let parent = dest.parent().expect("paths here have a parent");
+    let tmp = tempfile::NamedTempFile::new_in(parent).map_err(io_err)?;
+    tokio::fs::write(tmp.path(), bytes).await.map_err(io_err)?;
+    tmp.persist(dest).map_err(|e| io_err(e.error))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// S3
+
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+/// Credentials from the configuration, else from the standard variables.
+pub fn aws_credentials(key: Option<&str>, secret: Option<&str>) -> Result<Credentials, StartupError> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let key = key.map(str::to_string).or_else(|| env("AWS_ACCESS_KEY_ID"));
+    let secret = secret.map(str::to_string).or_else(|| env("AWS_SECRET_ACCESS_KEY"));
+    match (key, secret) {
+        (Some(k), Some(s)) => Ok(Credentials::new(k, s, env("AWS_SESSION_TOKEN"), None, "splitsound-config")),
+        _ => Err(StartupError::Config(
+            "AWS credentials: set access_key_id and secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                .into(),
+        )),
+    }
+}
+
+fn sdk_err<E>(e: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StoreError
+where
+    E: std::error::Error + 'static,
+{
+    use aws_sdk_s3::error::SdkError;
+    let status = match &e {
+        SdkError::ServiceError(se) => Some(se.raw().status().as_u16()),
+        _ => None,
+    };
+    let msg = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
+    match status {
+        Some(404) => StoreError::NotFound,
+        Some(s) if (400..500).contains(&s) && s != 408 && s != 429 => StoreError::Rejected(msg),
+        _ => StoreError::Unavailable(msg),
+    }
+}
+
+impl S3Store {
+    pub async fn new(cfg: &S3Config) -> Result<S3Store, StartupError> {
+        let mut b = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(cfg.region.clone()))
+            .credentials_provider(aws_credentials(cfg.access_key_id.as_deref(), cfg.secret_access_key.as_deref())?)
+            .force_path_style(cfg.path_style)
+            // Checksums only where S3 requires them: a presigned part must not
+            // demand a checksum header the browser does not send.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(ep) = &cfg.endpoint {
+            b = b.endpoint_url(ep);
+        }
+        let store = S3Store { client: aws_sdk_s3::Client::from_conf(b.build()), bucket: cfg.bucket.clone() };
+        if cfg.create_bucket && store.client.head_bucket().bucket(&store.bucket).send().await.is_err() {
+            store
+                .client
+                .create_bucket()
+                .bucket(&store.bucket)
+                .send()
+                .await
+                .map_err(|e| StartupError::Storage(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
+        }
+        Ok(store)
+    }
+
+    async fn create_multipart(&self, key: &str, content_type: &str) -> StoreResult<String> {
+        check_key(key)?;
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        out.upload_id().map(str::to_string).ok_or_else(|| StoreError::Unavailable("no upload id in the answer".into()))
+    }
+
+    async fn presign_part(&self, key: &str, upload: &str, part: i32, ttl: Duration) -> StoreResult<String> {
+        let cfg = PresigningConfig::expires_in(ttl).map_err(|e| StoreError::Rejected(e.to_string()))?;
+        let req = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload)
+            .part_number(part)
+            .presigned(cfg)
+            .await
+            .map_err(sdk_err)?;
+        Ok(req.uri().to_string())
+    }
+
+    async fn complete_multipart(&self, key: &str, upload: &str, parts: &[PartEtag]) -> StoreResult<()> {
+        let parts = parts
+            .iter()
+            .map(|p| CompletedPart::builder().part_number(p.part_number).e_tag(&p.etag).build())
+            .collect::<Vec<_>>();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn abort_multipart(&self, key: &str, upload: &str) -> StoreResult<()> {
+        match self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match sdk_err(e) {
+                StoreError::NotFound => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    async fn size(&self, key: &str) -> StoreResult<Option<u64>> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => Ok(Some(out.content_length().unwrap_or(0).max(0) as u64)),
+            Err(e) => match sdk_err(e) {
+                StoreError::NotFound => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    async fn download(&self, key: &str, dest: &Path) -> StoreResult<()> {
+        let out = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(sdk_err)?;
+        let mut reader = out.body.into_async_read();
+        let mut file = tokio::fs::File::create(dest).await.map_err(io_err)?;
+        tokio::io::copy(&mut reader, &mut file).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        file.sync_all().await.map_err(io_err)?;
+        Ok(())
+    }
+
+    async fn upload_file(&self, key: &str, src: &Path, content_type: &str) -> StoreResult<()> {
+        check_key(key)?;
+        let body = ByteStream::from_path(src).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(body)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        match self.client.delete_object().bucket(&self.bucket).key(key).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match sdk_err(e) {
+                StoreError::NotFound => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    async fn presign_get(&self, key: &str, ttl: Duration, opts: &GetOptions) -> StoreResult<String> {
+        let cfg = PresigningConfig::expires_in(ttl).map_err(|e| StoreError::Rejected(e.to_string()))?;
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .response_content_type(&opts.content_type)
+            .response_content_disposition(opts.content_disposition())
+            .presigned(cfg)
+            .await
+            .map_err(sdk_err)?;
+        Ok(req.uri().to_string())
+    }
+
+    async fn check(&self) -> StoreResult<()> {
+        self.client.head_bucket().bucket(&self.bucket).send().await.map_err(sdk_err)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,277 @@
+//! The embedded default (SQLite, local files, the queue table): every flow,
+//! plus what only it has (its own signed URLs) and what needs no servers
+//! (OpenID Connect sign-in, a queue that is down).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, embedded_config, flows, wav};
+use reqwest::StatusCode;
+use serde_json::json;
+
+fn cfg() -> (tempfile::TempDir, splitsound_server::Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = embedded_config(dir.path());
+    (dir, cfg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_flow() {
+    let (_d, cfg) = cfg();
+    flows::full_flow(cfg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idempotency() {
+    let (_d, cfg) = cfg();
+    flows::idempotency(cfg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn credit_and_rate_limits() {
+    let (_d, cfg) = cfg();
+    flows::credit_and_rate_limits(cfg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upload_limits() {
+    let (_d, cfg) = cfg();
+    flows::upload_limits(cfg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_and_retry() {
+    let (_d, cfg) = cfg();
+    flows::cancel_and_retry(cfg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cross_user() {
+    let (_d, cfg) = cfg();
+    flows::cross_user(cfg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn poison_message() {
+    let (_d, cfg) = cfg();
+    flows::poison_message(cfg).await;
+}
+
+/// The local store's URLs: a tampered signature, a changed key or an expired
+/// URL are refused; the API's own responses stay typed JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn signed_urls_are_checked() {
+    let (_d, mut cfg) = cfg();
+    cfg.limits.download_url_ttl_secs = 1;
+    let srv = Server::start(cfg, 1).await;
+    let token = srv.login("gus@example.com").await;
+    let asset = srv.asset(&token, "a.wav", &wav(2.0, 8000)).await;
+    let (_, job) = srv.call("POST", "/v1/jobs", Some(&token), Some(json!({"asset_id": asset}))).await;
+    let id = job["id"].as_str().unwrap();
+    srv.wait_job(&token, id, Duration::from_secs(60)).await;
+    let (_, dl) = srv.call("GET", &format!("/v1/jobs/{id}/downloads"), Some(&token), None).await;
+    let url = dl["stems"][0]["url"].as_str().unwrap().to_string();
+    let (s, _, _) = srv.get_bytes(&url).await;
+    assert_eq!(s, StatusCode::OK);
+    let tampered = format!("{}{}", &url[..url.len() - 1], if url.ends_with('0') { '1' } else { '0' });
+    let (s, _, body) = srv.get_bytes(&tampered).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&body).contains("signature_invalid"));
+    let other_key = url.replace("/harmonic.wav", "/percussive.wav");
+    let (s, _, _) = srv.get_bytes(&other_key).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let unsigned = url.split("&X-Signature=").next().unwrap().to_string();
+    let (s, _, _) = srv.get_bytes(&unsigned).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (s, _, body) = srv.get_bytes(&url).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&body).contains("url_expired"));
+    // A part URL cannot be replayed as a GET, nor a GET URL as a PUT.
+    let r = srv.http.put(&url).body("x").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    srv.stop().await;
+}
+
+/// With the queue down, creating a job fails it and refunds it; the API stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queue_down_at_creation_refunds() {
+    let (_d, mut cfg) = cfg();
+    // An SQS endpoint nothing listens on (the URL is given, so nothing is asked at start).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    cfg.queue = splitsound_server::config::QueueConfig::Sqs(splitsound_server::config::SqsConfig {
+        queue_url: Some(format!("http://{closed}/000000000000/jobs")),
+        endpoint: Some(format!("http://{closed}")),
+        access_key_id: Some("test".into()),
+        secret_access_key: Some("test".into()),
+        ..Default::default()
+    });
+    let srv = Server::start(cfg, 0).await;
+    let token = srv.login("hal@example.com").await;
+    let asset = srv.asset(&token, "a.wav", &wav(2.0, 8000)).await;
+    let (s, e) = srv.call("POST", "/v1/jobs", Some(&token), Some(json!({"asset_id": asset}))).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{e}");
+    assert_eq!(e["error"]["code"], "queue_unavailable");
+    assert_eq!(srv.balance(&token).await, 10);
+    let (_, lib) = srv.call("GET", "/v1/me/library", Some(&token), None).await;
+    let job = &lib["recent_jobs"][0];
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["failure"]["code"], "queue_unavailable");
+    let (s, health) = srv.call("GET", "/health", None, None).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(health["queue"]["ok"], false);
+    assert_eq!(health["database"]["ok"], true);
+    srv.ledger_balances(&common::user_id(&token)).await;
+    srv.stop().await;
+}
+
+/// Library pages by cursor, newest first, without repeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn library_pages() {
+    let (_d, cfg) = cfg();
+    let srv = Server::start(cfg, 0).await;
+    let token = srv.login("ivy@example.com").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(srv.asset(&token, &format!("{i}.wav"), &wav(0.5, 8000)).await);
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/me/library?limit=2&cursor={c}"),
+            None => "/v1/me/library?limit=2".into(),
+        };
+        let (s, page) = srv.call("GET", &path, Some(&token), None).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        let assets = page["assets"].as_array().unwrap();
+        assert!(assets.len() <= 2);
+        seen.extend(assets.iter().map(|a| a["id"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids);
+    let (s, _) = srv.call("GET", "/v1/me/library?cursor=garbage", Some(&token), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    srv.stop().await;
+}
+
+/// OpenID Connect: an RS256 ID token from the configured issuer, checked
+/// against its JWKS, signs the user in; wrong audience, issuer, key or an
+/// expired token do not. Dev sign-in is off unless enabled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oidc_login() {
+    use base64::Engine;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::traits::PublicKeyParts;
+
+    let (d, mut cfg) = cfg();
+    let mut rng = rsa::rand_core::OsRng;
+    let key = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+    let other = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+    let b64 = |b: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwks = json!({"keys": [{
+        "kty": "RSA", "use": "sig", "alg": "RS256", "kid": "k1",
+        "n": b64(key.n().to_bytes_be()), "e": b64(key.e().to_bytes_be()),
+    }]});
+    let jwks_path = d.path().join("jwks.json");
+    std::fs::write(&jwks_path, jwks.to_string()).unwrap();
+    cfg.auth.dev_login = false;
+    cfg.auth.admin_emails = vec!["Admin@Example.com".into()];
+    cfg.auth.oidc = vec![splitsound_server::config::OidcProvider {
+        issuer: "https://id.example.com".into(),
+        audience: "splitsound-web".into(),
+        jwks: jwks_path.to_string_lossy().into_owned(),
+    }];
+    let srv = Server::start(cfg, 0).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let sign = |k: &rsa::RsaPrivateKey, claims: serde_json::Value| {
+        let mut h = Header::new(Algorithm::RS256);
+        h.kid = Some("k1".into());
+        let der = k.to_pkcs1_der().unwrap();
+        jsonwebtoken::encode(&h, &claims, &EncodingKey::from_rsa_der(der.as_bytes())).unwrap()
+    };
+    let claims = |aud: &str, iss: &str, exp: u64| json!({"iss": iss, "aud": aud, "sub": "user-42", "email": "admin@example.com", "exp": exp, "iat": now});
+    let login = |t: String| srv.call("POST", "/v1/auth/oauth/login", None, Some(json!({"id_token": t})));
+
+    let (s, v) = login(sign(&key, claims("splitsound-web", "https://id.example.com", now + 600))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let token = v["token"].as_str().unwrap().to_string();
+    let (s, me) = srv.call("GET", "/v1/me", Some(&token), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(me["email"], "admin@example.com");
+    assert_eq!(me["admin"], true);
+    assert_eq!(me["credits"], 10);
+    // The same subject again is the same user, credited once.
+    let (_, v2) = login(sign(&key, claims("splitsound-web", "https://id.example.com", now + 600))).await;
+    assert_eq!(v2["user_id"], v["user_id"]);
+
+    for (what, t) in [
+        ("wrong audience", sign(&key, claims("someone-else", "https://id.example.com", now + 600))),
+        ("unknown issuer", sign(&key, claims("splitsound-web", "https://evil.example.com", now + 600))),
+        ("another key", sign(&other, claims("splitsound-web", "https://id.example.com", now + 600))),
+        ("expired", sign(&key, claims("splitsound-web", "https://id.example.com", now - 3600))),
+        ("garbage", "a.b.c".to_string()),
+    ] {
+        let (s, e) = login(t).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{what}: {e}");
+    }
+    // A session token signed with another secret is refused.
+    let forged = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": v["user_id"], "email": "admin@example.com", "admin": true, "iat": now, "exp": now + 600, "iss": "splitsound"}),
+        &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+    )
+    .unwrap();
+    let (s, _) = srv.call("GET", "/v1/me", Some(&forged), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = srv.call("POST", "/v1/auth/dev/login", None, Some(json!({"email": "x@example.com"}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "dev sign-in is off");
+    srv.stop().await;
+}
+
+/// The `splitsound-server` binary itself: `migrate`, then `all` serves and
+/// works with zero configuration beyond a data folder and dev sign-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn binary_runs_with_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = json!({"listen": format!("127.0.0.1:{port}"), "data_dir": dir.path(), "auth": {"dev_login": true}});
+    let cfg_path = dir.path().join("config.json");
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let bin = env!("CARGO_BIN_EXE_splitsound-server");
+    let out =
+        std::process::Command::new(bin).args(["--config", cfg_path.to_str().unwrap(), "migrate"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied 1 migration"));
+    let mut child = std::process::Command::new(bin)
+        .args(["--config", cfg_path.to_str().unwrap(), "all"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ok = false;
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("{base}/health")).send().await {
+            ok = r.status() == StatusCode::OK;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the binary answers /health");
+    let r =
+        http.post(format!("{base}/v1/auth/dev/login")).json(&json!({"email": "j@example.com"})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let bad = std::process::Command::new(bin).args(["--config", "/nonexistent.json", "serve"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    // SIGTERM: a clean exit.
+    std::process::Command::new("kill").arg(child.id().to_string()).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
