@@ -19,6 +19,7 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)  
 command -v node >/dev/null 2>&1 || missing+=(nodejs)   # the WebAssembly package's tests
 command -v npm >/dev/null 2>&1 || missing+=(npm)   # playwright-core for the web demo's test
 [ -x /usr/bin/chromium ] || missing+=(chromium)   # the web demo's end-to-end test (headless)
+ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || missing+=(postgresql)   # server-example's production tests
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]} (Debian packages)"
   $sudo_cmd apt-get update -qq
@@ -45,9 +46,13 @@ cargo fmt --all --check
 echo "==> API docs build without warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked -q -p splitsound-core --no-deps
 
+echo "==> servers for server-example's production tests (PostgreSQL, moto's S3 and SQS, on 127.0.0.1)"
+eval "$(./scripts/services.sh start)"
+export SPLITSOUND_REQUIRE_SERVICES=1
+
 echo "==> tests (release build, whole workspace)"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; ./scripts/services.sh stop' EXIT
 cargo test --release --locked --workspace --features splitsound-core/opus 2>&1 | tee "$log"
 echo "==> the Opus error path of a build without the opus feature"
 cargo test --release --locked -p splitsound-core --test decode_ffmpeg opus 2>&1 | tee -a "$log"

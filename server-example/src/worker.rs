@@ -315,7 +315,11 @@ async fn run_job(
             r
         }
         Err(e) => {
-            return (Outcome::Failed("separation_failed", format!("the separation panicked: {e}")), audio_secs, runs_on);
+            return (
+                Outcome::Failed("separation_failed", format!("the separation panicked: {e}")),
+                audio_secs,
+                runs_on,
+            );
         }
     };
     let report = match report {

@@ -68,6 +68,10 @@ pub async fn full_flow(cfg: Config) {
     let (s, pv) = srv.call("GET", &format!("/v1/jobs/{id}/preview"), Some(&token), None).await;
     assert_eq!(s, StatusCode::OK, "{pv}");
     let url = pv["stems"][0]["url"].as_str().unwrap();
+    match &srv.app.store {
+        splitsound_server::storage::Store::S3(_) => assert!(url.contains("X-Amz-Signature="), "{url}"),
+        splitsound_server::storage::Store::Local(_) => assert!(url.contains("/storage/o/user_"), "{url}"),
+    }
     let resp = srv.http.get(url).header("range", "bytes=0-11").send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
     let disp = resp.headers().get("content-disposition").unwrap().to_str().unwrap().to_string();

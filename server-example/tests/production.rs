@@ -1,0 +1,133 @@
+//! The production configuration against real servers on 127.0.0.1:
+//! PostgreSQL, and an S3- and SQS-compatible server (moto's), which
+//! `scripts/services.sh start` installs and starts. Each test gets its own
+//! database, bucket and queue. Without the servers' variables the tests say
+//! so and pass, unless SPLITSOUND_REQUIRE_SERVICES=1 (as `scripts/test.sh`
+//! sets), where a missing server is a failure.
+
+mod common;
+
+use common::{embedded_config, flows};
+use splitsound_server::Config;
+use splitsound_server::config::{QueueConfig, S3Config, SqsConfig, StorageConfig};
+
+struct Services {
+    postgres: String,
+    s3: String,
+    sqs: String,
+}
+
+fn services() -> Option<Services> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (var("SPLITSOUND_TEST_POSTGRES_URL"), var("SPLITSOUND_TEST_S3_ENDPOINT"), var("SPLITSOUND_TEST_SQS_ENDPOINT"))
+    {
+        (Some(postgres), Some(s3), Some(sqs)) => Some(Services { postgres, s3, sqs }),
+        _ => {
+            assert!(
+                var("SPLITSOUND_REQUIRE_SERVICES").is_none(),
+                "SPLITSOUND_REQUIRE_SERVICES is set but the servers' variables are not: run `eval \"$(scripts/services.sh start)\"`"
+            );
+            eprintln!("skipped: no servers (eval \"$(scripts/services.sh start)\" to run these)");
+            None
+        }
+    }
+}
+
+/// A fresh database on the test cluster.
+async fn fresh_database(admin_url: &str) -> String {
+    sqlx::any::install_default_drivers();
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin_url).await.expect("PostgreSQL answers");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+/// PostgreSQL, S3 and, with `sqs`, SQS (else the PostgreSQL queue).
+async fn production(dir: &std::path::Path, sqs: bool) -> Option<Config> {
+    let s = services()?;
+    let mut cfg = embedded_config(dir);
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    cfg.database_url = Some(fresh_database(&s.postgres).await);
+    cfg.storage = StorageConfig::S3(S3Config {
+        bucket: format!("b-{}", &id[..20]),
+        endpoint: Some(s.s3.clone()),
+        path_style: true,
+        access_key_id: Some("test".into()),
+        secret_access_key: Some("test".into()),
+        create_bucket: true,
+        ..S3Config::default()
+    });
+    // S3 parts are at least 5 MiB, except the last.
+    cfg.limits.part_size = 5 * 1024 * 1024;
+    if sqs {
+        cfg.queue = QueueConfig::Sqs(SqsConfig {
+            queue_name: Some(format!("jobs-{id}")),
+            create_queue: true,
+            endpoint: Some(s.sqs.clone()),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test".into()),
+            ..SqsConfig::default()
+        });
+    }
+    Some(cfg)
+}
+
+macro_rules! production_tests {
+    ($($name:ident, $sqs:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let dir = tempfile::tempdir().unwrap();
+            let Some(cfg) = production(dir.path(), $sqs).await else { return };
+            let name = stringify!($name);
+            let flow = name.trim_end_matches("_pg_queue");
+            match flow {
+                "full_flow" => flows::full_flow(cfg).await,
+                "idempotency" => flows::idempotency(cfg).await,
+                "credit_and_rate_limits" => flows::credit_and_rate_limits(cfg).await,
+                "upload_limits" => flows::upload_limits(cfg).await,
+                "cancel_and_retry" => flows::cancel_and_retry(cfg).await,
+                "cross_user" => flows::cross_user(cfg).await,
+                "poison_message" => flows::poison_message(cfg).await,
+                other => panic!("no flow {other}"),
+            }
+        }
+    )*};
+}
+
+production_tests! {
+    full_flow, true;
+    idempotency, true;
+    credit_and_rate_limits, true;
+    upload_limits, true;
+    cancel_and_retry, true;
+    cross_user, true;
+    poison_message, true;
+    full_flow_pg_queue, false;
+    cancel_and_retry_pg_queue, false;
+    poison_message_pg_queue, false;
+}
+
+/// The ledger is append-only and its balance never negative, whatever SQL
+/// runs against it: the database refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ledger_rules_are_the_databases() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(cfg) = production(dir.path(), false).await else { return };
+    let srv = common::Server::start(cfg, 0).await;
+    let token = srv.login("kim@example.com").await;
+    let user = common::user_id(&token);
+    let pool = &srv.app.db.pool;
+    let neg = sqlx::query(
+        "INSERT INTO credit_ledger (id, user_id, delta, reason, ref, created_at) VALUES ('x', $1, -11, 'test', 'test:1', 0)",
+    )
+    .bind(&user)
+    .execute(pool)
+    .await;
+    assert!(neg.is_err(), "a balance below zero is refused");
+    assert!(sqlx::query("UPDATE credit_ledger SET delta = 1000").execute(pool).await.is_err());
+    assert!(sqlx::query("DELETE FROM credit_ledger").execute(pool).await.is_err());
+    assert_eq!(srv.balance(&token).await, 10);
+    srv.ledger_balances(&user).await;
+    srv.stop().await;
+}
