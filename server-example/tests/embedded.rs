@@ -58,40 +58,10 @@ async fn poison_message() {
     flows::poison_message(cfg).await;
 }
 
-/// The local store's URLs: a tampered signature, a changed key or an expired
-/// URL are refused; the API's own responses stay typed JSON.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn signed_urls_are_checked() {
-    let (_d, mut cfg) = cfg();
-    cfg.limits.download_url_ttl_secs = 1;
-    let srv = Server::start(cfg, 1).await;
-    let token = srv.login("gus@example.com").await;
-    let asset = srv.asset(&token, "a.wav", &wav(2.0, 8000)).await;
-    let (_, job) = srv.call("POST", "/v1/jobs", Some(&token), Some(json!({"asset_id": asset}))).await;
-    let id = job["id"].as_str().unwrap();
-    srv.wait_job(&token, id, Duration::from_secs(60)).await;
-    let (_, dl) = srv.call("GET", &format!("/v1/jobs/{id}/downloads"), Some(&token), None).await;
-    let url = dl["stems"][0]["url"].as_str().unwrap().to_string();
-    let (s, _, _) = srv.get_bytes(&url).await;
-    assert_eq!(s, StatusCode::OK);
-    let tampered = format!("{}{}", &url[..url.len() - 1], if url.ends_with('0') { '1' } else { '0' });
-    let (s, _, body) = srv.get_bytes(&tampered).await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
-    assert!(String::from_utf8_lossy(&body).contains("signature_invalid"));
-    let other_key = url.replace("/harmonic.wav", "/percussive.wav");
-    let (s, _, _) = srv.get_bytes(&other_key).await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
-    let unsigned = url.split("&X-Signature=").next().unwrap().to_string();
-    let (s, _, _) = srv.get_bytes(&unsigned).await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (s, _, body) = srv.get_bytes(&url).await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
-    assert!(String::from_utf8_lossy(&body).contains("url_expired"));
-    // A part URL cannot be replayed as a GET, nor a GET URL as a PUT.
-    let r = srv.http.put(&url).body("x").send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    srv.stop().await;
+    let (_d, cfg) = cfg();
+    flows::signed_urls(cfg).await;
 }
 
 /// With the queue down, creating a job fails it and refunds it; the API stays up.
@@ -274,4 +244,96 @@ async fn binary_runs_with_defaults() {
     std::process::Command::new("kill").arg(child.id().to_string()).status().unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// A worker whose object store does not answer retries after a doubling
+/// backoff, then fails the job with the stage's code and a refund.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transient_failures_retry_then_refund() {
+    let (_d, mut cfg) = cfg();
+    cfg.worker.max_attempts = 3;
+    cfg.worker.retry_backoff_secs = 1;
+    let srv = Server::start(cfg, 0).await;
+    let token = srv.login("jo@example.com").await;
+    let asset = srv.asset(&token, "a.wav", &wav(2.0, 8000)).await;
+    let (_, job) = srv.call("POST", "/v1/jobs", Some(&token), Some(json!({"asset_id": asset}))).await;
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(srv.balance(&token).await, 9);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut wcfg = srv.app.cfg.clone();
+    wcfg.storage = splitsound_server::config::StorageConfig::S3(splitsound_server::config::S3Config {
+        endpoint: Some(format!("http://{closed}")),
+        path_style: true,
+        access_key_id: Some("test".into()),
+        secret_access_key: Some("test".into()),
+        ..Default::default()
+    });
+    let t0 = std::time::Instant::now();
+    let workers = srv.start_workers_with(wcfg, 1).await;
+    let retrying = srv.wait_until(&token, &id, Duration::from_secs(60), |v| v["stage"] == "retrying").await;
+    assert_eq!(retrying["status"], "running");
+    let done = srv.wait_job(&token, &id, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["failure"]["code"], "storage_download");
+    assert!(done["failure"]["message"].as_str().unwrap().contains("after 3 attempts"), "{done}");
+    // Backoffs of 1 s and 2 s between the three deliveries.
+    assert!(t0.elapsed() >= Duration::from_secs(3), "{:?}", t0.elapsed());
+    assert_eq!(srv.balance(&token).await, 10);
+    use sqlx::Row;
+    let outcomes: Vec<String> = sqlx::query("SELECT outcome FROM usage_logs WHERE job_id = $1 ORDER BY created_at")
+        .bind(&id)
+        .fetch_all(&srv.app.db.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(outcomes, ["retrying", "retrying", "failed"]);
+    workers.stop().await;
+    srv.stop().await;
+}
+
+/// Video files are accepted for their audio track; a video without one is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn video_uploads() {
+    let ok = std::process::Command::new("ffmpeg").arg("-version").output().is_ok_and(|o| o.status.success());
+    assert!(ok, "`ffmpeg` is not installed; the README's test command installs it");
+    let dir = tempfile::tempdir().unwrap();
+    let make = |name: &str, args: &[&str]| {
+        let out = dir.path().join(name);
+        let st = std::process::Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=64x48:rate=10:duration=2",
+            ])
+            .args(args)
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        std::fs::read(out).unwrap()
+    };
+    let with_audio = make(
+        "clip.mp4",
+        &["-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-c:v", "mpeg4", "-c:a", "aac", "-shortest"],
+    );
+    let silent_film = make("silent.mp4", &["-c:v", "mpeg4"]);
+    let (_d, cfg) = cfg();
+    let srv = Server::start(cfg, 1).await;
+    let token = srv.login("kai@example.com").await;
+    let (s, v) = srv.upload(&token, "clip.mp4", &with_audio, "video/mp4").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert!((v["asset"]["duration_secs"].as_f64().unwrap() - 2.0).abs() < 0.1, "{v}");
+    let (_, job) = srv.call("POST", "/v1/jobs", Some(&token), Some(json!({"asset_id": v["asset"]["id"]}))).await;
+    let done = srv.wait_job(&token, job["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let (s, e) = srv.upload(&token, "silent.mp4", &silent_film, "video/mp4").await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("undecodable")), "{e}");
+    srv.stop().await;
 }

@@ -404,3 +404,47 @@ pub async fn poison_message(cfg: Config) {
     workers.stop().await;
     srv.stop().await;
 }
+
+/// Signed URLs: a tampered signature, another key, no signature, an expired
+/// URL or another method are refused by the store.
+pub async fn signed_urls(mut cfg: Config) {
+    cfg.limits.download_url_ttl_secs = 1;
+    let local = matches!(cfg.storage, splitsound_server::config::StorageConfig::Local);
+    let srv = Server::start(cfg, 1).await;
+    let token = srv.login("gus@example.com").await;
+    let asset = srv.asset(&token, "a.wav", &wav(2.0, 8000)).await;
+    let (_, job) = srv.call("POST", "/v1/jobs", Some(&token), Some(json!({"asset_id": asset}))).await;
+    let id = job["id"].as_str().unwrap();
+    srv.wait_job(&token, id, Duration::from_secs(60)).await;
+    let (_, dl) = srv.call("GET", &format!("/v1/jobs/{id}/downloads"), Some(&token), None).await;
+    let url = dl["stems"][0]["url"].as_str().unwrap().to_string();
+    let (s, _, _) = srv.get_bytes(&url).await;
+    assert_eq!(s, StatusCode::OK);
+    let sig = if local { "X-Signature=" } else { "X-Amz-Signature=" };
+    let at = url.find(sig).unwrap() + sig.len();
+    let flipped = if &url[at..at + 1] == "0" { "1" } else { "0" };
+    let tampered = format!("{}{flipped}{}", &url[..at], &url[at + 1..]);
+    let (s, _, body) = srv.get_bytes(&tampered).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "tampered: {}", String::from_utf8_lossy(&body));
+    if local {
+        assert!(String::from_utf8_lossy(&body).contains("signature_invalid"));
+    }
+    let other_key = url.replace("/harmonic.wav", "/percussive.wav");
+    assert_ne!(other_key, url);
+    let (s, _, _) = srv.get_bytes(&other_key).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "another key");
+    let end = url[at..].find('&').map_or(url.len(), |e| at + e);
+    let unsigned =
+        format!("{}{}", &url[..at - sig.len()], &url[end..]).replace("?&", "?").trim_end_matches('&').to_string();
+    let (s, _, _) = srv.get_bytes(&unsigned).await;
+    assert!(s == StatusCode::FORBIDDEN || s == StatusCode::BAD_REQUEST, "unsigned: {s}");
+    let r = srv.http.put(&url).body("x").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "a GET URL used to PUT");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (s, _, body) = srv.get_bytes(&url).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "expired: {}", String::from_utf8_lossy(&body));
+    if local {
+        assert!(String::from_utf8_lossy(&body).contains("url_expired"));
+    }
+    srv.stop().await;
+}

@@ -64,7 +64,11 @@ impl Server {
 
     /// Starts workers on a second App over the same configuration (another "machine").
     pub async fn start_workers(&self, n: usize) -> Workers {
-        let mut cfg = self.app.cfg.clone();
+        self.start_workers_with(self.app.cfg.clone(), n).await
+    }
+
+    /// Starts workers on their own App over `cfg` (a worker machine configured differently).
+    pub async fn start_workers_with(&self, mut cfg: Config, n: usize) -> Workers {
         cfg.worker.concurrency = n;
         let app = App::new(cfg).await.unwrap();
         let (tx, rx) = watch::channel(false);
