@@ -1,5 +1,6 @@
 //! The production configuration against real servers on 127.0.0.1:
-//! PostgreSQL, and an S3- and SQS-compatible server (moto's), which
+//! PostgreSQL, an S3- and SQS-compatible server (moto's), and s3s-fs, an S3
+//! server that checks signatures and expiry (moto does not), which
 //! `scripts/services.sh start` installs and starts. Each test gets its own
 //! database, bucket and queue. Without the servers' variables the tests say
 //! so and pass, unless SPLITSOUND_REQUIRE_SERVICES=1 (as `scripts/test.sh`
@@ -15,13 +16,18 @@ struct Services {
     postgres: String,
     s3: String,
     sqs: String,
+    s3s: String,
 }
 
 fn services() -> Option<Services> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (var("SPLITSOUND_TEST_POSTGRES_URL"), var("SPLITSOUND_TEST_S3_ENDPOINT"), var("SPLITSOUND_TEST_SQS_ENDPOINT"))
-    {
-        (Some(postgres), Some(s3), Some(sqs)) => Some(Services { postgres, s3, sqs }),
+    match (
+        var("SPLITSOUND_TEST_POSTGRES_URL"),
+        var("SPLITSOUND_TEST_S3_ENDPOINT"),
+        var("SPLITSOUND_TEST_SQS_ENDPOINT"),
+        var("SPLITSOUND_TEST_S3S_ENDPOINT"),
+    ) {
+        (Some(postgres), Some(s3), Some(sqs), Some(s3s)) => Some(Services { postgres, s3, sqs, s3s }),
         _ => {
             assert!(
                 var("SPLITSOUND_REQUIRE_SERVICES").is_none(),
@@ -43,18 +49,33 @@ async fn fresh_database(admin_url: &str) -> String {
     format!("{base}/{name}")
 }
 
-/// PostgreSQL, S3 and, with `sqs`, SQS (else the PostgreSQL queue).
-async fn production(dir: &std::path::Path, sqs: bool) -> Option<Config> {
+#[derive(Clone, Copy, PartialEq)]
+enum Setup {
+    /// moto's S3 and SQS.
+    Sqs,
+    /// moto's S3, the PostgreSQL queue.
+    PgQueue,
+    /// s3s-fs (signatures checked), moto's SQS.
+    SignedS3,
+}
+
+/// PostgreSQL with the store and queue `setup` names.
+async fn production(dir: &std::path::Path, setup: Setup) -> Option<Config> {
+    let sqs = setup != Setup::PgQueue;
     let s = services()?;
     let mut cfg = embedded_config(dir);
     let id = uuid::Uuid::new_v4().simple().to_string();
     cfg.database_url = Some(fresh_database(&s.postgres).await);
+    let (endpoint, secret) = match setup {
+        Setup::SignedS3 => (s.s3s.clone(), "testsecret"),
+        _ => (s.s3.clone(), "test"),
+    };
     cfg.storage = StorageConfig::S3(S3Config {
         bucket: format!("b-{}", &id[..20]),
-        endpoint: Some(s.s3.clone()),
+        endpoint: Some(endpoint),
         path_style: true,
         access_key_id: Some("test".into()),
-        secret_access_key: Some("test".into()),
+        secret_access_key: Some(secret.into()),
         create_bucket: true,
         ..S3Config::default()
     });
@@ -74,13 +95,13 @@ async fn production(dir: &std::path::Path, sqs: bool) -> Option<Config> {
 }
 
 macro_rules! production_tests {
-    ($($name:ident, $sqs:expr;)*) => {$(
+    ($($name:ident, $setup:expr;)*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn $name() {
             let dir = tempfile::tempdir().unwrap();
-            let Some(cfg) = production(dir.path(), $sqs).await else { return };
+            let Some(cfg) = production(dir.path(), $setup).await else { return };
             let name = stringify!($name);
-            let flow = name.trim_end_matches("_pg_queue");
+            let flow = name.trim_end_matches("_pg_queue").trim_end_matches("_s3s");
             match flow {
                 "full_flow" => flows::full_flow(cfg).await,
                 "idempotency" => flows::idempotency(cfg).await,
@@ -89,6 +110,7 @@ macro_rules! production_tests {
                 "cancel_and_retry" => flows::cancel_and_retry(cfg).await,
                 "cross_user" => flows::cross_user(cfg).await,
                 "poison_message" => flows::poison_message(cfg).await,
+                "signed_urls" => flows::signed_urls(cfg).await,
                 other => panic!("no flow {other}"),
             }
         }
@@ -96,16 +118,19 @@ macro_rules! production_tests {
 }
 
 production_tests! {
-    full_flow, true;
-    idempotency, true;
-    credit_and_rate_limits, true;
-    upload_limits, true;
-    cancel_and_retry, true;
-    cross_user, true;
-    poison_message, true;
-    full_flow_pg_queue, false;
-    cancel_and_retry_pg_queue, false;
-    poison_message_pg_queue, false;
+    full_flow, Setup::Sqs;
+    idempotency, Setup::Sqs;
+    credit_and_rate_limits, Setup::Sqs;
+    upload_limits, Setup::Sqs;
+    cancel_and_retry, Setup::Sqs;
+    cross_user, Setup::Sqs;
+    poison_message, Setup::Sqs;
+    full_flow_pg_queue, Setup::PgQueue;
+    cancel_and_retry_pg_queue, Setup::PgQueue;
+    poison_message_pg_queue, Setup::PgQueue;
+    full_flow_s3s, Setup::SignedS3;
+    upload_limits_s3s, Setup::SignedS3;
+    signed_urls_s3s, Setup::SignedS3;
 }
 
 /// The ledger is append-only and its balance never negative, whatever SQL
@@ -113,7 +138,7 @@ production_tests! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ledger_rules_are_the_databases() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(cfg) = production(dir.path(), false).await else { return };
+    let Some(cfg) = production(dir.path(), Setup::PgQueue).await else { return };
     let srv = common::Server::start(cfg, 0).await;
     let token = srv.login("kim@example.com").await;
     let user = common::user_id(&token);

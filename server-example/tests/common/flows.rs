@@ -266,12 +266,15 @@ pub async fn upload_limits(mut cfg: Config) {
         )
         .await;
     assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("size_mismatch")), "{e}");
-    // A wrong ETag can be corrected: the upload is still pending.
+    // A wrong ETag can be corrected: the upload is still pending. (s3s-fs
+    // does not compare ETags when completing; S3, moto and the local store do.)
     let (id, parts) = srv.put_parts(&token, "ok.wav", &bytes, "audio/wav").await;
     let path = format!("/v1/uploads/{id}/complete");
-    let (s, e) =
-        srv.call("POST", &path, Some(&token), Some(json!({"parts": [{"part_number": 1, "etag": "\"bad\""}]}))).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    if !store_ignores_etags(&srv.app.cfg) {
+        let bad = json!({"parts": [{"part_number": 1, "etag": "\"bad\""}]});
+        let (s, e) = srv.call("POST", &path, Some(&token), Some(bad)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    }
     let (s, v) = srv.call("POST", &path, Some(&token), Some(json!({"parts": parts}))).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     // Aborting: pending only.
@@ -447,4 +450,9 @@ pub async fn signed_urls(mut cfg: Config) {
         assert!(String::from_utf8_lossy(&body).contains("url_expired"));
     }
     srv.stop().await;
+}
+
+fn store_ignores_etags(cfg: &Config) -> bool {
+    let s3s = std::env::var("SPLITSOUND_TEST_S3S_ENDPOINT").ok();
+    matches!(&cfg.storage, splitsound_server::config::StorageConfig::S3(s) if s.endpoint.is_some() && s.endpoint == s3s)
 }

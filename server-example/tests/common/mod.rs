@@ -40,6 +40,9 @@ pub fn embedded_config(dir: &std::path::Path) -> Config {
 impl Server {
     /// Starts the API and, when `workers` > 0, that many job loops.
     pub async fn start(mut cfg: Config, workers: usize) -> Server {
+        // The server's warnings and errors, shown with a failing test's output.
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
         let dir = tempfile::tempdir().unwrap();
         if cfg.data_dir == Config::default().data_dir {
             cfg.data_dir = dir.path().to_path_buf();
