@@ -286,7 +286,7 @@ pub async fn create(
         }
     };
     if let Some(k) = idempotency_key
-        && let Some(existing) = by_key(db, user, k).await?
+        && let Some(existing) = by_key(&db.pool, user, k).await?
     {
         return same_key(existing);
     }
@@ -305,18 +305,11 @@ pub async fn create(
         .bind(user)
         .execute(&mut *tx)
         .await?;
-    if let Some(k) = idempotency_key {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE user_id = $1 AND idempotency_key = $2"
-        )))
-        .bind(user)
-        .bind(k)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(r) = row {
-            drop(tx);
-            return same_key(JobRow::from_row(&r)?);
-        }
+    if let Some(k) = idempotency_key
+        && let Some(existing) = by_key(&mut *tx, user, k).await?
+    {
+        drop(tx);
+        return same_key(existing);
     }
     let active: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT COUNT(*) FROM jobs WHERE user_id = $1 AND status IN {ACTIVE}"
@@ -379,13 +372,17 @@ pub async fn create(
     Ok((job, true))
 }
 
-async fn by_key(db: &Db, user: &str, key: &str) -> sqlx::Result<Option<JobRow>> {
+async fn by_key<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    ex: E,
+    user: &str,
+    key: &str,
+) -> sqlx::Result<Option<JobRow>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE user_id = $1 AND idempotency_key = $2"
     )))
     .bind(user)
     .bind(key)
-    .fetch_optional(&db.pool)
+    .fetch_optional(ex)
     .await?;
     row.as_ref().map(JobRow::from_row).transpose()
 }
