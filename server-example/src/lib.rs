@@ -97,15 +97,9 @@ fn catalog(cfg: &Config) -> Result<BTreeMap<String, Vec<String>>, StartupError> 
         out.insert(spec, sep.stems().to_vec());
     }
     for (name, path) in &cfg.worker.models {
-        let manifest_path = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
-            path.with_extension("json")
-        } else {
-            path.clone()
-        };
-        let bad = |m: String| StartupError::Config(format!("worker.models.{name}: {}: {m}", manifest_path.display()));
-        let json = std::fs::read(&manifest_path).map_err(|e| bad(e.to_string()))?;
-        let manifest =
-            splitsound_core::model::Manifest::from_json(&json, &manifest_path).map_err(|e| bad(e.to_string()))?;
+        let manifest_path = splitsound_core::model::manifest_path(path);
+        let manifest = splitsound_core::model::Manifest::from_file(&manifest_path)
+            .map_err(|e| StartupError::Config(format!("worker.models.{name}: {e}")))?;
         out.insert(name.clone(), manifest.stems.clone());
     }
     Ok(out)

@@ -139,7 +139,24 @@ pub struct Manifest {
     pub files: Vec<ModelFile>,
 }
 
+/// Where the manifest of the package at `path` is: `path` itself (`model.json`),
+/// or the sidecar of an ONNX file (`model.onnx` → `model.json`), which may be
+/// missing when the ONNX file carries its manifest in its metadata.
+pub fn manifest_path(path: &Path) -> std::path::PathBuf {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
+        path.with_extension("json")
+    } else {
+        path.to_path_buf()
+    }
+}
+
 impl Manifest {
+    /// Reads, parses and validates the manifest file at `path`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let json = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json(&json, path)
+    }
+
     /// Parses and validates a manifest; `path` is only used in messages.
     pub fn from_json(json: &[u8], path: &Path) -> Result<Self> {
         let bad = |detail: String| Error::Model { path: path.to_path_buf(), detail };

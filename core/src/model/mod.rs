@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use manifest::{
-    Defaults, Family, MANIFEST_FORMAT_VERSION, Manifest, MdxParams, ModelFile, Normalisation, TensorSpec,
+    Defaults, Family, MANIFEST_FORMAT_VERSION, Manifest, MdxParams, ModelFile, Normalisation, TensorSpec, manifest_path,
 };
 pub use neural::{NeuralBuilder, NeuralOptions, NeuralSeparator};
 #[cfg(feature = "onnx")]
@@ -224,17 +224,14 @@ impl Model {
     /// [`Error::ProviderUnavailable`] when the fallback policy forbids falling back.
     pub fn load(path: impl AsRef<Path>, opts: &ModelOptions) -> Result<Model> {
         let path = path.as_ref();
-        let is_onnx = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
-        let sidecar = if is_onnx { path.with_extension("json") } else { path.to_path_buf() };
-        if is_onnx && !sidecar.exists() {
+        let manifest_path = manifest_path(path);
+        if manifest_path != path && !manifest_path.exists() {
             if !path.is_file() {
                 return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
             }
             return Self::load_embedded(Source::File(path), opts);
         }
-        let manifest_path = sidecar;
-        let json = std::fs::read(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
-        let manifest = Manifest::from_json(&json, &manifest_path)?;
+        let manifest = Manifest::from_file(&manifest_path)?;
         let dir = manifest_path.parent().unwrap_or(Path::new("."));
         let paths: Vec<PathBuf> = manifest.files.iter().map(|f| dir.join(&f.path)).collect();
         if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
@@ -300,7 +297,7 @@ impl Model {
         let json = graph.metadata(MANIFEST_METADATA_KEY).ok_or_else(|| {
             bad(format!(
                 "no manifest: neither {} nor `{MANIFEST_METADATA_KEY}` in the ONNX metadata",
-                onnx.with_extension("json").display()
+                manifest_path(&onnx).display()
             ))
         })?;
         let mut manifest = Manifest::from_json(json.as_bytes(), &onnx)?;
