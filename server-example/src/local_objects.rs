@@ -68,7 +68,7 @@ async fn put_part(State(app): State<Arc<App>>, method: Method, uri: Uri, body: B
     let part = param(&uri, "X-Part")
         .and_then(|p| p.parse::<i32>().ok())
         .ok_or_else(|| ApiError::bad_request("invalid_url", "no X-Part"))?;
-    let etag = store.put_part(&upload, part, &body).await.map_err(store_err)?;
+    let etag = store.put_part(&upload, part, body).await.map_err(store_err)?;
     let mut resp = StatusCode::OK.into_response();
     resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex is a valid header"));
     // Browsers may read the ETag of a cross-origin PUT only if it is exposed.

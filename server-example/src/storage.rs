@@ -19,6 +19,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
+use splitsound_core::PendingFile;
+use std::io::Write;
 
 use crate::config::S3Config;
 use crate::error::StartupError;
@@ -160,6 +162,15 @@ pub fn safe_name(name: &str) -> String {
     if s.is_empty() { "file".into() } else { s.chars().take(100).collect() }
 }
 
+/// `NotFound` as `None`: for deletes and lookups, where a missing object is an answer.
+fn found<T>(r: StoreResult<T>) -> StoreResult<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn io_err(e: std::io::Error) -> StoreError {
     if e.kind() == std::io::ErrorKind::NotFound { StoreError::NotFound } else { StoreError::Unavailable(e.to_string()) }
 }
@@ -262,7 +273,12 @@ impl LocalStore {
     }
 
     /// Stores one part (the handler of a presigned PUT); returns its ETag.
-    pub async fn put_part(&self, upload: &str, part: i32, bytes: &[u8]) -> StoreResult<String> {
+    pub async fn put_part(
+        &self,
+        upload: &str,
+        part: i32,
+        bytes: impl AsRef<[u8]> + Send + 'static,
+    ) -> StoreResult<String> {
         let dir = self.upload_dir(upload)?;
         if !tokio::fs::try_exists(&dir).await.unwrap_or(false) {
             return Err(StoreError::NotFound);
@@ -270,9 +286,10 @@ impl LocalStore {
         if !(1..=10000).contains(&part) {
             return Err(StoreError::Rejected(format!("part number {part} is outside 1..=10000")));
         }
-        let etag = hex::encode(&Sha256::digest(bytes)[..16]);
-        write_atomic(&dir.join(format!("{part}.part")), bytes).await?;
-        write_atomic(&dir.join(format!("{part}.etag")), etag.as_bytes()).await?;
+        let etag = hex::encode(&Sha256::digest(bytes.as_ref())[..16]);
+        write_atomic(dir.join(format!("{part}.part")), move |f| f.write_all(bytes.as_ref())).await?;
+        let tag = etag.clone();
+        write_atomic(dir.join(format!("{part}.etag")), move |f| f.write_all(tag.as_bytes())).await?;
         Ok(format!("\"{etag}\""))
     }
 
@@ -296,33 +313,23 @@ impl LocalStore {
             }
             paths.push(dir.join(format!("{}.part", p.part_number)));
         }
-        let parent = dest.parent().expect("object paths have a parent");
-        tokio::fs::create_dir_all(parent).await.map_err(io_err)?;
-        let tmp = tempfile::NamedTempFile::new_in(parent).map_err(io_err)?;
-        let mut out = tokio::fs::File::from_std(tmp.reopen().map_err(io_err)?);
-        for path in &paths {
-            let mut part = tokio::fs::File::open(path).await.map_err(io_err)?;
-            tokio::io::copy(&mut part, &mut out).await.map_err(io_err)?;
-        }
-        out.sync_all().await.map_err(io_err)?;
-        tmp.persist(&dest).map_err(|e| io_err(e.error))?;
+        write_atomic(dest, move |out| {
+            for path in &paths {
+                std::io::copy(&mut std::fs::File::open(path)?, out)?;
+            }
+            Ok(())
+        })
+        .await?;
         let _ = tokio::fs::remove_dir_all(&dir).await;
         Ok(())
     }
 
     async fn abort_multipart(&self, upload: &str) -> StoreResult<()> {
-        match tokio::fs::remove_dir_all(self.upload_dir(upload)?).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(e)),
-            _ => Ok(()),
-        }
+        found(tokio::fs::remove_dir_all(self.upload_dir(upload)?).await.map_err(io_err)).map(drop)
     }
 
     async fn size(&self, key: &str) -> StoreResult<Option<u64>> {
-        match tokio::fs::metadata(self.object_path(key)?).await {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(e)),
-        }
+        Ok(found(tokio::fs::metadata(self.object_path(key)?).await.map_err(io_err))?.map(|m| m.len()))
     }
 
     async fn download(&self, key: &str, dest: &Path) -> StoreResult<()> {
@@ -331,20 +338,13 @@ impl LocalStore {
     }
 
     async fn upload_file(&self, key: &str, src: &Path) -> StoreResult<()> {
-        let dest = self.object_path(key)?;
-        let parent = dest.parent().expect("object paths have a parent");
-        tokio::fs::create_dir_all(parent).await.map_err(io_err)?;
-        let tmp = tempfile::NamedTempFile::new_in(parent).map_err(io_err)?;
-        tokio::fs::copy(src, tmp.path()).await.map_err(io_err)?;
-        tmp.persist(&dest).map_err(|e| io_err(e.error))?;
-        Ok(())
+        let src = src.to_path_buf();
+        write_atomic(self.object_path(key)?, move |out| std::io::copy(&mut std::fs::File::open(&src)?, out).map(drop))
+            .await
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
-        match tokio::fs::remove_file(self.object_path(key)?).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(e)),
-            _ => Ok(()),
-        }
+        found(tokio::fs::remove_file(self.object_path(key)?).await.map_err(io_err)).map(drop)
     }
 
     fn presign_get(&self, key: &str, ttl: Duration, opts: &GetOptions) -> String {
@@ -363,16 +363,30 @@ impl LocalStore {
 
     async fn check(&self) -> StoreResult<()> {
         let probe = self.root.join("objects").join(".health");
-        write_atomic(&probe, b"ok").await
+        write_atomic(probe, |f| f.write_all(b"ok")).await
     }
 }
 
-async fn write_atomic(dest: &Path, bytes: &[u8]) -> StoreResult<()> {
-    let parent = dest.parent().expect("paths here have a parent");
-    let tmp = tempfile::NamedTempFile::new_in(parent).map_err(io_err)?;
-    tokio::fs::write(tmp.path(), bytes).await.map_err(io_err)?;
-    tmp.persist(dest).map_err(|e| io_err(e.error))?;
-    Ok(())
+/// Writes `dest` the way every splitsound output is written (core's
+/// [`PendingFile`]: a temporary file beside it, synced, then renamed), on a
+/// blocking thread; `fill` writes the content.
+async fn write_atomic<F>(dest: PathBuf, fill: F) -> StoreResult<()>
+where
+    F: FnOnce(&mut std::fs::File) -> std::io::Result<()> + Send + 'static,
+{
+    let core_err = |e: splitsound_core::Error| StoreError::Unavailable(e.to_string());
+    tokio::task::spawn_blocking(move || {
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err)?;
+        }
+        let (pending, mut f) = PendingFile::create(&dest).map_err(core_err)?;
+        fill(&mut f).map_err(io_err)?;
+        f.sync_all().map_err(io_err)?;
+        pending.commit().map_err(core_err)?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| StoreError::Unavailable(e.to_string()))?
 }
 
 // ---------------------------------------------------------------------------
@@ -489,23 +503,13 @@ impl S3Store {
     }
 
     async fn abort_multipart(&self, key: &str, upload: &str) -> StoreResult<()> {
-        match self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload).send().await {
-            Ok(_) => Ok(()),
-            Err(e) => match sdk_err(e) {
-                StoreError::NotFound => Ok(()),
-                e => Err(e),
-            },
-        }
+        let r = self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload).send().await;
+        found(r.map_err(sdk_err)).map(drop)
     }
 
     async fn size(&self, key: &str) -> StoreResult<Option<u64>> {
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
-            Ok(out) => Ok(Some(out.content_length().unwrap_or(0).max(0) as u64)),
-            Err(e) => match sdk_err(e) {
-                StoreError::NotFound => Ok(None),
-                e => Err(e),
-            },
-        }
+        let r = self.client.head_object().bucket(&self.bucket).key(key).send().await;
+        Ok(found(r.map_err(sdk_err))?.map(|out| out.content_length().unwrap_or(0).max(0) as u64))
     }
 
     async fn download(&self, key: &str, dest: &Path) -> StoreResult<()> {
@@ -533,13 +537,8 @@ impl S3Store {
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
-        match self.client.delete_object().bucket(&self.bucket).key(key).send().await {
-            Ok(_) => Ok(()),
-            Err(e) => match sdk_err(e) {
-                StoreError::NotFound => Ok(()),
-                e => Err(e),
-            },
-        }
+        let r = self.client.delete_object().bucket(&self.bucket).key(key).send().await;
+        found(r.map_err(sdk_err)).map(drop)
     }
 
     async fn presign_get(&self, key: &str, ttl: Duration, opts: &GetOptions) -> StoreResult<String> {
