@@ -25,6 +25,8 @@ use crate::storage::{StoreError, safe_name};
 #[derive(Debug)]
 enum Outcome {
     Succeeded,
+    /// The job was ended elsewhere while this run worked (another delivery, a failure).
+    Superseded,
     Cancelled,
     /// Permanent: the job fails now, refunded.
     Failed(&'static str, String),
@@ -136,20 +138,22 @@ async fn handle_inner(app: &Arc<App>, cache: &mut Cache, m: &Message) -> sqlx::R
     let gpu = if runs_on.starts_with("cpu") { 0.0 } else { wall };
     tracing::info!(job = %job.id, outcome = ?outcome, wall_secs = wall, "job run ended");
 
-    let done = match outcome {
-        Outcome::Succeeded => true,
+    // Whether the message is done with, and this run's outcome for the usage log.
+    let (done, logged) = match outcome {
+        Outcome::Succeeded => (true, "succeeded"),
+        Outcome::Superseded => (true, "superseded"),
         Outcome::Cancelled => {
             jobs::finish(db, &job.id, "cancelled", None).await?;
-            true
+            (true, "cancelled")
         }
         Outcome::Failed(code, msg) => {
             jobs::finish(db, &job.id, "failed", Some((code, &msg))).await?;
-            true
+            (true, "failed")
         }
         Outcome::Transient(code, msg) if m.receive_count >= max => {
             let msg = format!("{msg} (after {} attempts)", m.receive_count);
             jobs::finish(db, &job.id, "failed", Some((code, &msg))).await?;
-            true
+            (true, "failed")
         }
         Outcome::Transient(code, msg) => {
             let backoff = app.cfg.worker.retry_backoff_secs.saturating_mul(1 << (m.receive_count - 1).clamp(0, 10));
@@ -163,14 +167,9 @@ async fn handle_inner(app: &Arc<App>, cache: &mut Cache, m: &Message) -> sqlx::R
             if let Err(e) = app.queue.extend(m, Duration::from_secs(backoff)).await {
                 tracing::warn!(job = %job.id, error = %e, "could not set the retry backoff");
             }
-            false
+            (false, "retrying")
         }
     };
-    let final_status: Option<String> = sqlx::query("SELECT status FROM jobs WHERE id = $1")
-        .bind(&job.id)
-        .fetch_optional(&db.pool)
-        .await?
-        .map(|r| r.get(0));
     sqlx::query(
         "INSERT INTO usage_logs (id, user_id, job_id, outcome, audio_secs, wall_secs, cpu_secs, gpu_secs, runs_on, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -178,7 +177,7 @@ async fn handle_inner(app: &Arc<App>, cache: &mut Cache, m: &Message) -> sqlx::R
     .bind(new_id())
     .bind(&job.user_id)
     .bind(&job.id)
-    .bind(if done { final_status.unwrap_or_default() } else { "retrying".into() })
+    .bind(logged)
     .bind(audio_secs)
     .bind(wall)
     .bind(cpu)
@@ -365,7 +364,7 @@ async fn run_job(
             if status.as_deref() != Some("succeeded") {
                 delete_all(app, &uploaded).await;
             }
-            (Outcome::Cancelled, audio_secs, runs_on)
+            (Outcome::Superseded, audio_secs, runs_on)
         }
         Err(e) => (Outcome::Transient("database", e.to_string()), audio_secs, runs_on),
     }
