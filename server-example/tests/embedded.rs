@@ -337,3 +337,46 @@ async fn video_uploads() {
     assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("undecodable")), "{e}");
     srv.stop().await;
 }
+
+/// Model packages from the configuration: the API lists them with the stems
+/// of their manifests (found beside the ONNX files), and a worker runs them on
+/// ONNX Runtime. A package that cannot separate fails its job with a refund;
+/// one that is not there stops the server at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn configured_model_packages() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/tests/data");
+    let (_d, mut cfg) = cfg();
+    cfg.worker.models.insert("demucs-ci".into(), "/nonexistent/model.onnx".into());
+    let err = splitsound_server::App::new(cfg.clone()).await.unwrap_err().to_string();
+    assert!(err.contains("worker.models.demucs-ci") && err.contains("/nonexistent/model.json"), "{err}");
+    cfg.worker.models.insert("demucs-ci".into(), format!("{data}/neural/demucs/ci.onnx").into());
+    // A graph-only package (the engine tests' `tiny`): its manifest lists stems, but it is no separator.
+    cfg.worker.models.insert("tiny".into(), format!("{data}/models/tiny/tiny.onnx").into());
+    let srv = Server::start(cfg, 1).await;
+    let (_, models) = srv.call("GET", "/v1/models", None, None).await;
+    let listed = models["models"].as_array().unwrap().iter().find(|m| m["name"] == "demucs-ci").cloned().unwrap();
+    let stems = srv.app.catalog["demucs-ci"].clone();
+    assert_eq!(listed["stems"], json!(stems));
+    assert!(stems.contains(&"vocals".to_string()), "{stems:?}");
+    let token = srv.login("lee@example.com").await;
+    let asset = srv.asset(&token, "a.wav", &wav(2.0, 44100)).await;
+
+    let (_, job) = srv.call("POST", "/v1/jobs", Some(&token), Some(json!({"asset_id": asset, "model": "tiny"}))).await;
+    let done = srv.wait_job(&token, job["id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(
+        (done["status"].as_str(), done["failure"]["code"].as_str()),
+        (Some("failed"), Some("model_unavailable"))
+    );
+    assert_eq!(srv.balance(&token).await, 10);
+
+    let body = json!({"asset_id": asset, "model": "demucs-ci", "description": "remove the vocals"});
+    let (s, job) = srv.call("POST", "/v1/jobs", Some(&token), Some(body)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(job["targets"], json!(["vocals"]));
+    let done = srv.wait_job(&token, job["id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["runs_on"], "cpu");
+    let names: Vec<&str> = done["outputs"].as_array().unwrap().iter().map(|o| o["stem"].as_str().unwrap()).collect();
+    assert!(names.contains(&"vocals") && names.contains(&"no_vocals"), "{names:?}");
+    srv.stop().await;
+}
