@@ -59,6 +59,9 @@ cargo test --release --locked -p splitsound-core --test decode_ffmpeg opus 2>&1 
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 
+echo "==> fuzzing server-example's HTTP API against its OpenAPI document (schemathesis, no 5xx, answers as documented)"
+./scripts/api-fuzz.sh 40
+
 echo "==> the C API (examples/c: sanitizers, static and pkg-config builds, valgrind, parity with Rust)"
 ./scripts/test-c.sh
 

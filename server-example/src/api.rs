@@ -5,49 +5,88 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::App;
 use crate::auth::{AuthUser, find_or_create_user};
 use crate::db::{new_id, now_ms};
 use crate::error::{ApiError, ApiResult};
-use crate::jobs::{self, JobRequest};
+use crate::jobs::{self, JobRequest, JobView};
 use crate::storage::{GetOptions, PartEtag, StoreError, safe_name};
 
 type AppState = State<Arc<App>>;
 
+/// The API's routes with their OpenAPI description, before state and layers.
+pub fn api_routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(dev_login))
+        .routes(routes!(oauth_login))
+        .routes(routes!(me))
+        .routes(routes!(credits))
+        .routes(routes!(library))
+        .routes(routes!(delete_asset))
+        .routes(routes!(models))
+        .routes(routes!(upload_initialize))
+        .routes(routes!(upload_complete))
+        .routes(routes!(upload_abort))
+        .routes(routes!(create_job))
+        .routes(routes!(get_job))
+        .routes(routes!(cancel_job))
+        .routes(routes!(retry_job))
+        .routes(routes!(preview))
+        .routes(routes!(downloads))
+        .merge(crate::billing::routes())
+        .merge(crate::admin::routes())
+}
+
+/// The OpenAPI document of [`api_routes`].
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    crate::openapi::finish(api_routes().into_openapi())
+}
+
+/// Health and metrics alone.
+pub fn ops_router(app: Arc<App>) -> Router {
+    Router::new().route("/health", get(health)).route("/metrics", get(metrics)).with_state(app)
+}
+
 pub fn router(app: Arc<App>) -> Router {
-    let mut r = Router::new()
-        .route("/health", get(health))
-        .route("/v1/auth/dev/login", post(dev_login))
-        .route("/v1/auth/oauth/login", post(oauth_login))
-        .route("/v1/me", get(me))
-        .route("/v1/me/credits", get(credits))
-        .route("/v1/me/library", get(library))
-        .route("/v1/me/library/{asset_id}", delete(delete_asset))
-        .route("/v1/models", get(models))
-        .route("/v1/uploads/initialize", post(upload_initialize))
-        .route("/v1/uploads/{id}/complete", post(upload_complete))
-        .route("/v1/uploads/{id}/abort", post(upload_abort))
-        .route("/v1/jobs", post(create_job))
-        .route("/v1/jobs/{id}", get(get_job))
-        .route("/v1/jobs/{id}/cancel", post(cancel_job))
-        .route("/v1/jobs/{id}/retry", post(retry_job))
-        .route("/v1/jobs/{id}/preview", get(preview))
-        .route("/v1/jobs/{id}/downloads", get(downloads))
-        .layer(DefaultBodyLimit::max(64 * 1024));
+    let (api, doc) = api_routes().split_for_parts();
+    let doc = Arc::new(crate::openapi::finish(doc));
+    let mut r = api
+        .route("/v1/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(app.cfg.limits.max_body_bytes));
     if let crate::storage::Store::Local(_) = app.store {
         let limit = app.cfg.limits.part_size as usize + 64 * 1024;
         r = r.merge(crate::local_objects::router().layer(DefaultBodyLimit::max(limit)));
     }
-    r.fallback(|| async { ApiError::not_found("route") }).with_state(app)
+    r.fallback(|| async { ApiError::not_found("route") })
+        .layer(axum::middleware::from_fn_with_state(app.clone(), crate::middleware::around))
+        .with_state(app)
+}
+
+/// Query parameters whose rejection is a typed error, not axum's plain text.
+pub struct QueryArgs<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for QueryArgs<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(QueryArgs(v)),
+            Err(e) => Err(ApiError::bad_request("invalid_query", e.body_text())),
+        }
+    }
 }
 
 /// A JSON body whose rejection is a typed error, not axum's plain text.
@@ -58,34 +97,84 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(e.status(), "body_too_large", "the request body is larger than this server accepts"))
+            }
             Err(e) => Err(ApiError::new(e.status(), "invalid_json", e.body_text())),
         }
     }
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct Check {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// All three answered.
+    ok: bool,
+    database: Check,
+    storage: Check,
+    queue: Check,
+}
+
+fn check<T: Serialize, E: std::fmt::Display>(r: Result<T, E>) -> Check {
+    match r {
+        Ok(v) => Check { ok: true, detail: serde_json::to_value(v).ok().filter(|v| !v.is_null()), error: None },
+        Err(e) => Check { ok: false, detail: None, error: Some(e.to_string()) },
+    }
+}
+
+/// Whether the database, the object store and the queue answer.
+#[utoipa::path(get, path = "/health", tag = "ops",
+    responses((status = 200, body = Health, description = "All answer"), (status = 503, body = Health, description = "One does not")))]
 async fn health(State(app): AppState) -> Response {
-    let db = sqlx::query("SELECT 1").execute(&app.db.pool).await.map_err(|e| e.to_string());
-    let store = app.store.check().await.map_err(|e| e.to_string());
-    let queue = app.queue.stats().await.map_err(|e| e.to_string());
-    let ok = db.is_ok() && store.is_ok() && queue.is_ok();
-    let part = |r: Result<Value, String>| match r {
-        Ok(v) => json!({"ok": true, "detail": v}),
-        Err(e) => json!({"ok": false, "error": e}),
+    let (db, store, queue) =
+        tokio::join!(sqlx::query("SELECT 1").execute(&app.db.pool), app.store.check(), app.queue.stats());
+    let body = Health {
+        ok: db.is_ok() && store.is_ok() && queue.is_ok(),
+        database: check(db.map(|_| format!("{:?}", app.db.backend).to_lowercase())),
+        storage: check(store),
+        queue: check(queue),
     };
-    let body = json!({
-        "ok": ok,
-        "database": part(db.map(|_| json!(format!("{:?}", app.db.backend).to_lowercase()))),
-        "storage": part(store.map(|_| Value::Null)),
-        "queue": part(queue.map(|s| json!(s))),
-    });
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if body.ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
+}
+
+/// Prometheus's text format: this process's counters and histograms, and,
+/// read now, the queue's depth and the jobs by status.
+async fn metrics(State(app): AppState) -> Response {
+    let mut gauges = Vec::new();
+    match app.queue.stats().await {
+        Ok(q) => {
+            gauges.push(("splitsound_queue_messages", vec![("state", "visible".to_string())], q.visible as f64));
+            gauges.push(("splitsound_queue_messages", vec![("state", "in_flight".to_string())], q.in_flight as f64));
+            gauges.push(("splitsound_queue_oldest_age_seconds", vec![], q.oldest_age_secs.unwrap_or(0.0)));
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: queue stats unavailable"),
+    }
+    match sqlx::query("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetch_all(&app.db.pool).await {
+        Ok(rows) => {
+            for r in rows {
+                let (status, n): (String, i64) = (r.get(0), r.get(1));
+                gauges.push(("splitsound_jobs", vec![("status", status)], n as f64));
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: job counts unavailable"),
+    }
+    let text = app.metrics.render(&gauges);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 // ---------------------------------------------------------------------------
 // Sign-in
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DevLogin {
     email: String,
@@ -93,7 +182,20 @@ struct DevLogin {
     name: Option<String>,
 }
 
-async fn dev_login(State(app): AppState, JsonBody(body): JsonBody<DevLogin>) -> ApiResult<Json<Value>> {
+#[derive(Serialize, ToSchema)]
+pub struct Session {
+    /// Send as `Authorization: Bearer <token>`.
+    token: String,
+    token_type: String,
+    /// Unix seconds.
+    expires_at: u64,
+    user_id: String,
+}
+
+/// Signs in by e-mail alone: only where `auth.dev_login` is on (404 elsewhere).
+#[utoipa::path(post, path = "/v1/auth/dev/login", tag = "auth", request_body = DevLogin,
+    responses((status = 200, body = Session), (status = 404, body = crate::openapi::ErrorBody, description = "Dev sign-in is off")))]
+async fn dev_login(State(app): AppState, JsonBody(body): JsonBody<DevLogin>) -> ApiResult<Json<Session>> {
     if !app.auth.dev_login {
         return Err(ApiError::not_found("route"));
     }
@@ -110,13 +212,17 @@ fn valid_email(e: &str) -> bool {
     e.len() <= 254 && e.split_once('@').is_some_and(|(a, b)| !a.is_empty() && b.contains('.') && !b.starts_with('.'))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OauthLogin {
+    /// An OpenID Connect ID token from a configured provider.
     id_token: String,
 }
 
-async fn oauth_login(State(app): AppState, JsonBody(body): JsonBody<OauthLogin>) -> ApiResult<Json<Value>> {
+/// Exchanges an ID token of a configured OpenID Connect provider for a session.
+#[utoipa::path(post, path = "/v1/auth/oauth/login", tag = "auth", request_body = OauthLogin,
+    responses((status = 200, body = Session), (status = 401, body = crate::openapi::ErrorBody, description = "The ID token did not check out")))]
+async fn oauth_login(State(app): AppState, JsonBody(body): JsonBody<OauthLogin>) -> ApiResult<Json<Session>> {
     let (issuer, claims) = app.auth.verify_id_token(&body.id_token).await?;
     let email = claims
         .email
@@ -129,54 +235,114 @@ async fn oauth_login(State(app): AppState, JsonBody(body): JsonBody<OauthLogin>)
     session(&app, &user, &email)
 }
 
-fn session(app: &App, user: &str, email: &str) -> ApiResult<Json<Value>> {
-    let (token, exp) = app.auth.issue(user, email)?;
-    Ok(Json(json!({"token": token, "token_type": "Bearer", "expires_at": exp, "user_id": user})))
+fn session(app: &App, user: &str, email: &str) -> ApiResult<Json<Session>> {
+    let (token, expires_at) = app.auth.issue(user, email)?;
+    Ok(Json(Session { token, token_type: "Bearer".into(), expires_at, user_id: user.to_string() }))
 }
 
-async fn me(State(app): AppState, user: AuthUser) -> ApiResult<Json<Value>> {
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    id: String,
+    email: String,
+    name: Option<String>,
+    admin: bool,
+    credits: i64,
+    created_at: i64,
+}
+
+/// The caller.
+#[utoipa::path(get, path = "/v1/me", tag = "auth", security(("session" = [])), responses((status = 200, body = Me)))]
+async fn me(State(app): AppState, user: AuthUser) -> ApiResult<Json<Me>> {
     let row = sqlx::query("SELECT email, name, created_at FROM users WHERE id = $1")
         .bind(&user.id)
         .fetch_optional(&app.db.pool)
         .await?
         .ok_or_else(|| ApiError::unauthorized("the session's user no longer exists"))?;
-    let balance = crate::credits::balance(&app.db.pool, &user.id).await?;
-    Ok(Json(json!({
-        "id": user.id,
-        "email": row.try_get::<String, _>(0)?,
-        "name": row.try_get::<Option<String>, _>(1)?,
-        "admin": user.admin,
-        "credits": balance,
-        "created_at": row.try_get::<i64, _>(2)?,
-    })))
+    let credits = crate::credits::balance(&app.db.pool, &user.id).await?;
+    Ok(Json(Me {
+        admin: app.auth.is_admin(&user),
+        id: user.id,
+        email: row.try_get(0)?,
+        name: row.try_get(1)?,
+        credits,
+        created_at: row.try_get(2)?,
+    }))
 }
 
-async fn credits(State(app): AppState, user: AuthUser) -> ApiResult<Json<Value>> {
+#[derive(Serialize, ToSchema)]
+pub struct Credits {
+    balance: i64,
+    /// The latest 50 ledger entries, newest first.
+    entries: Vec<crate::credits::LedgerEntry>,
+}
+
+/// The caller's credit balance and its latest ledger entries.
+#[utoipa::path(get, path = "/v1/me/credits", tag = "auth", security(("session" = [])), responses((status = 200, body = Credits)))]
+async fn credits(State(app): AppState, user: AuthUser) -> ApiResult<Json<Credits>> {
     let balance = crate::credits::balance(&app.db.pool, &user.id).await?;
     let entries = crate::credits::recent_entries(&app.db.pool, &user.id, 50).await?;
-    Ok(Json(json!({"balance": balance, "entries": entries})))
+    Ok(Json(Credits { balance, entries }))
 }
 
-async fn models(State(app): AppState) -> Json<Value> {
-    let list: Vec<Value> = app
+#[derive(Serialize, ToSchema)]
+pub struct ModelInfo {
+    /// What `model` in a job request names.
+    name: String,
+    stems: Vec<String>,
+    /// Used when a job names none.
+    default: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Models {
+    models: Vec<ModelInfo>,
+}
+
+/// The separators jobs may name.
+#[utoipa::path(get, path = "/v1/models", tag = "jobs", responses((status = 200, body = Models)))]
+async fn models(State(app): AppState) -> Json<Models> {
+    let models = app
         .catalog
         .iter()
-        .map(
-            |(name, stems)| json!({"name": name, "stems": stems, "default": *name == app.cfg.worker.default_separator}),
-        )
+        .map(|(name, stems)| ModelInfo {
+            name: name.clone(),
+            stems: stems.clone(),
+            default: *name == app.cfg.worker.default_separator,
+        })
         .collect();
-    Json(json!({"models": list}))
+    Json(Models { models })
 }
 
 // ---------------------------------------------------------------------------
 // Uploads
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InitUpload {
     filename: String,
+    /// Bytes; the parts are cut from it.
     size: u64,
+    /// `audio/*`, `video/*`, `application/ogg` or `application/octet-stream`.
     content_type: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PartUrl {
+    part_number: u64,
+    /// PUT this part's bytes here; keep the answer's ETag.
+    url: String,
+    size: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UploadStarted {
+    upload_id: String,
+    part_size: u64,
+    parts: Vec<PartUrl>,
+    /// Unix milliseconds after which the part URLs stop working.
+    expires_at: i64,
+    method: String,
+    note: String,
 }
 
 fn acceptable_type(ct: &str) -> bool {
@@ -184,14 +350,20 @@ fn acceptable_type(ct: &str) -> bool {
     ct.starts_with("audio/") || ct.starts_with("video/") || ct == "application/octet-stream" || ct == "application/ogg"
 }
 
+/// Starts a multipart upload: one presigned URL per part.
+#[utoipa::path(post, path = "/v1/uploads/initialize", tag = "uploads", security(("session" = [])), request_body = InitUpload,
+    responses((status = 201, body = UploadStarted), (status = 502, body = crate::openapi::ErrorBody, description = "Object storage did not answer")))]
 async fn upload_initialize(
     State(app): AppState,
     user: AuthUser,
     JsonBody(body): JsonBody<InitUpload>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<UploadStarted>)> {
     let limits = &app.cfg.limits;
     if body.size == 0 {
         return Err(ApiError::unprocessable("empty_file", "the file is empty"));
+    }
+    if body.size > i64::MAX as u64 {
+        return Err(ApiError::unprocessable("invalid_size", "a size in bytes up to 2^63 - 1"));
     }
     if body.size > limits.max_upload_bytes {
         return Err(ApiError::new(
@@ -220,7 +392,7 @@ async fn upload_initialize(
     for n in 1..=count {
         let url = app.store.presign_part(&key, &storage_upload, n as i32, ttl).await.map_err(ApiError::storage)?;
         let size = if n == count { body.size - part_size * (count - 1) } else { part_size };
-        parts.push(json!({"part_number": n, "url": url, "size": size}));
+        parts.push(PartUrl { part_number: n, url, size });
     }
     let now = now_ms();
     let expires_at = now + ttl.as_millis() as i64;
@@ -242,14 +414,14 @@ async fn upload_initialize(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "upload_id": id,
-            "part_size": part_size,
-            "parts": parts,
-            "expires_at": expires_at,
-            "method": "PUT",
-            "note": "PUT each part's bytes to its URL, keep each answer's ETag header, then POST them to /v1/uploads/{id}/complete",
-        })),
+        Json(UploadStarted {
+            upload_id: id,
+            part_size,
+            parts,
+            expires_at,
+            method: "PUT".into(),
+            note: "PUT each part's bytes to its URL, keep each answer's ETag header, then POST them to /v1/uploads/{id}/complete".into(),
+        }),
     ))
 }
 
@@ -283,10 +455,15 @@ async fn owned_upload(app: &App, user: &str, id: &str) -> ApiResult<UploadRow> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CompleteUpload {
     parts: Vec<PartEtag>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AssetEnvelope {
+    asset: Asset,
 }
 
 async fn set_upload_status(app: &App, id: &str, from: &str, to: &str, code: Option<&str>) -> sqlx::Result<bool> {
@@ -300,23 +477,30 @@ async fn set_upload_status(app: &App, id: &str, from: &str, to: &str, code: Opti
     Ok(r.rows_affected() == 1)
 }
 
+/// Completes the upload with the parts' ETags, then checks and probes the
+/// media: the answer is the new asset (or, completed again, the same one).
+#[utoipa::path(post, path = "/v1/uploads/{id}/complete", tag = "uploads", security(("session" = [])),
+    params(("id" = String, Path)), request_body = CompleteUpload,
+    responses((status = 201, body = AssetEnvelope), (status = 200, body = AssetEnvelope, description = "Already completed"),
+        (status = 409, body = crate::openapi::ErrorBody, description = "Not pending"),
+        (status = 502, body = crate::openapi::ErrorBody, description = "Object storage did not answer")))]
 async fn upload_complete(
     State(app): AppState,
     user: AuthUser,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<CompleteUpload>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<AssetEnvelope>)> {
     let up = owned_upload(&app, &user.id, &id).await?;
     if up.status == "completed" {
         // Completing twice is answered with the same asset.
-        let asset = asset_json(&app, up.asset_id.as_deref().unwrap_or_default()).await?;
-        return Ok((StatusCode::OK, Json(json!({"asset": asset}))));
+        let asset = asset_by_id(&app, up.asset_id.as_deref().unwrap_or_default()).await?;
+        return Ok((StatusCode::OK, Json(AssetEnvelope { asset })));
     }
     if !set_upload_status(&app, &id, "pending", "completing", None).await? {
         return Err(ApiError::conflict("upload_not_pending", format!("this upload is {}", up.status)));
     }
     match complete_inner(&app, &user, &id, &up, &body.parts).await {
-        Ok(asset) => Ok((StatusCode::CREATED, Json(json!({"asset": asset})))),
+        Ok(asset) => Ok((StatusCode::CREATED, Json(AssetEnvelope { asset }))),
         Err((e, terminal)) => {
             let (to, code) = if terminal { ("rejected", Some(e.code)) } else { ("pending", None) };
             set_upload_status(&app, &id, "completing", to, code).await?;
@@ -336,7 +520,7 @@ async fn complete_inner(
     id: &str,
     up: &UploadRow,
     parts: &[PartEtag],
-) -> Result<Value, (ApiError, bool)> {
+) -> Result<Asset, (ApiError, bool)> {
     let retry = |e: ApiError| (e, false);
     let reject = |e: ApiError| (e, true);
     match app.store.complete_multipart(&up.key, &up.storage_upload, parts).await {
@@ -393,42 +577,71 @@ async fn complete_inner(
         tx.commit().await
     };
     insert.await.map_err(|e| retry(e.into()))?;
-    asset_json(app, &asset_id).await.map_err(retry)
+    asset_by_id(app, &asset_id).await.map_err(retry)
 }
 
-async fn upload_abort(State(app): AppState, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[derive(Serialize, ToSchema)]
+pub struct UploadAborted {
+    upload_id: String,
+    status: String,
+}
+
+/// Abandons a pending upload; the parts sent so far are discarded.
+#[utoipa::path(post, path = "/v1/uploads/{id}/abort", tag = "uploads", security(("session" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = UploadAborted), (status = 409, body = crate::openapi::ErrorBody, description = "Not pending"),
+        (status = 502, body = crate::openapi::ErrorBody, description = "Object storage did not answer")))]
+async fn upload_abort(State(app): AppState, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<UploadAborted>> {
     let up = owned_upload(&app, &user.id, &id).await?;
+    let aborted = || Json(UploadAborted { upload_id: id.clone(), status: "aborted".into() });
     if up.status == "aborted" {
-        return Ok(Json(json!({"upload_id": id, "status": "aborted"})));
+        return Ok(aborted());
     }
     if up.status != "pending" {
         return Err(ApiError::conflict("upload_not_pending", format!("this upload is {}", up.status)));
     }
     app.store.abort_multipart(&up.key, &up.storage_upload).await.map_err(ApiError::storage)?;
     set_upload_status(&app, &id, "pending", "aborted", None).await?;
-    Ok(Json(json!({"upload_id": id, "status": "aborted"})))
+    Ok(aborted())
 }
 
 const ASSET_COLUMNS: &str =
     "id, filename, content_type, size, duration_secs, sample_rate, channels, container, codec, created_at";
 
-fn asset_from_row(r: &AnyRow) -> sqlx::Result<Value> {
-    Ok(json!({
-        "id": r.try_get::<String, _>(0)?,
-        "filename": r.try_get::<String, _>(1)?,
-        "content_type": r.try_get::<String, _>(2)?,
-        "size": r.try_get::<i64, _>(3)?,
-        "duration_secs": r.try_get::<f64, _>(4)?,
-        "sample_rate": r.try_get::<i64, _>(5)?,
-        "channels": r.try_get::<i64, _>(6)?,
-        "container": r.try_get::<String, _>(7)?,
-        "codec": r.try_get::<String, _>(8)?,
-        "created_at": r.try_get::<i64, _>(9)?,
-        "credits": crate::credits::job_cost(r.try_get::<f64, _>(4)?),
-    }))
+/// An uploaded file, probed.
+#[derive(Serialize, ToSchema)]
+pub struct Asset {
+    id: String,
+    filename: String,
+    content_type: String,
+    size: i64,
+    duration_secs: f64,
+    sample_rate: i64,
+    channels: i64,
+    container: String,
+    codec: String,
+    created_at: i64,
+    /// What a job on it costs.
+    credits: i64,
 }
 
-async fn asset_json(app: &App, id: &str) -> ApiResult<Value> {
+fn asset_from_row(r: &AnyRow) -> sqlx::Result<Asset> {
+    let duration_secs = r.try_get(4)?;
+    Ok(Asset {
+        id: r.try_get(0)?,
+        filename: r.try_get(1)?,
+        content_type: r.try_get(2)?,
+        size: r.try_get(3)?,
+        duration_secs,
+        sample_rate: r.try_get(5)?,
+        channels: r.try_get(6)?,
+        container: r.try_get(7)?,
+        codec: r.try_get(8)?,
+        created_at: r.try_get(9)?,
+        credits: crate::credits::job_cost(duration_secs),
+    })
+}
+
+async fn asset_by_id(app: &App, id: &str) -> ApiResult<Asset> {
     let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ASSET_COLUMNS} FROM media_assets WHERE id = $1")))
         .bind(id)
         .fetch_one(&app.db.pool)
@@ -449,18 +662,31 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     }
 }
 
+/// Creates a job on one of the caller's assets; its credits are debited now
+/// and refunded if it fails or is cancelled. With an `Idempotency-Key`, the
+/// same request again answers the same job.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", security(("session" = [])), request_body = JobRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retrying the request safe (1 to 255 characters)")),
+    responses((status = 202, body = JobView),
+        (status = 402, body = crate::openapi::ErrorBody, description = "Not enough credits"),
+        (status = 404, body = crate::openapi::ErrorBody, description = "No such asset"),
+        (status = 409, body = crate::openapi::ErrorBody, description = "The key was used for another request"),
+        (status = 503, body = crate::openapi::ErrorBody, description = "The queue did not take the job; refunded")))]
 async fn create_job(
     State(app): AppState,
     user: AuthUser,
     headers: HeaderMap,
     JsonBody(req): JsonBody<JobRequest>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<JobView>)> {
     let key = idempotency_key(&headers)?;
     let (job, _created) = jobs::create(&app, &user.id, &req, key.as_deref(), None).await?;
     Ok((StatusCode::ACCEPTED, Json(jobs::view(&app.db, &job).await?)))
 }
 
-async fn get_job(State(app): AppState, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// A job, with its stage and progress while it runs.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", security(("session" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = JobView)))]
+async fn get_job(State(app): AppState, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
     let job = jobs::get_owned(&app.db, &user.id, &id).await?;
     Ok(Json(jobs::view(&app.db, &job).await?))
 }
@@ -469,11 +695,14 @@ async fn get_job(State(app): AppState, user: AuthUser, Path(id): Path<String>) -
 /// does at its next segment boundary, writing nothing. Either way the job's
 /// credits are refunded in full, since nothing was delivered. A job that
 /// finished before the worker saw the request keeps its result and its charge.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", security(("session" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = JobView, description = "Cancelled"), (status = 202, body = JobView, description = "Asked to stop"),
+        (status = 409, body = crate::openapi::ErrorBody, description = "Already finished")))]
 async fn cancel_job(
     State(app): AppState,
     user: AuthUser,
     Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<JobView>)> {
     let job = jobs::get_owned(&app.db, &user.id, &id).await?;
     if job.is_terminal() {
         return Err(ApiError::conflict("job_finished", format!("the job already {}", job.status)));
@@ -497,12 +726,18 @@ async fn cancel_job(
 }
 
 /// A new job with the same request, linked to its parent; the parent stays as it was.
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", security(("session" = [])),
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes retrying the request safe")),
+    responses((status = 202, body = JobView),
+        (status = 402, body = crate::openapi::ErrorBody, description = "Not enough credits"),
+        (status = 409, body = crate::openapi::ErrorBody, description = "Neither failed nor cancelled"),
+        (status = 503, body = crate::openapi::ErrorBody, description = "The queue did not take the job; refunded")))]
 async fn retry_job(
     State(app): AppState,
     user: AuthUser,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<JobView>)> {
     let parent = jobs::get_owned(&app.db, &user.id, &id).await?;
     if !matches!(parent.status.as_str(), "failed" | "cancelled") {
         return Err(ApiError::conflict(
@@ -516,15 +751,41 @@ async fn retry_job(
     Ok((StatusCode::ACCEPTED, Json(jobs::view(&app.db, &job).await?)))
 }
 
-async fn preview(State(app): AppState, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[derive(Serialize, ToSchema)]
+pub struct SignedStem {
+    stem: String,
+    /// A signed GET URL, valid until `expires_at`.
+    url: String,
+    content_type: String,
+    size: i64,
+    filename: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SignedOutputs {
+    job_id: String,
+    /// Unix milliseconds.
+    expires_at: i64,
+    stems: Vec<SignedStem>,
+}
+
+/// Short-lived URLs to play each stem in the page.
+#[utoipa::path(get, path = "/v1/jobs/{id}/preview", tag = "jobs", security(("session" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = SignedOutputs), (status = 409, body = crate::openapi::ErrorBody, description = "Not succeeded"),
+        (status = 502, body = crate::openapi::ErrorBody, description = "Object storage did not answer")))]
+async fn preview(State(app): AppState, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<SignedOutputs>> {
     signed_outputs(&app, &user, &id, false).await
 }
 
-async fn downloads(State(app): AppState, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// Short-lived URLs that download each stem as a named file.
+#[utoipa::path(get, path = "/v1/jobs/{id}/downloads", tag = "jobs", security(("session" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = SignedOutputs), (status = 409, body = crate::openapi::ErrorBody, description = "Not succeeded"),
+        (status = 502, body = crate::openapi::ErrorBody, description = "Object storage did not answer")))]
+async fn downloads(State(app): AppState, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<SignedOutputs>> {
     signed_outputs(&app, &user, &id, true).await
 }
 
-async fn signed_outputs(app: &App, user: &AuthUser, id: &str, attachment: bool) -> ApiResult<Json<Value>> {
+async fn signed_outputs(app: &App, user: &AuthUser, id: &str, attachment: bool) -> ApiResult<Json<SignedOutputs>> {
     let job = jobs::get_owned(&app.db, &user.id, id).await?;
     if job.status != "succeeded" {
         return Err(ApiError::conflict("job_not_succeeded", format!("the job is {}", job.status)));
@@ -537,7 +798,7 @@ async fn signed_outputs(app: &App, user: &AuthUser, id: &str, attachment: bool) 
     let base = filename.rsplit_once('.').map_or(filename.as_str(), |(b, _)| b).to_string();
     let ttl = Duration::from_secs(app.cfg.limits.download_url_ttl_secs);
     let expires_at = now_ms() + ttl.as_millis() as i64;
-    let mut list = Vec::new();
+    let mut stems = Vec::new();
     for o in jobs::outputs(&app.db, &job.id).await? {
         let ext = o.object_key.rsplit('.').next().unwrap_or("wav");
         let opts = GetOptions {
@@ -546,21 +807,42 @@ async fn signed_outputs(app: &App, user: &AuthUser, id: &str, attachment: bool) 
             filename: format!("{base} - {}.{ext}", o.stem),
         };
         let url = app.store.presign_get(&o.object_key, ttl, &opts).await.map_err(ApiError::storage)?;
-        list.push(json!({"stem": o.stem, "url": url, "content_type": o.content_type, "size": o.size, "filename": opts.filename}));
+        stems.push(SignedStem {
+            stem: o.stem,
+            url,
+            content_type: o.content_type,
+            size: o.size,
+            filename: opts.filename,
+        });
     }
-    Ok(Json(json!({"job_id": job.id, "expires_at": expires_at, "stems": list})))
+    Ok(Json(SignedOutputs { job_id: job.id, expires_at, stems }))
 }
 
 // ---------------------------------------------------------------------------
 // Library
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Page {
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// 1 to 100 (default 20).
     limit: Option<i64>,
 }
 
-async fn library(State(app): AppState, user: AuthUser, Query(page): Query<Page>) -> ApiResult<Json<Value>> {
+#[derive(Serialize, ToSchema)]
+pub struct Library {
+    /// Newest first.
+    assets: Vec<Asset>,
+    next_cursor: Option<String>,
+    /// The latest 20 jobs on assets not deleted.
+    recent_jobs: Vec<JobView>,
+}
+
+/// The caller's uploads, a page at a time, and their latest jobs.
+#[utoipa::path(get, path = "/v1/me/library", tag = "library", security(("session" = [])), params(Page),
+    responses((status = 200, body = Library), (status = 400, body = crate::openapi::ErrorBody, description = "A bad cursor")))]
+async fn library(State(app): AppState, user: AuthUser, QueryArgs(page): QueryArgs<Page>) -> ApiResult<Json<Library>> {
     let limit = page.limit.unwrap_or(20).clamp(1, 100);
     // The cursor is "<created_at>_<id>" of the last asset of the previous page.
     let (before_t, before_id) = match &page.cursor {
@@ -585,11 +867,7 @@ async fn library(State(app): AppState, user: AuthUser, Query(page): Query<Page>)
     .await?;
     let more = rows.len() as i64 > limit;
     let assets = rows.iter().take(limit as usize).map(asset_from_row).collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = if more {
-        assets.last().map(|a| format!("{}_{}", a["created_at"], a["id"].as_str().unwrap_or_default()))
-    } else {
-        None
-    };
+    let next_cursor = if more { assets.last().map(|a| format!("{}_{}", a.created_at, a.id)) } else { None };
     let job_rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {} FROM jobs j WHERE user_id = $1 AND EXISTS (SELECT 1 FROM media_assets a WHERE a.id = j.asset_id AND a.deleted_at IS NULL) \
          ORDER BY created_at DESC, id DESC LIMIT 20",
@@ -598,16 +876,30 @@ async fn library(State(app): AppState, user: AuthUser, Query(page): Query<Page>)
     .bind(&user.id)
     .fetch_all(&app.db.pool)
     .await?;
-    let mut recent = Vec::new();
+    let mut recent_jobs = Vec::new();
     for r in &job_rows {
-        recent.push(jobs::view(&app.db, &jobs::JobRow::from_row(r)?).await?);
+        recent_jobs.push(jobs::view(&app.db, &jobs::JobRow::from_row(r)?).await?);
     }
-    Ok(Json(json!({"assets": assets, "next_cursor": next_cursor, "recent_jobs": recent})))
+    Ok(Json(Library { assets, next_cursor, recent_jobs }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AssetDeleted {
+    asset_id: String,
+    deleted: bool,
+    objects_deleted: usize,
 }
 
 /// Deletes an upload: its objects (original and every output) first, then
 /// marks the rows deleted. Refused while one of its jobs is queued or running.
-async fn delete_asset(State(app): AppState, user: AuthUser, Path(asset_id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(delete, path = "/v1/me/library/{asset_id}", tag = "library", security(("session" = [])), params(("asset_id" = String, Path)),
+    responses((status = 200, body = AssetDeleted), (status = 409, body = crate::openapi::ErrorBody, description = "A job on it is queued or running"),
+        (status = 502, body = crate::openapi::ErrorBody, description = "Object storage did not answer")))]
+async fn delete_asset(
+    State(app): AppState,
+    user: AuthUser,
+    Path(asset_id): Path<String>,
+) -> ApiResult<Json<AssetDeleted>> {
     let row = sqlx::query("SELECT object_key FROM media_assets WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL")
         .bind(&asset_id)
         .bind(&user.id)
@@ -626,28 +918,10 @@ async fn delete_asset(State(app): AppState, user: AuthUser, Path(asset_id): Path
     if active > 0 {
         return Err(ApiError::conflict("asset_in_use", "cancel its queued or running jobs first"));
     }
-    let outputs = sqlx::query(
-        "SELECT o.id, o.object_key FROM output_tracks o JOIN jobs j ON j.id = o.job_id WHERE j.asset_id = $1 AND o.deleted_at IS NULL",
-    )
-    .bind(&asset_id)
-    .fetch_all(&app.db.pool)
-    .await?;
-    for r in &outputs {
-        app.store.delete(&r.try_get::<String, _>(1)?).await.map_err(ApiError::storage)?;
-    }
-    app.store.delete(&key).await.map_err(ApiError::storage)?;
-    let now = now_ms();
-    let mut tx = app.db.pool.begin().await?;
-    sqlx::query("UPDATE media_assets SET deleted_at = $1 WHERE id = $2")
-        .bind(now)
-        .bind(&asset_id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE output_tracks SET deleted_at = $1 WHERE job_id IN (SELECT id FROM jobs WHERE asset_id = $2)")
-        .bind(now)
-        .bind(&asset_id)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(Json(json!({"asset_id": asset_id, "deleted": true, "objects_deleted": outputs.len() + 1})))
+    let objects_deleted =
+        crate::retention::purge_asset(&app, &asset_id, &key, now_ms()).await.map_err(|e| match e {
+            crate::retention::CleanupError::Db(e) => e.into(),
+            crate::retention::CleanupError::Store(e) => ApiError::storage(e),
+        })?;
+    Ok(Json(AssetDeleted { asset_id, deleted: true, objects_deleted }))
 }

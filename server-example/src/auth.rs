@@ -88,6 +88,12 @@ impl Auth {
         Ok((token, claims.exp))
     }
 
+    /// Admin rights need both the session's claim and the address still on
+    /// the configured list, so taking an address off revokes them at once.
+    pub fn is_admin(&self, user: &AuthUser) -> bool {
+        user.admin && self.admin_emails.contains(&user.email.to_lowercase())
+    }
+
     pub fn verify_session(&self, token: &str) -> ApiResult<SessionClaims> {
         let mut v = Validation::new(Algorithm::HS256);
         v.set_issuer(&[SESSION_ISSUER]);

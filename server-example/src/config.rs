@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::billing::BillingConfig;
 use crate::error::StartupError;
+pub use crate::ratelimit::Rate;
+pub use crate::retention::RetentionConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -31,6 +34,10 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// Credits granted once to every new user.
     pub signup_credits: i64,
+    /// Selling credit packs through Stripe Checkout; off when absent.
+    pub billing: Option<BillingConfig>,
+    /// Lifetimes of stored objects, and the cleanup task that enforces them.
+    pub retention: RetentionConfig,
 }
 
 impl Default for Config {
@@ -47,6 +54,8 @@ impl Default for Config {
             limits: Limits::default(),
             worker: WorkerConfig::default(),
             signup_credits: 10,
+            billing: None,
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -181,6 +190,16 @@ pub struct Limits {
     pub upload_url_ttl_secs: u64,
     /// Lifetime of presigned preview and download URLs.
     pub download_url_ttl_secs: u64,
+    /// Largest JSON request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Requests per client IP address (`per_sec` 0: unlimited).
+    pub rate_per_ip: Rate,
+    /// Requests per signed-in user.
+    pub rate_per_user: Rate,
+    /// A header set by a trusted reverse proxy that carries the client's
+    /// address (`x-forwarded-for`: its last entry is used). Without it, the
+    /// peer address of the connection.
+    pub client_ip_header: Option<String>,
 }
 
 impl Default for Limits {
@@ -192,6 +211,10 @@ impl Default for Limits {
             part_size: 8 * 1024 * 1024,
             upload_url_ttl_secs: 3600,
             download_url_ttl_secs: 300,
+            max_body_bytes: 64 * 1024,
+            rate_per_ip: Rate { per_sec: 50.0, burst: 100 },
+            rate_per_user: Rate { per_sec: 20.0, burst: 60 },
+            client_ip_header: None,
         }
     }
 }
@@ -215,6 +238,8 @@ pub struct WorkerConfig {
     pub models: BTreeMap<String, PathBuf>,
     /// Extra options of the neural models (providers, threads, …), as the CLI's `--options` JSON.
     pub neural: Option<serde_json::Value>,
+    /// Where a worker-only process serves `/metrics` and `/health` (none when absent).
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for WorkerConfig {
@@ -228,6 +253,7 @@ impl Default for WorkerConfig {
             default_separator: "builtin:hpss".into(),
             models: BTreeMap::new(),
             neural: None,
+            metrics_listen: None,
         }
     }
 }

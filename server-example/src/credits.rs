@@ -93,8 +93,18 @@ pub async fn balance<'e, E: sqlx::Executor<'e, Database = Any>>(ex: E, user: &st
     Ok(row.map_or(0, |r| r.get(0)))
 }
 
+/// One ledger entry as its owner sees it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct LedgerEntry {
+    pub delta: i64,
+    /// `signup`, `job_debit`, `job_refund`, `purchase`, `admin_refund`, …
+    pub reason: String,
+    pub job_id: Option<String>,
+    pub created_at: i64,
+}
+
 /// The ledger's recent entries, newest first.
-pub async fn recent_entries(pool: &sqlx::AnyPool, user: &str, limit: i64) -> sqlx::Result<Vec<serde_json::Value>> {
+pub async fn recent_entries(pool: &sqlx::AnyPool, user: &str, limit: i64) -> sqlx::Result<Vec<LedgerEntry>> {
     let rows = sqlx::query(
         "SELECT delta, reason, job_id, created_at FROM credit_ledger WHERE user_id = $1 \
          ORDER BY created_at DESC, id DESC LIMIT $2",
@@ -105,12 +115,12 @@ pub async fn recent_entries(pool: &sqlx::AnyPool, user: &str, limit: i64) -> sql
     .await?;
     rows.iter()
         .map(|r| {
-            Ok(serde_json::json!({
-                "delta": r.try_get::<i64, _>(0)?,
-                "reason": r.try_get::<String, _>(1)?,
-                "job_id": r.try_get::<Option<String>, _>(2)?,
-                "created_at": r.try_get::<i64, _>(3)?,
-            }))
+            Ok(LedgerEntry {
+                delta: r.try_get(0)?,
+                reason: r.try_get(1)?,
+                job_id: r.try_get(2)?,
+                created_at: r.try_get(3)?,
+            })
         })
         .collect()
 }

@@ -30,12 +30,20 @@ struct Migration {
     sqlite: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    postgres: include_str!("../migrations/postgres/0001_init.sql"),
-    sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        postgres: include_str!("../migrations/postgres/0001_init.sql"),
+        sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "billing_retention",
+        postgres: include_str!("../migrations/0002_billing_retention.sql"),
+        sqlite: include_str!("../migrations/0002_billing_retention.sql"),
+    },
+];
 
 /// Any PostgreSQL advisory-lock key will do; this one is "splitsnd" in ASCII.
 const MIGRATION_LOCK: i64 = 0x73706c6974736e64;

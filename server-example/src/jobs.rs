@@ -4,7 +4,6 @@
 //! so a job ends exactly once however many workers or requests race for it.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use splitsound_core::{QueryMode, StemSelection};
 use sqlx::Row;
@@ -16,7 +15,7 @@ use crate::db::{Db, new_id, now_ms};
 use crate::error::{ApiError, ApiResult};
 
 /// The body of `POST /v1/jobs`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     pub asset_id: String,
@@ -33,7 +32,7 @@ pub struct JobRequest {
     pub options: JobOptions,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobOptions {
     /// `wav` (default) or `flac`.
@@ -189,7 +188,7 @@ pub async fn get_owned(db: &Db, user: &str, id: &str) -> ApiResult<JobRow> {
 }
 
 /// A stem file of a finished job.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Output {
     pub stem: String,
     #[serde(skip)]
@@ -217,31 +216,70 @@ pub async fn outputs(db: &Db, job: &str) -> sqlx::Result<Vec<Output>> {
         .collect()
 }
 
-/// The JSON of a job as clients see it.
-pub async fn view(db: &Db, job: &JobRow) -> ApiResult<Value> {
-    let cfg: Value = serde_json::from_str(&job.config).unwrap_or(Value::Null);
-    let outs = if job.status == "succeeded" { outputs(db, &job.id).await? } else { Vec::new() };
-    Ok(json!({
-        "id": job.id,
-        "asset_id": job.asset_id,
-        "status": job.status,
-        "stage": job.stage,
-        "progress_percent": (job.progress * 1000.0).round() / 10.0,
-        "model": cfg["separator"],
-        "request": cfg["request"],
-        "targets": cfg["targets"],
-        "mode": cfg["mode"],
-        "credits": job.credits,
-        "attempt": job.attempt,
-        "parent_job_id": job.parent_job_id,
-        "cancel_requested": job.cancel_requested,
-        "failure": job.failure_code.as_ref().map(|c| json!({"code": c, "message": job.failure_message})),
-        "runs_on": job.runs_on,
-        "outputs": outs,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-    }))
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobFailure {
+    /// `decode_failed`, `too_long`, `model_unavailable`, `storage_download`, …
+    pub code: String,
+    pub message: Option<String>,
+}
+
+/// A job as clients see it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobView {
+    pub id: String,
+    pub asset_id: String,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    /// `queued`, `downloading`, `separating`, `encoding`, `uploading`, `retrying`, `done`, …
+    pub stage: String,
+    pub progress_percent: f64,
+    pub model: String,
+    pub request: JobRequest,
+    /// The stems a description resolved to.
+    pub targets: Option<Vec<String>>,
+    /// `isolate` or `remove`, for a description.
+    pub mode: Option<String>,
+    pub credits: i64,
+    pub attempt: i64,
+    pub parent_job_id: Option<String>,
+    pub cancel_requested: bool,
+    pub failure: Option<JobFailure>,
+    pub runs_on: Option<String>,
+    /// The stems, once succeeded.
+    pub outputs: Vec<Output>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// A job as clients see it.
+pub async fn view(db: &Db, job: &JobRow) -> ApiResult<JobView> {
+    let cfg = job.config().map_err(|e| ApiError::internal("job config", e))?;
+    let outputs = if job.status == "succeeded" { outputs(db, &job.id).await? } else { Vec::new() };
+    Ok(JobView {
+        id: job.id.clone(),
+        asset_id: job.asset_id.clone(),
+        status: job.status.clone(),
+        stage: job.stage.clone(),
+        progress_percent: (job.progress * 1000.0).round() / 10.0,
+        model: cfg.separator,
+        request: cfg.request,
+        targets: cfg.targets,
+        mode: cfg.mode.map(|m| m.name().to_string()),
+        credits: job.credits,
+        attempt: job.attempt,
+        parent_job_id: job.parent_job_id.clone(),
+        cancel_requested: job.cancel_requested,
+        failure: job
+            .failure_code
+            .as_ref()
+            .map(|c| JobFailure { code: c.clone(), message: job.failure_message.clone() }),
+        runs_on: job.runs_on.clone(),
+        outputs,
+        created_at: job.created_at,
+        started_at: job.started_at,
+        finished_at: job.finished_at,
+    })
 }
 
 /// The asset a job reads: its owner's, not deleted.

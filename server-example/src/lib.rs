@@ -16,26 +16,36 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod billing;
 pub mod config;
 pub mod credits;
 pub mod db;
 pub mod error;
 pub mod jobs;
 mod local_objects;
+pub mod metrics;
+mod middleware;
+mod openapi;
 pub mod probe;
 pub mod queue;
+pub mod ratelimit;
+pub mod retention;
 pub mod storage;
 pub mod worker;
 
+pub use api::openapi;
 pub use config::Config;
 pub use error::{ApiError, StartupError};
 
 use crate::auth::Auth;
 use crate::config::{QueueConfig, StorageConfig};
 use crate::db::Db;
+use crate::metrics::Metrics;
 use crate::queue::{Queue, SqsQueue};
+use crate::ratelimit::Limiter;
 use crate::storage::{LocalStore, S3Store, Store};
 
 /// Everything a request handler or a worker needs.
@@ -48,6 +58,17 @@ pub struct App {
     pub auth: Auth,
     /// The separators jobs may name, with their stems.
     pub catalog: BTreeMap<String, Vec<String>>,
+    pub metrics: Metrics,
+    pub rate: RateLimits,
+    /// For calls to other services (Stripe).
+    pub http: reqwest::Client,
+}
+
+/// The request-rate limits of this API process.
+#[derive(Debug)]
+pub struct RateLimits {
+    pub ip: Limiter,
+    pub user: Limiter,
 }
 
 impl App {
@@ -83,7 +104,13 @@ impl App {
                 cfg.worker.default_separator
             )));
         }
-        Ok(Arc::new(App { cfg, db, store, queue, auth, catalog }))
+        let rate =
+            RateLimits { ip: Limiter::new(cfg.limits.rate_per_ip), user: Limiter::new(cfg.limits.rate_per_user) };
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| StartupError::Config(format!("HTTP client: {e}")))?;
+        Ok(Arc::new(App { cfg, db, store, queue, auth, catalog, metrics: Metrics::default(), rate, http }))
     }
 }
 
@@ -136,6 +163,19 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let router = api::router(app);
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await
+}
+
+/// Serves only `/health` and `/metrics` (a worker-only process's).
+pub async fn serve_ops(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(listener, api::ops_router(app))
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })

@@ -32,6 +32,10 @@ enum Command {
     All,
     /// Apply the database migrations and exit
     Migrate,
+    /// Run the retention cleanup once and exit (for cron, when retention.interval_secs is 0)
+    Cleanup,
+    /// Print the OpenAPI document and exit
+    Openapi,
     /// Print the effective configuration as JSON and exit
     Config,
 }
@@ -41,7 +45,8 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if cli.json_logs {
-        fmt.json().init()
+        // Each line carries its span's fields: request_id on the API, job_id in workers.
+        fmt.json().with_current_span(true).with_span_list(false).init()
     } else {
         fmt.init()
     }
@@ -74,6 +79,16 @@ async fn run(command: Command, mut cfg: Config) -> Result<(), Box<dyn std::error
         println!("applied {} migration(s): {applied:?}", applied.len());
         return Ok(());
     }
+    if let Command::Openapi = command {
+        println!("{}", splitsound_server::openapi().to_pretty_json()?);
+        return Ok(());
+    }
+    if let Command::Cleanup = command {
+        let app = App::new(cfg).await?;
+        let report = splitsound_server::retention::run_once(&app, splitsound_server::db::now_ms()).await?;
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -88,6 +103,15 @@ async fn run(command: Command, mut cfg: Config) -> Result<(), Box<dyn std::error
     }
     let app = App::new(cfg).await?;
     let worker = works.then(|| tokio::spawn(splitsound_server::worker::run(app.clone(), rx.clone())));
+    if serves {
+        tokio::spawn(splitsound_server::retention::run_periodically(app.clone(), rx.clone()));
+    }
+    if let (false, Some(addr)) = (serves, &app.cfg.worker.metrics_listen) {
+        // A worker-only process shows its job metrics on their own port.
+        let l = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(address = %l.local_addr()?, "worker metrics listening");
+        tokio::spawn(splitsound_server::serve_ops(app.clone(), l, rx.clone()));
+    }
     if let Some(l) = listener {
         tracing::info!(address = %l.local_addr()?, "API listening");
         splitsound_server::serve(app.clone(), l, rx).await?;

@@ -28,7 +28,7 @@ pub struct Message {
 }
 
 /// What the queue holds (for admin and metrics).
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
 pub struct QueueStats {
     pub visible: i64,
     pub in_flight: i64,

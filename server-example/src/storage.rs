@@ -40,7 +40,7 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A part the client says it uploaded.
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
 pub struct PartEtag {
     pub part_number: i32,
     pub etag: String,
@@ -135,6 +135,15 @@ impl Store {
             Store::Local(s) => Ok(s.presign_get(key, ttl, opts)),
             Store::S3(s) => s.presign_get(key, ttl, opts).await,
         }
+    }
+    /// The keys of the objects under `prefix` (all of them for `""`), sorted.
+    pub async fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        let mut keys = match self {
+            Store::Local(s) => s.list(prefix).await?,
+            Store::S3(s) => s.list(prefix).await?,
+        };
+        keys.sort();
+        Ok(keys)
     }
     /// Whether the store answers (for `/health`).
     pub async fn check(&self) -> StoreResult<()> {
@@ -347,6 +356,34 @@ impl LocalStore {
         found(tokio::fs::remove_file(self.object_path(key)?).await.map_err(io_err)).map(drop)
     }
 
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        let root = self.root.join("objects");
+        let prefix = prefix.to_string();
+        let walk = move || {
+            let mut keys = Vec::new();
+            let mut dirs = vec![root.clone()];
+            while let Some(d) = dirs.pop() {
+                for e in std::fs::read_dir(&d)? {
+                    let e = e?;
+                    let path = e.path();
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if e.file_type()?.is_dir() {
+                        dirs.push(path);
+                    } else if !(name.starts_with('.') && name.ends_with(".partial"))
+                        && let Ok(rel) = path.strip_prefix(&root)
+                    {
+                        let key = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
+                        if key.starts_with(&prefix) {
+                            keys.push(key);
+                        }
+                    }
+                }
+            }
+            Ok::<_, std::io::Error>(keys)
+        };
+        tokio::task::spawn_blocking(walk).await.map_err(|e| StoreError::Unavailable(e.to_string()))?.map_err(io_err)
+    }
+
     fn presign_get(&self, key: &str, ttl: Duration, opts: &GetOptions) -> String {
         self.signed_url(
             "GET",
@@ -539,6 +576,24 @@ impl S3Store {
     async fn delete(&self, key: &str) -> StoreResult<()> {
         let r = self.client.delete_object().bucket(&self.bucket).key(key).send().await;
         found(r.map_err(sdk_err)).map(drop)
+    }
+
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let mut req = self.client.list_objects_v2().bucket(&self.bucket);
+            if !prefix.is_empty() {
+                req = req.prefix(prefix);
+            }
+            let out = req.set_continuation_token(token).send().await.map_err(sdk_err)?;
+            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(keys)
     }
 
     async fn presign_get(&self, key: &str, ttl: Duration, opts: &GetOptions) -> StoreResult<String> {

@@ -14,6 +14,7 @@ use splitsound_core::model::NeuralOptions;
 use splitsound_core::{CancelToken, DecodeOptions, FileJobOptions, Progress, SeparateOptions, Separator, Stage};
 use sqlx::Row;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::App;
 use crate::db::{new_id, now_ms};
@@ -76,7 +77,8 @@ async fn job_loop(app: Arc<App>, mut shutdown: watch::Receiver<bool>, index: usi
 
 async fn handle(app: &Arc<App>, cache: &mut Cache, m: Message) {
     let job_id = m.job_id.clone();
-    match handle_inner(app, cache, &m).await {
+    let span = tracing::info_span!("job", job_id = %job_id, delivery = m.receive_count);
+    match handle_inner(app, cache, &m).instrument(span).await {
         Ok(true) => {
             if let Err(e) = app.queue.delete(&m).await {
                 // The message comes back; the job is terminal by then and is skipped.
@@ -137,6 +139,17 @@ async fn handle_inner(app: &Arc<App>, cache: &mut Cache, m: &Message) -> sqlx::R
     let (wall, cpu) = (t0.elapsed().as_secs_f64(), process_cpu_secs() - cpu0);
     let gpu = if runs_on.starts_with("cpu") { 0.0 } else { wall };
     tracing::info!(job = %job.id, outcome = ?outcome, wall_secs = wall, "job run ended");
+    let label = match &outcome {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Superseded => "superseded",
+        Outcome::Cancelled => "cancelled",
+        Outcome::Failed(..) => "failed",
+        Outcome::Transient(..) => "transient",
+    };
+    app.metrics.inc("splitsound_job_runs_total", &[("outcome", label)]);
+    if let Outcome::Succeeded = outcome {
+        app.metrics.add("splitsound_job_audio_seconds_total", &[], audio_secs);
+    }
 
     // Whether the message is done with, and this run's outcome for the usage log.
     let (done, logged) = match outcome {
@@ -238,9 +251,14 @@ fn set(state: &Mutex<(String, f64)>, stage: &str, progress: f64) {
     }
 }
 
+/// Where everything a job writes lives.
+pub fn job_prefix(user: &str, job: &str) -> String {
+    format!("user_{user}/jobs/job_{job}/")
+}
+
 /// Deterministic key of a job's stem file.
 pub fn output_key(user: &str, job: &str, stem: &str, ext: &str) -> String {
-    format!("user_{user}/jobs/job_{job}/output/{}.{ext}", safe_stem(stem))
+    format!("{}output/{}.{ext}", job_prefix(user, job), safe_stem(stem))
 }
 
 fn safe_stem(stem: &str) -> String {
@@ -275,6 +293,11 @@ async fn run_job(
         Err(e) => return (Outcome::Transient("scratch_space", e.to_string()), audio_secs, runs_on),
     };
     let input = dir.path().join(safe_name(&filename));
+    let stage_t0 = Instant::now();
+    let stage_done = |stage: &'static str, t0: Instant| {
+        app.metrics.observe("splitsound_job_stage_duration_seconds", &[("stage", stage)], t0.elapsed().as_secs_f64());
+        Instant::now()
+    };
     match app.store.download(&key, &input).await {
         Ok(()) => {}
         Err(StoreError::NotFound) => {
@@ -282,6 +305,7 @@ async fn run_job(
         }
         Err(e) => return (Outcome::Transient("storage_download", e.to_string()), audio_secs, runs_on),
     }
+    let stage_t0 = stage_done("download", stage_t0);
     set(state, "separating", 0.05);
 
     // Separate on a blocking thread; the separator travels there and back.
@@ -334,6 +358,7 @@ async fn run_job(
         }
     };
 
+    let stage_t0 = stage_done("separate", stage_t0);
     set(state, "uploading", 0.9);
     let ext = if cfg.format == "flac" { "flac" } else { "wav" };
     let content_type = if ext == "flac" { "audio/flac" } else { "audio/wav" };
@@ -355,6 +380,7 @@ async fn run_job(
         delete_all(app, &uploaded).await;
         return (Outcome::Cancelled, audio_secs, runs_on);
     }
+    stage_done("upload", stage_t0);
     match record_success(app, job, &uploaded, content_type, &runs_on).await {
         Ok(true) => (Outcome::Succeeded, audio_secs, runs_on),
         Ok(false) => {

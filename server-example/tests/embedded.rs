@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, embedded_config, flows, wav};
+use common::{Server, embedded_config, flows, ops, wav};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -15,6 +15,19 @@ fn cfg() -> (tempfile::TempDir, splitsound_server::Config) {
     let cfg = embedded_config(dir.path());
     (dir, cfg)
 }
+
+/// The operators' flows of `common::ops`, one test each.
+macro_rules! ops_tests {
+    ($($name:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let (_d, cfg) = cfg();
+            ops::$name(cfg).await;
+        }
+    )*};
+}
+
+ops_tests!(billing, billing_disabled, admin, retention, observability, abuse_limits);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn full_flow() {
@@ -218,10 +231,12 @@ async fn binary_runs_with_defaults() {
     let out =
         std::process::Command::new(bin).args(["--config", cfg_path.to_str().unwrap(), "migrate"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("applied 1 migration"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied 2 migration(s): [1, 2]"));
+    let log_path = dir.path().join("server.log");
     let mut child = std::process::Command::new(bin)
-        .args(["--config", cfg_path.to_str().unwrap(), "all"])
-        .stderr(std::process::Stdio::null())
+        .args(["--config", cfg_path.to_str().unwrap(), "--json-logs", "all"])
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
     let http = reqwest::Client::new();
@@ -235,15 +250,38 @@ async fn binary_runs_with_defaults() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ok, "the binary answers /health");
-    let r =
-        http.post(format!("{base}/v1/auth/dev/login")).json(&json!({"email": "j@example.com"})).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/v1/auth/dev/login"))
+        .header("x-request-id", "bin-req-1")
+        .json(&json!({"email": "j@example.com"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    // The one-shot commands.
+    let out =
+        std::process::Command::new(bin).args(["--config", cfg_path.to_str().unwrap(), "cleanup"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["uploads_aborted"], 0);
+    let out = std::process::Command::new(bin).arg("openapi").output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc, serde_json::to_value(splitsound_server::openapi()).unwrap());
     let bad = std::process::Command::new(bin).args(["--config", "/nonexistent.json", "serve"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
     // SIGTERM: a clean exit.
     std::process::Command::new("kill").arg(child.id().to_string()).status().unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+    // JSON log lines, the request's carrying its id.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).expect(l)).collect();
+    let answered = lines
+        .iter()
+        .find(|l| l["span"]["request_id"] == "bin-req-1" && l["fields"]["message"] == "answered")
+        .unwrap_or_else(|| panic!("no log line of the request in:\n{log}"));
+    assert_eq!(answered["span"]["route"], "/v1/auth/dev/login");
+    assert_eq!(answered["fields"]["status"], "200");
 }
 
 /// A worker whose object store does not answer retries after a doubling

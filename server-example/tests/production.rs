@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{embedded_config, flows};
+use common::{embedded_config, flows, ops};
 use splitsound_server::Config;
 use splitsound_server::config::{QueueConfig, S3Config, SqsConfig, StorageConfig};
 
@@ -111,6 +111,9 @@ macro_rules! production_tests {
                 "cross_user" => flows::cross_user(cfg).await,
                 "poison_message" => flows::poison_message(cfg).await,
                 "signed_urls" => flows::signed_urls(cfg).await,
+                "billing" => ops::billing(cfg).await,
+                "admin" => ops::admin(cfg).await,
+                "retention" => ops::retention(cfg).await,
                 other => panic!("no flow {other}"),
             }
         }
@@ -131,6 +134,11 @@ production_tests! {
     full_flow_s3s, Setup::SignedS3;
     upload_limits_s3s, Setup::SignedS3;
     signed_urls_s3s, Setup::SignedS3;
+    billing_pg_queue, Setup::PgQueue;
+    admin, Setup::Sqs;
+    admin_pg_queue, Setup::PgQueue;
+    retention_pg_queue, Setup::PgQueue;
+    retention_s3s, Setup::SignedS3;
 }
 
 /// The ledger is append-only and its balance never negative, whatever SQL

@@ -14,6 +14,7 @@ use splitsound_server::{App, Config};
 use tokio::sync::watch;
 
 pub mod flows;
+pub mod ops;
 
 pub struct Server {
     pub base: String,
@@ -34,6 +35,9 @@ pub fn embedded_config(dir: &std::path::Path) -> Config {
     cfg.worker.retry_backoff_secs = 1;
     // Small parts, so the demo file goes up in several.
     cfg.limits.part_size = 256 * 1024;
+    // Tests poll quickly; the limits have their own test.
+    cfg.limits.rate_per_ip = splitsound_server::config::Rate { per_sec: 0.0, burst: 0 };
+    cfg.limits.rate_per_user = splitsound_server::config::Rate { per_sec: 0.0, burst: 0 };
     cfg
 }
 

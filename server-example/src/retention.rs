@@ -1,0 +1,215 @@
+//! How long stored objects live, and the cleanup task that enforces it.
+//! Every step deletes objects first and marks rows after, so a crash between
+//! the two leaves a row pointing at nothing (deleted again, harmlessly, next
+//! run) and never an object no row knows of. The time is passed in, so tests
+//! run the task "days later" without waiting.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use tokio::sync::watch;
+
+use crate::App;
+use crate::db::now_ms;
+use crate::storage::StoreError;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Uploaded originals (and everything made from them) are deleted this
+    /// long after upload; 0 keeps them until the user deletes them.
+    pub originals_secs: u64,
+    /// Stems are deleted this long after their job succeeded; 0 keeps them.
+    pub outputs_secs: u64,
+    /// What failed or cancelled jobs left in storage is deleted this long after they ended.
+    pub failed_artifacts_secs: u64,
+    /// Pending uploads are aborted this long after their part URLs expired.
+    pub abandoned_upload_grace_secs: u64,
+    /// How often `serve` and `all` run the task (0: never; run `splitsound-server cleanup` instead).
+    pub interval_secs: u64,
+    /// Rows handled per step and run.
+    pub batch: i64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            originals_secs: 30 * 86400,
+            outputs_secs: 7 * 86400,
+            failed_artifacts_secs: 86400,
+            abandoned_upload_grace_secs: 3600,
+            interval_secs: 3600,
+            batch: 500,
+        }
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct CleanupReport {
+    pub uploads_aborted: usize,
+    pub originals_deleted: usize,
+    pub outputs_deleted: usize,
+    pub failed_job_objects_deleted: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+}
+
+fn ago(now: i64, secs: u64) -> i64 {
+    now.saturating_sub((secs as i64).saturating_mul(1000))
+}
+
+/// One pass of every step, as if the time were `now` (Unix milliseconds).
+pub async fn run_once(app: &App, now: i64) -> Result<CleanupReport, CleanupError> {
+    let cfg = &app.cfg.retention;
+    let mut report = CleanupReport::default();
+
+    // Abandoned multipart uploads: the store drops their parts.
+    let rows = sqlx::query(
+        "SELECT id, object_key, storage_upload FROM uploads WHERE status = 'pending' AND expires_at < $1 LIMIT $2",
+    )
+    .bind(ago(now, cfg.abandoned_upload_grace_secs))
+    .bind(cfg.batch)
+    .fetch_all(&app.db.pool)
+    .await?;
+    for r in &rows {
+        let (id, key, upload): (String, String, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        match app.store.abort_multipart(&key, &upload).await {
+            Ok(()) | Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let marked = sqlx::query(
+            "UPDATE uploads SET status = 'aborted', failure_code = 'abandoned' WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(&id)
+        .execute(&app.db.pool)
+        .await?;
+        report.uploads_aborted += marked.rows_affected() as usize;
+    }
+
+    // Stems past their lifetime.
+    if cfg.outputs_secs > 0 {
+        let rows = sqlx::query(
+            "SELECT id, object_key FROM output_tracks WHERE deleted_at IS NULL AND created_at < $1 LIMIT $2",
+        )
+        .bind(ago(now, cfg.outputs_secs))
+        .bind(cfg.batch)
+        .fetch_all(&app.db.pool)
+        .await?;
+        for r in &rows {
+            let (id, key): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+            app.store.delete(&key).await?;
+            sqlx::query("UPDATE output_tracks SET deleted_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(&id)
+                .execute(&app.db.pool)
+                .await?;
+            report.outputs_deleted += 1;
+        }
+    }
+
+    // Originals past their lifetime, unless a job on them is still active.
+    if cfg.originals_secs > 0 {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, object_key FROM media_assets a WHERE deleted_at IS NULL AND created_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.asset_id = a.id AND j.status IN {}) LIMIT $2",
+            crate::jobs::ACTIVE
+        )))
+        .bind(ago(now, cfg.originals_secs))
+        .bind(cfg.batch)
+        .fetch_all(&app.db.pool)
+        .await?;
+        for r in &rows {
+            let (id, key): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+            purge_asset(app, &id, &key, now).await?;
+            report.originals_deleted += 1;
+        }
+    }
+
+    // Whatever failed or cancelled jobs left under their prefix.
+    let rows = sqlx::query(
+        "SELECT id, user_id FROM jobs WHERE status IN ('failed', 'cancelled') AND cleaned_at IS NULL \
+         AND finished_at < $1 LIMIT $2",
+    )
+    .bind(ago(now, cfg.failed_artifacts_secs))
+    .bind(cfg.batch)
+    .fetch_all(&app.db.pool)
+    .await?;
+    for r in &rows {
+        let (id, user): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+        for key in app.store.list(&crate::worker::job_prefix(&user, &id)).await? {
+            app.store.delete(&key).await?;
+            report.failed_job_objects_deleted += 1;
+        }
+        sqlx::query("UPDATE jobs SET cleaned_at = $1 WHERE id = $2").bind(now).bind(&id).execute(&app.db.pool).await?;
+    }
+
+    for (kind, n) in [
+        ("upload", report.uploads_aborted),
+        ("original", report.originals_deleted),
+        ("output", report.outputs_deleted),
+        ("failed_job_object", report.failed_job_objects_deleted),
+    ] {
+        if n > 0 {
+            app.metrics.add("splitsound_retention_deleted_total", &[("kind", kind)], n as f64);
+        }
+    }
+    Ok(report)
+}
+
+/// Deletes an asset's original and every output made from it, then marks
+/// them deleted. The objects go first: should this stop half-way, the rows
+/// still list what may remain, and running it again finishes the job.
+/// Returns the number of objects deleted.
+pub async fn purge_asset(app: &App, asset_id: &str, original_key: &str, now: i64) -> Result<usize, CleanupError> {
+    let outputs = sqlx::query(
+        "SELECT o.object_key FROM output_tracks o JOIN jobs j ON j.id = o.job_id WHERE j.asset_id = $1 AND o.deleted_at IS NULL",
+    )
+    .bind(asset_id)
+    .fetch_all(&app.db.pool)
+    .await?;
+    for r in &outputs {
+        app.store.delete(&r.try_get::<String, _>(0)?).await?;
+    }
+    app.store.delete(original_key).await?;
+    let mut tx = app.db.pool.begin().await?;
+    sqlx::query("UPDATE media_assets SET deleted_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(asset_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE output_tracks SET deleted_at = $1 WHERE deleted_at IS NULL AND job_id IN (SELECT id FROM jobs WHERE asset_id = $2)")
+        .bind(now)
+        .bind(asset_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(outputs.len() + 1)
+}
+
+/// Runs the task every `interval_secs` until `shutdown`.
+pub async fn run_periodically(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let every = app.cfg.retention.interval_secs;
+    if every == 0 {
+        return;
+    }
+    loop {
+        match run_once(&app, now_ms()).await {
+            Ok(r) if r != CleanupReport::default() => tracing::info!(report = ?r, "cleanup"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cleanup failed; next run will retry"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(every)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
