@@ -86,6 +86,7 @@ export SPLITSOUND_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$pg_port/postg
 export SPLITSOUND_TEST_S3_ENDPOINT=http://127.0.0.1:$moto_port
 export SPLITSOUND_TEST_SQS_ENDPOINT=http://127.0.0.1:$moto_port
 export SPLITSOUND_TEST_S3S_ENDPOINT=http://127.0.0.1:$s3s_port
+export SPLITSOUND_TEST_S3S_BIN=$s3s_root/bin/s3s-fs
 VARS
 }
 

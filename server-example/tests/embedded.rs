@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, embedded_config, flows, ops, wav};
+use common::{Server, embedded_config, faults, flows, ops, wav};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -28,6 +28,19 @@ macro_rules! ops_tests {
 }
 
 ops_tests!(billing, billing_disabled, admin, retention, observability, abuse_limits);
+
+/// SQLite shared by this process (the API) and worker processes killed with SIGKILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn worker_kill9() {
+    let (_d, cfg) = cfg();
+    faults::worker_kill9(cfg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn balance_race() {
+    let (_d, cfg) = cfg();
+    faults::balance_race(cfg).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn full_flow() {

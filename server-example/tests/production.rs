@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{embedded_config, flows, ops};
+use common::{embedded_config, faults, flows, ops};
 use splitsound_server::Config;
 use splitsound_server::config::{QueueConfig, S3Config, SqsConfig, StorageConfig};
 
@@ -114,6 +114,8 @@ macro_rules! production_tests {
                 "billing" => ops::billing(cfg).await,
                 "admin" => ops::admin(cfg).await,
                 "retention" => ops::retention(cfg).await,
+                "worker_kill9" => faults::worker_kill9(cfg).await,
+                "balance_race" => faults::balance_race(cfg).await,
                 other => panic!("no flow {other}"),
             }
         }
@@ -139,6 +141,24 @@ production_tests! {
     admin_pg_queue, Setup::PgQueue;
     retention_pg_queue, Setup::PgQueue;
     retention_s3s, Setup::SignedS3;
+    worker_kill9, Setup::Sqs;
+    worker_kill9_pg_queue, Setup::PgQueue;
+    balance_race_pg_queue, Setup::PgQueue;
+}
+
+/// The object store stops mid-job (a private s3s-fs this test stops and starts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storage_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut cfg) = production(dir.path(), Setup::PgQueue).await else { return };
+    let bin =
+        std::env::var("SPLITSOUND_TEST_S3S_BIN").expect("scripts/services.sh start exports SPLITSOUND_TEST_S3S_BIN");
+    let mut s3 = faults::S3Server::start(&bin, &dir.path().join("s3"));
+    if let StorageConfig::S3(c) = &mut cfg.storage {
+        c.endpoint = Some(format!("http://127.0.0.1:{}", s3.port));
+        c.secret_access_key = Some("testsecret".into());
+    }
+    faults::storage_outage(cfg, &mut s3).await;
 }
 
 /// The ledger is append-only and its balance never negative, whatever SQL

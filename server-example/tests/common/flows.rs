@@ -163,7 +163,7 @@ pub async fn idempotency(cfg: Config) {
     assert_eq!(e["error"]["code"], "idempotency_key_reused");
 
     let mut calls = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..50 {
         let (http, url, token, body) = (srv.http.clone(), srv.url("/v1/jobs"), token.clone(), body.clone());
         calls.push(tokio::spawn(async move {
             let r =

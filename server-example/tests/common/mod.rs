@@ -13,6 +13,7 @@ use splitsound_core::AudioBuffer;
 use splitsound_server::{App, Config};
 use tokio::sync::watch;
 
+pub mod faults;
 pub mod flows;
 pub mod ops;
 
