@@ -22,7 +22,7 @@ if ! "$venv/bin/schemathesis" --version >/dev/null 2>&1; then
   "$venv/bin/pip" install --quiet "schemathesis==$st_version"
 fi
 bin="$CARGO_TARGET_DIR/release/splitsound-server"
-[ -x "$bin" ] || cargo build --release --locked -q -p splitsound-server
+cargo build --release --locked -q -p splitsound-server
 
 work=$(mktemp -d)
 pids=()

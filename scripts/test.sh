@@ -62,6 +62,9 @@ failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 echo "==> fuzzing server-example's HTTP API against its OpenAPI document (schemathesis, no 5xx, answers as documented)"
 ./scripts/api-fuzz.sh 40
 
+echo "==> server-example's web UI end to end in headless Chromium (sign in, buy, upload, separate, preview, download, delete)"
+./scripts/test-server-ui.sh 2>&1 | tee -a "$log"
+
 echo "==> the C API (examples/c: sanitizers, static and pkg-config builds, valgrind, parity with Rust)"
 ./scripts/test-c.sh
 

@@ -30,6 +30,7 @@ type AppState = State<Arc<App>>;
 pub fn api_routes() -> OpenApiRouter<Arc<App>> {
     OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
         .routes(routes!(health))
+        .routes(routes!(auth_methods))
         .routes(routes!(dev_login))
         .routes(routes!(oauth_login))
         .routes(routes!(me))
@@ -66,6 +67,7 @@ pub fn router(app: Arc<App>) -> Router {
     let mut r = api
         .route("/v1/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .route("/metrics", get(metrics))
+        .merge(crate::web::router())
         .layer(DefaultBodyLimit::max(app.cfg.limits.max_body_bytes));
     if let crate::storage::Store::Local(_) = app.store {
         let limit = app.cfg.limits.part_size as usize + 64 * 1024;
@@ -173,6 +175,23 @@ async fn metrics(State(app): AppState) -> Response {
 
 // ---------------------------------------------------------------------------
 // Sign-in
+
+#[derive(Serialize, ToSchema)]
+pub struct AuthMethods {
+    /// `POST /v1/auth/dev/login` is on.
+    dev_login: bool,
+    /// Issuers whose ID tokens `POST /v1/auth/oauth/login` takes.
+    oidc_issuers: Vec<String>,
+}
+
+/// How one may sign in here.
+#[utoipa::path(get, path = "/v1/auth/methods", tag = "auth", responses((status = 200, body = AuthMethods)))]
+async fn auth_methods(State(app): AppState) -> Json<AuthMethods> {
+    Json(AuthMethods {
+        dev_login: app.auth.dev_login,
+        oidc_issuers: app.cfg.auth.oidc.iter().map(|p| p.issuer.clone()).collect(),
+    })
+}
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
