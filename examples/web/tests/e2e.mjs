@@ -9,6 +9,7 @@
 import { readFileSync, mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { chromiumOptions } from "../../../scripts/chromium.mjs";
 import { serve } from "../serve.mjs";
 import { initSync, decode } from "../../../wasm/pkg/splitsound.js";
 
@@ -28,18 +29,7 @@ const cases = [
 
 const server = await serve(0);
 const url = `http://127.0.0.1:${server.address().port}/`;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-  ],
-});
+const browser = await chromium.launch(chromiumOptions);
 let failures = 0;
 const check = (ok, what) => {
   if (!ok) failures++;

@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { chromiumOptions } from "../../../scripts/chromium.mjs";
 
 const [bin, outDir] = process.argv.slice(2);
 if (!bin || !outDir) throw new Error("usage: e2e.mjs SERVER_BINARY OUT_DIR");
@@ -100,18 +101,7 @@ const config = {
 writeFileSync(join(work, "config.json"), JSON.stringify(config));
 apiBase = `http://127.0.0.1:${port}`;
 let server;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-  ],
-});
+const browser = await chromium.launch(chromiumOptions);
 
 try {
   server = spawn(bin, ["--config", join(work, "config.json"), "all"], {
