@@ -59,6 +59,8 @@ cargo test --release --locked -p splitsound-core --test decode_ffmpeg opus 2>&1 
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 
+# The server binary the workspace tests built (with the opus feature); the scripts below reuse it.
+export SPLITSOUND_SERVER_BIN="$CARGO_TARGET_DIR/release/splitsound-server"
 echo "==> fuzzing server-example's HTTP API against its OpenAPI document (schemathesis, no 5xx, answers as documented)"
 ./scripts/api-fuzz.sh 40
 
