@@ -53,6 +53,8 @@ pub struct CleanupReport {
     pub originals_deleted: usize,
     pub outputs_deleted: usize,
     pub failed_job_objects_deleted: usize,
+    /// Temporary files of writes that never finished (the local store only).
+    pub stale_temp_files_deleted: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,11 +154,16 @@ pub async fn run_once(app: &App, now: i64) -> Result<CleanupReport, CleanupError
         sqlx::query("UPDATE jobs SET cleaned_at = $1 WHERE id = $2").bind(now).bind(&id).execute(&app.db.pool).await?;
     }
 
+    // Temporary files that killed processes left mid-write.
+    let cutoff = std::time::UNIX_EPOCH + Duration::from_millis(ago(now, cfg.failed_artifacts_secs).max(0) as u64);
+    report.stale_temp_files_deleted = app.store.sweep_partials(cutoff).await?;
+
     for (kind, n) in [
         ("upload", report.uploads_aborted),
         ("original", report.originals_deleted),
         ("output", report.outputs_deleted),
         ("failed_job_object", report.failed_job_objects_deleted),
+        ("temp_file", report.stale_temp_files_deleted),
     ] {
         if n > 0 {
             app.metrics.add("splitsound_retention_deleted_total", &[("kind", kind)], n as f64);

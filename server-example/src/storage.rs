@@ -145,6 +145,14 @@ impl Store {
         keys.sort();
         Ok(keys)
     }
+    /// Deletes temporary files of writes that never finished (a process
+    /// killed mid-write) last touched before `cutoff`; S3's writes leave none.
+    pub async fn sweep_partials(&self, cutoff: std::time::SystemTime) -> StoreResult<usize> {
+        match self {
+            Store::Local(s) => s.sweep_partials(cutoff).await,
+            Store::S3(_) => Ok(0),
+        }
+    }
     /// Whether the store answers (for `/health`).
     pub async fn check(&self) -> StoreResult<()> {
         match self {
@@ -178,6 +186,11 @@ fn found<T>(r: StoreResult<T>) -> StoreResult<Option<T>> {
         Err(StoreError::NotFound) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// A temporary file of a write in progress (core's `PendingFile`: `.<name>.<pid>.<n>.partial`).
+fn is_partial(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".partial")
 }
 
 fn io_err(e: std::io::Error) -> StoreError {
@@ -356,6 +369,28 @@ impl LocalStore {
         found(tokio::fs::remove_file(self.object_path(key)?).await.map_err(io_err)).map(drop)
     }
 
+    async fn sweep_partials(&self, cutoff: std::time::SystemTime) -> StoreResult<usize> {
+        let root = self.root.join("objects");
+        let sweep = move || {
+            let mut deleted = 0;
+            let mut dirs = vec![root];
+            while let Some(d) = dirs.pop() {
+                for e in std::fs::read_dir(&d)? {
+                    let e = e?;
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if e.file_type()?.is_dir() {
+                        dirs.push(e.path());
+                    } else if is_partial(&name) && e.metadata()?.modified()? < cutoff {
+                        std::fs::remove_file(e.path())?;
+                        deleted += 1;
+                    }
+                }
+            }
+            Ok::<_, std::io::Error>(deleted)
+        };
+        tokio::task::spawn_blocking(sweep).await.map_err(|e| StoreError::Unavailable(e.to_string()))?.map_err(io_err)
+    }
+
     async fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
         let root = self.root.join("objects");
         let prefix = prefix.to_string();
@@ -369,7 +404,7 @@ impl LocalStore {
                     let name = e.file_name().to_string_lossy().into_owned();
                     if e.file_type()?.is_dir() {
                         dirs.push(path);
-                    } else if !(name.starts_with('.') && name.ends_with(".partial"))
+                    } else if !is_partial(&name)
                         && let Ok(rel) = path.strip_prefix(&root)
                     {
                         let key = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");

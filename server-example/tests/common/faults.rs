@@ -11,13 +11,18 @@ use sqlx::Row;
 
 use super::{Server, user_id, wav};
 
-/// A worker process of the real binary over `cfg` (the same database, store and queue).
-fn spawn_worker(cfg_path: &std::path::Path) -> std::process::Child {
+/// A worker process of the real binary over `cfg` (the same database, store
+/// and queue), logging JSON lines to `log` when given.
+fn spawn_worker(cfg_path: &std::path::Path, log: Option<&std::path::Path>) -> std::process::Child {
+    let stderr = match log {
+        Some(p) => std::process::Stdio::from(std::fs::File::create(p).unwrap()),
+        None => std::process::Stdio::null(),
+    };
     std::process::Command::new(env!("CARGO_BIN_EXE_splitsound-server"))
-        .args(["--config", cfg_path.to_str().unwrap(), "worker"])
-        .env("RUST_LOG", "error")
+        .args(["--config", cfg_path.to_str().unwrap(), "--json-logs", "worker"])
+        .env("RUST_LOG", if log.is_some() { "info" } else { "error" })
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("the server binary starts")
 }
@@ -95,7 +100,7 @@ pub async fn worker_kill9(mut cfg: Config) {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let mut child = spawn_worker(&cfg_path);
+        let mut child = spawn_worker(&cfg_path, None);
         tokio::time::sleep(Duration::from_millis(200 + seed % 1300)).await;
         let running: i64 = sqlx::query("SELECT COUNT(*) FROM jobs WHERE status = 'running'")
             .fetch_one(&srv.app.db.pool)
@@ -108,7 +113,8 @@ pub async fn worker_kill9(mut cfg: Config) {
     }
     assert!(kills_mid_job >= 3, "only {kills_mid_job} kills landed mid-job");
     // Then a worker that is left alone finishes them.
-    let mut child = spawn_worker(&cfg_path);
+    let log = srv.dir.path().join("worker.log");
+    let mut child = spawn_worker(&cfg_path, Some(&log));
     let t0 = Instant::now();
     for id in &jobs {
         let left = Duration::from_secs(180).saturating_sub(t0.elapsed());
@@ -117,6 +123,17 @@ pub async fn worker_kill9(mut cfg: Config) {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    // Its JSON log lines name the job they are about.
+    let log = std::fs::read_to_string(&log).unwrap();
+    let ended: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "job run ended")
+        .collect();
+    assert!(!ended.is_empty(), "no 'job run ended' line in:\n{log}");
+    for l in &ended {
+        assert!(jobs.iter().any(|j| l["span"]["job_id"] == j.as_str()), "a job line without its job_id: {l}");
+    }
     invariants(&srv, &user, &jobs).await;
     assert_eq!(srv.balance(&token).await, 20 - jobs.len() as i64);
     srv.stop().await;

@@ -464,6 +464,14 @@ pub async fn retention(cfg: Config) {
     let tmp = srv.dir.path().join("stray.wav");
     std::fs::write(&tmp, wav(0.5, 8000)).unwrap();
     srv.app.store.upload_file(&stray, &tmp, "audio/wav").await.unwrap();
+    // On local disk, a temporary file of a write that a killed worker never finished.
+    let partial = srv.app.cfg.data_dir.join("objects/objects").join(format!("user_{user}/jobs/job_{failing}/output"));
+    let partial = matches!(srv.app.store, splitsound_server::storage::Store::Local(_)).then(|| {
+        std::fs::create_dir_all(&partial).unwrap();
+        let p = partial.join(".vocals.wav.4242.1.partial");
+        std::fs::write(&p, b"half a stem").unwrap();
+        p
+    });
     let objects = || async { srv.app.store.list("").await.unwrap() };
     assert_eq!(objects().await.len(), 1 + outputs + 1, "{:?}", objects().await);
 
@@ -474,6 +482,8 @@ pub async fn retention(cfg: Config) {
     let r = run(now + 2 * day).await.unwrap();
     assert_eq!((r.uploads_aborted, r.failed_job_objects_deleted, r.outputs_deleted, r.originals_deleted), (1, 1, 0, 0));
     assert!(!objects().await.contains(&stray));
+    assert_eq!(r.stale_temp_files_deleted, usize::from(partial.is_some()));
+    assert!(partial.is_none_or(|p| !p.exists()));
     let status: String = sqlx::query_scalar("SELECT status FROM uploads WHERE id = $1")
         .bind(&pending)
         .fetch_one(&srv.app.db.pool)
