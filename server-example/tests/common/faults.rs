@@ -12,17 +12,13 @@ use sqlx::Row;
 use super::{Server, user_id, wav};
 
 /// A worker process of the real binary over `cfg` (the same database, store
-/// and queue), logging JSON lines to `log` when given.
-fn spawn_worker(cfg_path: &std::path::Path, log: Option<&std::path::Path>) -> std::process::Child {
-    let stderr = match log {
-        Some(p) => std::process::Stdio::from(std::fs::File::create(p).unwrap()),
-        None => std::process::Stdio::null(),
-    };
+/// and queue), logging JSON lines to `log`.
+fn spawn_worker(cfg_path: &std::path::Path, log: &std::path::Path) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_splitsound-server"))
         .args(["--config", cfg_path.to_str().unwrap(), "--json-logs", "worker"])
-        .env("RUST_LOG", if log.is_some() { "info" } else { "error" })
+        .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
-        .stderr(stderr)
+        .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .expect("the server binary starts")
 }
@@ -96,11 +92,12 @@ pub async fn worker_kill9(mut cfg: Config) {
     // Kill after 0.2 to 1.5 s, twelve times (a fixed pseudo-random sequence).
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut kills_mid_job = 0;
-    for _ in 0..12 {
+    let logs: Vec<_> = (0..13).map(|n| srv.dir.path().join(format!("worker-{n}.log"))).collect();
+    for log in &logs[..12] {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let mut child = spawn_worker(&cfg_path, None);
+        let mut child = spawn_worker(&cfg_path, log);
         tokio::time::sleep(Duration::from_millis(200 + seed % 1300)).await;
         let running: i64 = sqlx::query("SELECT COUNT(*) FROM jobs WHERE status = 'running'")
             .fetch_one(&srv.app.db.pool)
@@ -112,9 +109,9 @@ pub async fn worker_kill9(mut cfg: Config) {
         child.wait().unwrap();
     }
     assert!(kills_mid_job >= 3, "only {kills_mid_job} kills landed mid-job");
-    // Then a worker that is left alone finishes them.
-    let log = srv.dir.path().join("worker.log");
-    let mut child = spawn_worker(&cfg_path, Some(&log));
+    // Then a worker that is left alone finishes them (on a fast machine the
+    // killed ones may already have).
+    let mut child = spawn_worker(&cfg_path, &logs[12]);
     let t0 = Instant::now();
     for id in &jobs {
         let left = Duration::from_secs(180).saturating_sub(t0.elapsed());
@@ -123,8 +120,9 @@ pub async fn worker_kill9(mut cfg: Config) {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    // Its JSON log lines name the job they are about.
-    let log = std::fs::read_to_string(&log).unwrap();
+    // The workers' JSON log lines name the job they are about. (A line cut
+    // short by SIGKILL does not parse and is skipped.)
+    let log: String = logs.iter().map(|p| std::fs::read_to_string(p).unwrap_or_default() + "\n").collect();
     let ended: Vec<Value> = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
