@@ -155,6 +155,14 @@ struct SeparateArgs {
     /// Neural models: threads per operator (default: ONNX Runtime's choice)
     #[arg(long)]
     threads: Option<usize>,
+    /// Neural models on ONNX Runtime: run through I/O binding (outputs go to
+    /// buffers bound once and reused; page-locked host memory on CUDA)
+    #[arg(long)]
+    io_binding: bool,
+    /// Neural models on ONNX Runtime: no CPU memory arena (memory goes back to
+    /// the system between runs, at some speed)
+    #[arg(long)]
+    no_arena: bool,
     /// The ONNX Runtime library (else SPLITSOUND_ORT_LIB, ORT_DYLIB_PATH, the
     /// onnxruntime Python package, the system's)
     #[arg(long)]
@@ -398,6 +406,8 @@ fn load_neural(args: &SeparateArgs) -> Result<NeuralSeparator, Error> {
             providers,
             fallback: if args.strict_device { Fallback::Error } else { Fallback::default() },
             intra_threads: args.threads,
+            io_binding: args.io_binding,
+            memory_arena: !args.no_arena,
             ..ModelOptions::default()
         },
         overlap: args.overlap,

@@ -1,7 +1,9 @@
 //! The ONNX Runtime engine: sessions on the providers a caller asks for.
 
-use ort::session::Session;
+use ort::ep::ExecutionProvider;
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::{IoBinding, Session, SessionOutputs};
 
 use super::runtime::{Runtime, runtime};
 use super::{Fallback, Graph, GraphIo, Inputs, ModelOptions, OutputViews, Provider, Source, TensorSpec};
@@ -11,6 +13,55 @@ use crate::error::{Error, Result};
 struct OrtGraph {
     session: Session,
     io: GraphIo,
+    /// With [`ModelOptions::io_binding`]: outputs bound to host memory the
+    /// session's provider writes into.
+    binding: Option<Bound>,
+}
+
+/// An I/O binding, with the input shapes its output buffers were made for.
+struct Bound {
+    binding: IoBinding,
+    host: MemoryInfo<'static>,
+    shapes: Vec<Vec<usize>>,
+}
+
+impl Bound {
+    /// Binds every output to host memory: ordinary memory on the CPU,
+    /// page-locked memory for CUDA (the device copies into it directly).
+    fn new(session: &Session, provider: Provider) -> ort::Result<Bound> {
+        let host = match provider {
+            #[cfg(feature = "cuda")]
+            Provider::Cuda { device } => MemoryInfo::new(
+                AllocationDevice::CUDA_PINNED,
+                device as i32,
+                AllocatorType::Device,
+                MemoryType::CPUOutput,
+            )?,
+            _ => MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)?,
+        };
+        Ok(Bound { binding: session.create_binding()?, host, shapes: Vec::new() })
+    }
+
+    /// Binds `values` as the inputs. ONNX Runtime keeps the outputs of a run in
+    /// the binding and writes the next run's into them, which holds while the
+    /// input shapes (and so, for our graphs, the output shapes) stay the same:
+    /// segment after segment. When they change (a last, smaller batch; another
+    /// input length) the outputs are bound afresh.
+    fn bind(&mut self, session: &Session, values: &[(String, ort::value::DynValue)]) -> ort::Result<()> {
+        let shapes: Vec<Vec<usize>> =
+            values.iter().map(|(_, v)| v.shape().iter().map(|&d| d as usize).collect()).collect();
+        if shapes != self.shapes {
+            self.binding.clear_outputs();
+            for out in session.outputs() {
+                self.binding.bind_output_to_device(out.name(), &self.host)?;
+            }
+            self.shapes = shapes;
+        }
+        for (name, value) in values {
+            self.binding.bind_input(name.as_str(), value)?;
+        }
+        Ok(())
+    }
 }
 
 /// Opens `src` on the first provider in `opts.providers` that registers.
@@ -18,7 +69,15 @@ pub(super) fn open(src: Source<'_>, file: &str, opts: &ModelOptions) -> Result<(
     let rt = runtime(opts.runtime_library.as_deref())?;
     let (session, provider) = open_session(rt, src, opts)?;
     let io = graph_io(file, &session);
-    Ok((Box::new(OrtGraph { session, io }), provider))
+    let binding = if opts.io_binding {
+        Some(Bound::new(&session, provider).map_err(|e| Error::Model {
+            path: src.path(),
+            detail: format!("ONNX Runtime cannot bind its outputs: {e}"),
+        })?)
+    } else {
+        None
+    };
+    Ok((Box::new(OrtGraph { session, io, binding }), provider))
 }
 
 impl Graph for OrtGraph {
@@ -33,7 +92,13 @@ impl Graph for OrtGraph {
             let tensor = ort::value::Tensor::from_array(array).map_err(inference)?;
             values.push((name, ort::value::DynValue::from(tensor)));
         }
-        let outputs = self.session.run(values).map_err(inference)?;
+        let outputs: SessionOutputs<'_> = match &mut self.binding {
+            None => self.session.run(values).map_err(inference)?,
+            Some(bound) => {
+                bound.bind(&self.session, &values).map_err(inference)?;
+                self.session.run_binding(&bound.binding).map_err(inference)?
+            }
+        };
         let names: Vec<&str> = outputs.keys().collect();
         let mut views = Vec::with_capacity(names.len());
         for name in names {
@@ -67,6 +132,8 @@ fn session_builder(rt: &Runtime, opts: &ModelOptions) -> std::result::Result<Ses
     if opts.flush_denormals {
         b = b.with_flush_to_zero().map_err(|e| e.to_string())?;
     }
+    // Arena on or off is a session option, whatever the providers.
+    ort::ep::CPU::default().with_arena_allocator(opts.memory_arena).register(&mut b).map_err(|e| e.to_string())?;
     Ok(b)
 }
 
