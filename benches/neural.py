@@ -48,6 +48,23 @@ def measure(cmd, env=None):
     return {"wall": wall, "cpu": float(user) + float(system), "rss_mb": int(rss_kb) / 1024, "lines": lines}
 
 
+def full_model(work):
+    """The full-size random-weight HT-Demucs package under `work`, exported on first use."""
+    os.makedirs(work, exist_ok=True)
+    model_dir = os.path.join(work, "htdemucs-full")
+    manifest = os.path.join(model_dir, "htdemucs-random-full-seed0.json")
+    if not os.path.exists(manifest):
+        subprocess.run([sys.executable, os.path.join(ROOT, "python/tools/export_demucs.py"), "--config", "full",
+                        "--seed", "0", "--out", model_dir], check=True)
+    return manifest
+
+
+def cli_binary(given=None):
+    """The release build of the CLI (`--bin`, else under CARGO_TARGET_DIR or target/)."""
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    return given or os.path.join(target, "release", "splitsound")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--durations", default="30,180")
@@ -57,14 +74,7 @@ def main():
     ap.add_argument("--skip", default="", help="comma-separated peers to skip: torch,ort")
     ap.add_argument("--runs", type=int, default=3, help="runs of each, alternating; medians are reported")
     args = ap.parse_args()
-    os.makedirs(args.work, exist_ok=True)
-    model_dir = os.path.join(args.work, "htdemucs-full")
-    manifest = os.path.join(model_dir, "htdemucs-random-full-seed0.json")
-    if not os.path.exists(manifest):
-        subprocess.run([sys.executable, os.path.join(ROOT, "python/tools/export_demucs.py"), "--config", "full",
-                        "--seed", "0", "--out", model_dir], check=True)
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    binary = args.bin or os.path.join(target, "release", "splitsound")
+    manifest, binary = full_model(args.work), cli_binary(args.bin)
     skip = set(filter(None, args.skip.split(",")))
     gpu = args.device != "cpu"
     rows = []

@@ -12,7 +12,6 @@ import argparse
 import datetime
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 
@@ -23,7 +22,7 @@ sys.path.insert(0, os.path.join(ROOT, "python", "tools"))
 sys.path.insert(0, os.path.join(ROOT, "benches"))
 from _refio import test_signal  # noqa: E402
 from _results import update_section  # noqa: E402
-from neural import measure  # noqa: E402
+from neural import cli_binary, full_model, measure  # noqa: E402
 
 VARIANTS = [("default", []), ("--io-binding", ["--io-binding"]), ("--no-arena", ["--no-arena"])]
 
@@ -36,14 +35,7 @@ def main():
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "splitsound-neural-bench"))
     ap.add_argument("--bin", default=None)
     args = ap.parse_args()
-    os.makedirs(args.work, exist_ok=True)
-    model_dir = os.path.join(args.work, "htdemucs-full")
-    manifest = os.path.join(model_dir, "htdemucs-random-full-seed0.json")
-    if not os.path.exists(manifest):
-        subprocess.run([sys.executable, os.path.join(ROOT, "python/tools/export_demucs.py"), "--config", "full",
-                        "--seed", "0", "--out", model_dir], check=True)
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    binary = args.bin or os.path.join(target, "release", "splitsound")
+    manifest, binary = full_model(args.work), cli_binary(args.bin)
     wav = os.path.join(args.work, f"input_{args.secs}s.wav")
     if not os.path.exists(wav):
         sf.write(wav, test_signal(2, args.secs * 44100, args.secs).T, 44100, subtype="FLOAT")
