@@ -56,6 +56,8 @@ trap 'rm -f "$log"; ./scripts/services.sh stop' EXIT
 cargo test --release --locked --workspace --features splitsound-core/opus 2>&1 | tee "$log"
 echo "==> the Opus error path of a build without the opus feature"
 cargo test --release --locked -p splitsound-core --test decode_ffmpeg opus 2>&1 | tee -a "$log"
+echo "==> core built with the cuda and tensorrt features, on the CPU-only runtime: the GPU code compiles, those providers fall back or are refused"
+cargo test --release --locked -p splitsound-core --features cuda,tensorrt --test model --test ort_options 2>&1 | tee -a "$log"
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 

@@ -125,18 +125,21 @@ fn wrong_or_missing_model_files() {
 #[test]
 fn providers_fall_back_to_cpu_or_fail_as_asked() {
     let tiny = tiny_dir().join("tiny.json");
-    let want = ModelOptions { providers: vec![Provider::Cuda { device: 0 }], ..Default::default() };
-    if provider_usable(Provider::Cuda { device: 0 }, &want).unwrap().is_ok() {
-        assert_eq!(Model::load(&tiny, &want).unwrap().provider(), Provider::Cuda { device: 0 });
-        return;
-    }
-    // Not usable here: the default policy falls back to the CPU ...
-    assert_eq!(Model::load(&tiny, &want).unwrap().provider(), Provider::Cpu);
-    // ... and the strict one refuses.
-    let strict = ModelOptions { fallback: Fallback::Error, ..want };
-    match Model::load(&tiny, &strict) {
-        Err(Error::ProviderUnavailable { provider, .. }) => assert_eq!(provider, "cuda:0"),
-        other => panic!("{other:?}"),
+    for gpu in [Provider::Cuda { device: 0 }, Provider::TensorRt { device: 0 }] {
+        let want = ModelOptions { providers: vec![gpu], ..Default::default() };
+        if provider_usable(gpu, &want).unwrap().is_ok() {
+            assert_eq!(Model::load(&tiny, &want).unwrap().provider(), gpu);
+            continue;
+        }
+        // Not usable here (not compiled in, or not in this runtime): the
+        // default policy falls back to the CPU ...
+        assert_eq!(Model::load(&tiny, &want).unwrap().provider(), Provider::Cpu);
+        // ... and the strict one refuses, naming the provider.
+        let strict = ModelOptions { fallback: Fallback::Error, ..want };
+        match Model::load(&tiny, &strict) {
+            Err(Error::ProviderUnavailable { provider, .. }) => assert_eq!(provider, gpu.to_string()),
+            other => panic!("{gpu}: {other:?}"),
+        }
     }
     assert!(provider_usable(Provider::Cpu, &ModelOptions::default()).unwrap().is_ok());
 }
