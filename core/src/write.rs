@@ -606,6 +606,15 @@ pub struct PendingFile {
 }
 
 impl PendingFile {
+    const TEMP_SUFFIX: &str = ".partial";
+
+    /// Whether a file name is one of these temporary files
+    /// (`.<name>.<pid>.<n>.partial`): what a process killed mid-write leaves
+    /// behind, for a sweeper to find.
+    pub fn is_temp_name(name: &str) -> bool {
+        name.starts_with('.') && name.ends_with(Self::TEMP_SUFFIX)
+    }
+
     /// Writes `bytes` to a hidden temporary file beside `dest` and syncs it.
     pub fn write(dest: impl Into<PathBuf>, bytes: &[u8]) -> Result<Self> {
         let (this, mut f) = Self::create(dest)?;
@@ -620,7 +629,13 @@ impl PendingFile {
         let dest = dest.into();
         let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let name = dest.file_name().ok_or_else(|| Error::invalid("path", "a file path", dest.display()))?;
-        let temp = dir.join(format!(".{}.{}.{}.partial", name.to_string_lossy(), std::process::id(), unique_suffix()));
+        let temp = dir.join(format!(
+            ".{}.{}.{}{}",
+            name.to_string_lossy(),
+            std::process::id(),
+            unique_suffix(),
+            Self::TEMP_SUFFIX
+        ));
         let f = fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -719,6 +734,9 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let dest = dir.join("x.wav");
         let p = PendingFile::write(&dest, b"abc").unwrap();
+        let temp = p.temp_path().file_name().unwrap().to_str().unwrap();
+        assert!(PendingFile::is_temp_name(temp), "{temp}");
+        assert!(!PendingFile::is_temp_name("x.wav") && !PendingFile::is_temp_name(".hidden.wav"));
         drop(p);
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
         PendingFile::write(&dest, b"abc").unwrap().commit().unwrap();

@@ -188,11 +188,6 @@ fn found<T>(r: StoreResult<T>) -> StoreResult<Option<T>> {
     }
 }
 
-/// A temporary file of a write in progress (core's `PendingFile`: `.<name>.<pid>.<n>.partial`).
-fn is_partial(name: &str) -> bool {
-    name.starts_with('.') && name.ends_with(".partial")
-}
-
 fn io_err(e: std::io::Error) -> StoreError {
     if e.kind() == std::io::ErrorKind::NotFound { StoreError::NotFound } else { StoreError::Unavailable(e.to_string()) }
 }
@@ -371,52 +366,38 @@ impl LocalStore {
 
     async fn sweep_partials(&self, cutoff: std::time::SystemTime) -> StoreResult<usize> {
         let root = self.root.join("objects");
-        let sweep = move || {
+        blocking(move || {
             let mut deleted = 0;
-            let mut dirs = vec![root];
-            while let Some(d) = dirs.pop() {
-                for e in std::fs::read_dir(&d)? {
-                    let e = e?;
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    if e.file_type()?.is_dir() {
-                        dirs.push(e.path());
-                    } else if is_partial(&name) && e.metadata()?.modified()? < cutoff {
-                        std::fs::remove_file(e.path())?;
-                        deleted += 1;
-                    }
+            for_each_file(&root, |e, partial| {
+                if partial && e.metadata()?.modified()? < cutoff {
+                    std::fs::remove_file(e.path())?;
+                    deleted += 1;
                 }
-            }
-            Ok::<_, std::io::Error>(deleted)
-        };
-        tokio::task::spawn_blocking(sweep).await.map_err(|e| StoreError::Unavailable(e.to_string()))?.map_err(io_err)
+                Ok(())
+            })?;
+            Ok(deleted)
+        })
+        .await
     }
 
     async fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
         let root = self.root.join("objects");
         let prefix = prefix.to_string();
-        let walk = move || {
+        blocking(move || {
             let mut keys = Vec::new();
-            let mut dirs = vec![root.clone()];
-            while let Some(d) = dirs.pop() {
-                for e in std::fs::read_dir(&d)? {
-                    let e = e?;
-                    let path = e.path();
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    if e.file_type()?.is_dir() {
-                        dirs.push(path);
-                    } else if !is_partial(&name)
-                        && let Ok(rel) = path.strip_prefix(&root)
-                    {
-                        let key = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
-                        if key.starts_with(&prefix) {
-                            keys.push(key);
-                        }
+            for_each_file(&root, |e, partial| {
+                let path = e.path();
+                if !partial && let Ok(rel) = path.strip_prefix(&root) {
+                    let key = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
+                    if key.starts_with(&prefix) {
+                        keys.push(key);
                     }
                 }
-            }
-            Ok::<_, std::io::Error>(keys)
-        };
-        tokio::task::spawn_blocking(walk).await.map_err(|e| StoreError::Unavailable(e.to_string()))?.map_err(io_err)
+                Ok(())
+            })?;
+            Ok(keys)
+        })
+        .await
     }
 
     fn presign_get(&self, key: &str, ttl: Duration, opts: &GetOptions) -> String {
@@ -437,6 +418,31 @@ impl LocalStore {
         let probe = self.root.join("objects").join(".health");
         write_atomic(probe, |f| f.write_all(b"ok")).await
     }
+}
+
+/// Calls `visit` with every file under `root`, at any depth, and whether it is
+/// the temporary file of an unfinished write ([`PendingFile::is_temp_name`]).
+fn for_each_file(
+    root: &Path,
+    mut visit: impl FnMut(&std::fs::DirEntry, bool) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                dirs.push(e.path());
+            } else {
+                visit(&e, PendingFile::is_temp_name(&e.file_name().to_string_lossy()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs blocking file-system work off the async threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> StoreResult<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| StoreError::Unavailable(e.to_string()))?.map_err(io_err)
 }
 
 /// Writes `dest` the way every splitsound output is written (core's
