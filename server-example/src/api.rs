@@ -67,7 +67,7 @@ pub fn router(app: Arc<App>) -> Router {
     let mut r = api
         .route("/v1/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .route("/metrics", get(metrics))
-        .merge(crate::web::router())
+        .merge(crate::web::router(&app))
         .layer(DefaultBodyLimit::max(app.cfg.limits.max_body_bytes));
     if let crate::storage::Store::Local(_) = app.store {
         let limit = app.cfg.limits.part_size as usize + 64 * 1024;

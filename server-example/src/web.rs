@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::App;
@@ -17,42 +16,77 @@ const INDEX: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
 const STYLE: &str = include_str!("../web/style.css");
 
-pub fn router() -> Router<Arc<App>> {
+/// The three pages, with one Content-Security-Policy worked out here from
+/// the configuration.
+pub fn router(app: &App) -> Router<Arc<App>> {
+    let headers = Arc::new(security_headers(app));
+    let serve = move |body: &'static str, content_type: &'static str| {
+        let headers = Arc::clone(&headers);
+        get(move || async move {
+            let mut resp =
+                ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response();
+            resp.headers_mut().extend(headers.as_ref().clone());
+            resp
+        })
+    };
     Router::new()
-        .route("/", get(|s: State<Arc<App>>| async move { page(&s, INDEX, "text/html; charset=utf-8") }))
-        .route("/app.js", get(|s: State<Arc<App>>| async move { page(&s, APP_JS, "text/javascript; charset=utf-8") }))
-        .route("/style.css", get(|s: State<Arc<App>>| async move { page(&s, STYLE, "text/css; charset=utf-8") }))
+        .route("/", serve(INDEX, "text/html; charset=utf-8"))
+        .route("/app.js", serve(APP_JS, "text/javascript; charset=utf-8"))
+        .route("/style.css", serve(STYLE, "text/css; charset=utf-8"))
 }
 
 /// Where the browser PUTs parts and GETs stems, besides this origin.
-fn store_origin(app: &App) -> Option<String> {
-    match &app.cfg.storage {
+fn store_origin(storage: &StorageConfig) -> Option<String> {
+    match storage {
         StorageConfig::Local => None,
-        StorageConfig::S3(s3) => Some(match &s3.endpoint {
+        StorageConfig::S3(s3) => match &s3.endpoint {
             Some(e) => {
-                let scheme_end = e.find("://").map_or(0, |i| i + 3);
-                let host_end = e[scheme_end..].find('/').map_or(e.len(), |i| scheme_end + i);
-                if s3.path_style {
-                    e[..host_end].to_string()
+                let url = reqwest::Url::parse(e).ok()?;
+                let host = url.host_str()?;
+                let host = url.port().map_or_else(|| host.to_string(), |p| format!("{host}:{p}"));
+                // Path style: the endpoint itself; virtual-hosted: buckets are subdomains.
+                Some(if s3.path_style {
+                    format!("{}://{host}", url.scheme())
                 } else {
-                    format!("{}*.{}", &e[..scheme_end], &e[scheme_end..host_end])
-                }
+                    format!("{}://*.{host}", url.scheme())
+                })
             }
-            None => "https://*.amazonaws.com".into(),
-        }),
+            None => Some("https://*.amazonaws.com".into()),
+        },
     }
 }
 
-fn page(app: &App, body: &'static str, content_type: &'static str) -> Response {
-    let store = store_origin(app).map(|o| format!(" {o}")).unwrap_or_default();
+fn security_headers(app: &App) -> HeaderMap {
+    let store = store_origin(&app.cfg.storage).map(|o| format!(" {o}")).unwrap_or_default();
     let csp = format!(
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
          connect-src 'self'{store}; media-src 'self'{store}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     );
-    let mut resp = ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response();
+    let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&csp) {
-        resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+        headers.insert(header::CONTENT_SECURITY_POLICY, v);
     }
-    resp.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    resp
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::S3Config;
+
+    #[test]
+    fn the_store_origin_the_pages_may_reach() {
+        let s3 = |endpoint: Option<&str>, path_style| {
+            StorageConfig::S3(S3Config { endpoint: endpoint.map(Into::into), path_style, ..S3Config::default() })
+        };
+        assert_eq!(store_origin(&StorageConfig::Local), None);
+        assert_eq!(store_origin(&s3(None, false)).as_deref(), Some("https://*.amazonaws.com"));
+        assert_eq!(store_origin(&s3(Some("http://127.0.0.1:9000/"), true)).as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            store_origin(&s3(Some("https://s3.example.com/base"), false)).as_deref(),
+            Some("https://*.s3.example.com")
+        );
+        assert_eq!(store_origin(&s3(Some("not a url"), true)), None);
+    }
 }
