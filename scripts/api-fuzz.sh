@@ -21,9 +21,7 @@ if ! "$venv/bin/schemathesis" --version >/dev/null 2>&1; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet "schemathesis==$st_version"
 fi
-# SPLITSOUND_SERVER_BIN: a binary built already (test.sh passes the workspace build's).
-bin="${SPLITSOUND_SERVER_BIN:-$CARGO_TARGET_DIR/release/splitsound-server}"
-[ -n "${SPLITSOUND_SERVER_BIN:-}" ] || cargo build --release --locked -q -p splitsound-server
+bin=$(./scripts/server-bin.sh)
 
 work=$(mktemp -d)
 pids=()

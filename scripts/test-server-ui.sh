@@ -5,9 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/splitsound/target}"
-# SPLITSOUND_SERVER_BIN: a binary built already (test.sh passes the workspace build's).
-bin="${SPLITSOUND_SERVER_BIN:-$CARGO_TARGET_DIR/release/splitsound-server}"
-[ -n "${SPLITSOUND_SERVER_BIN:-}" ] || cargo build --release --locked -q -p splitsound-server
+bin=$(./scripts/server-bin.sh)
 (cd server-example/web && npm ci --no-audit --no-fund --loglevel=error)
 node server-example/web/tests/e2e.mjs "$bin" \
   "${SPLITSOUND_UI_OUT:-$CARGO_TARGET_DIR/server-ui-e2e}"
