@@ -10,7 +10,8 @@ use splitsound_core::model::{ModelOptions, NeuralOptions, NeuralSeparator};
 use splitsound_core::{SeparateOptions, Separator, Stems};
 
 fn separate(package: &str, case: &str, batch: usize, model: ModelOptions) -> (Stems, RefArray) {
-    let dir = repo_root().join("core/tests/data/neural").join(package.split('/').next().unwrap());
+    let path = repo_root().join("core/tests/data/neural").join(package);
+    let dir = path.parent().unwrap();
     let want = reference_in(&dir.join("refs"), &format!("{case}_output"));
     // The references' settings: overlap 0.25, no shifts (umx takes neither).
     let umx = package.starts_with("umx");
@@ -21,7 +22,7 @@ fn separate(package: &str, case: &str, batch: usize, model: ModelOptions) -> (St
         shifts: package.starts_with("demucs").then_some(0),
         ..NeuralOptions::default()
     };
-    let mut sep = NeuralSeparator::load(repo_root().join("core/tests/data/neural").join(package), opts).unwrap();
+    let mut sep = NeuralSeparator::load(&path, opts).unwrap();
     let input = reference_input(&dir.join("refs"), case, 44100);
     // Twice on one separator: the second run reuses the bound buffers.
     let first = sep.separate(&input, &SeparateOptions::default()).unwrap();
