@@ -31,7 +31,7 @@ fn case_error(family: &str, package: &str, case: &str, opts: NeuralOptions) -> f
 
 #[test]
 fn demucs_matches_apply_model_on_tract() {
-    for case in ["stereo", "shifts", "bag"] {
+    for case in ["stereo", "shifts", "bag", "released"] {
         let want = reference_in(&data("demucs").join("refs"), &format!("{case}_output"));
         let p = &want.params;
         let opts = NeuralOptions {

@@ -39,10 +39,13 @@ fn run_case(case: &str, batch: usize) -> f32 {
 
 #[test]
 fn matches_demucs_apply_model() {
-    for case in ["stereo", "short", "mono", "shifts", "overlap", "bag"] {
+    // `released`: a small model at the released segment (7.8 s), nfft 4096,
+    // dconv_comp 8 and 8 heads, whose reductions over a whole segment a 0.5 s
+    // segment does not exercise (exported with them accumulated in float64).
+    for case in ["stereo", "short", "mono", "shifts", "overlap", "bag", "released"] {
         let err = run_case(case, 1);
         println!("{case}: max error {err:.2e} of peak");
-        assert!(err < 1e-4, "{case}: max error {err:.2e} of the reference's peak");
+        assert!(err < 1e-5, "{case}: max error {err:.2e} of the reference's peak");
     }
 }
 
