@@ -375,7 +375,18 @@ fn inspect(path: &Path, devices: &[String], ort_lib: Option<PathBuf>, as_json: b
         m.name, m.family, m.sample_rate, m.channels, m.segment_samples
     );
     println!("  stems     {}", m.stems.join(", "));
-    println!("  defaults  overlap {}, shifts {}", m.defaults.overlap, m.defaults.shifts);
+    match &m.msst {
+        // msst's demix: the model's own chunking.
+        Some(p) => println!(
+            "  demix     chunk {}, num_overlap {}, batch_size {}{}{}",
+            p.chunk_size,
+            p.num_overlap,
+            p.batch_size,
+            if p.normalize { ", normalize" } else { "" },
+            if p.residual { ", last stem = mix − first" } else { "" }
+        ),
+        None => println!("  defaults  overlap {}, shifts {}", m.defaults.overlap, m.defaults.shifts),
+    }
     for g in model.graphs() {
         println!("  graph     {}", g.file);
         for t in &g.inputs {

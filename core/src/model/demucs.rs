@@ -281,6 +281,11 @@ impl MixStats {
         self.n += nb as u64;
     }
 
+    /// The mean and the population variance (divided by n), in f64.
+    pub fn mean_and_population_variance(&self) -> (f64, f64) {
+        (self.mean, if self.n > 0 { self.m2 / self.n as f64 } else { 0.0 })
+    }
+
     /// `(mean, std)` with torch's unbiased std plus 1e-8.
     pub fn finish(&self) -> (f32, f32) {
         let var = if self.n > 1 { self.m2 / (self.n - 1) as f64 } else { 0.0 };

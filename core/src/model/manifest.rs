@@ -34,6 +34,15 @@
 //! - `mdx`: an `"mdx": {"dim_f", "dim_t", "compensate"}` section; input and
 //!   output [B, 4, dim_f, dim_t]; `segment_samples` = hop · (dim_t − 1); stems
 //!   are [primary, secondary].
+//! - `bs-roformer`, `mel-band-roformer` (`python/tools/export_msst.py` writes
+//!   them): an `"msst"` section (`chunk_size`, `num_overlap`, `batch_size`,
+//!   `normalize`, `residual`) and a `"roformer"` section (`freqs_per_bands` or
+//!   `num_bands`, `zero_dc`, `match_input_audio_length`); input
+//!   [B, frames, rows · 2] and output [B, stems, frames, rows · 2], where the
+//!   rows are the bands' (bin, channel) pairs; `segment_samples` = `chunk_size`.
+//! - `mdx23c`: the `"msst"` section and `"mdx23c": {"dim_f"}`; input
+//!   [B, 2 · channels, dim_f, frames] (channel-major, then real and imaginary)
+//!   and output [B, stems, 2 · channels, dim_f, frames].
 
 use std::path::Path;
 
@@ -54,6 +63,12 @@ pub enum Family {
     Umx,
     /// UVR/audio-separator MDX-Net: one primary stem, secondary = mix − primary.
     Mdx,
+    /// BS-RoFormer (`msst.models.bs_roformer.BSRoformer`), run as msst's `demix`.
+    BsRoformer,
+    /// Mel-Band RoFormer (`msst.models.bs_roformer.MelBandRoformer`), run as msst's `demix`.
+    MelBandRoformer,
+    /// MDX23C (`msst.models.mdx23c_tfc_tdf_v3.TFC_TDF_net`), run as msst's `demix`.
+    Mdx23c,
 }
 
 /// How the input is normalised before the network.
@@ -91,6 +106,53 @@ pub struct MdxParams {
     pub dim_t: usize,
     /// The secondary stem is `mix − compensate · primary`.
     pub compensate: f32,
+}
+
+/// How msst's `demix` runs a model: the config's `audio.chunk_size` (or
+/// `inference.chunk_size`), `inference.num_overlap`, `inference.batch_size`
+/// (which changes the windows, as it does in msst) and `inference.normalize`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MsstParams {
+    pub chunk_size: usize,
+    pub num_overlap: usize,
+    pub batch_size: usize,
+    #[serde(default)]
+    pub normalize: bool,
+    /// A single-target model: the last stem is the mix minus the first
+    /// (msst's `extract_instrumental`, for `training.target_instrument`).
+    #[serde(default)]
+    pub residual: bool,
+}
+
+/// The band layout and the inverse STFT of a band-split RoFormer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoformerParams {
+    /// BS-RoFormer: bins per band, in order, summing to `n_fft / 2 + 1`.
+    #[serde(default)]
+    pub freqs_per_bands: Option<Vec<usize>>,
+    /// Mel-Band RoFormer: the number of mel bands (the bands are computed as
+    /// the module computes them, from `librosa.filters.mel`).
+    #[serde(default)]
+    pub num_bands: Option<usize>,
+    /// Mel-Band RoFormer: the `sample_rate` of its mel bands, when it is not the package's.
+    #[serde(default)]
+    pub mel_sample_rate: Option<u32>,
+    /// Zero the DC bin of every stem's spectrum before the inverse STFT (msst 0.1.0's default).
+    pub zero_dc: bool,
+    /// Mel-Band RoFormer: the inverse STFT is cut to the input's length (otherwise
+    /// `hop · (frames − 1)`); BS-RoFormer always is.
+    #[serde(default)]
+    pub match_input_audio_length: bool,
+}
+
+/// MDX23C's spectrogram: the lowest `dim_f` bins of the STFT go into the
+/// network (`audio.dim_f`), the rest come back as zeros.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mdx23cParams {
+    pub dim_f: usize,
 }
 
 /// A named tensor and its shape (`-1` = free).
@@ -132,6 +194,15 @@ pub struct Manifest {
     /// Required for the `mdx` family.
     #[serde(default)]
     pub mdx: Option<MdxParams>,
+    /// Required for the msst families (`bs-roformer`, `mel-band-roformer`).
+    #[serde(default)]
+    pub msst: Option<MsstParams>,
+    /// Required for `bs-roformer` and `mel-band-roformer`.
+    #[serde(default)]
+    pub roformer: Option<RoformerParams>,
+    /// Required for `mdx23c`.
+    #[serde(default)]
+    pub mdx23c: Option<Mdx23cParams>,
     #[serde(default)]
     pub defaults: Defaults,
     pub inputs: Vec<TensorSpec>,

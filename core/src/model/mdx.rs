@@ -10,11 +10,11 @@ use ndarray::{Array4, ArrayD, Ix4};
 
 use super::Model;
 use super::manifest::{Manifest, MdxParams};
-use super::neural::{StemAudio, Tape, feed_whole, to_model_channels};
+use super::neural::{StemAudio, Tape, feed_whole, take_block};
 use crate::error::{Error, Result};
 use crate::separator::SeparateOptions;
 use crate::stft::{Spectrogram, Stft};
-use crate::stream::{StemFrames, StemStream, StreamSpec, check_block};
+use crate::stream::{StemFrames, StemStream, StreamSpec};
 use realfft::num_complex::Complex32;
 
 /// Bins zeroed at the bottom of the spectrogram before the network (`spek[:, :, :3, :] *= 0`).
@@ -323,15 +323,7 @@ impl<'m> MdxStream<'m> {
 
 impl StemStream for MdxStream<'_> {
     fn process(&mut self, block: &[Vec<f32>], out: &mut StemFrames) -> Result<()> {
-        check_block(&self.spec, block)?;
-        if self.finished {
-            return Err(Error::invalid("StemStream::process", "a call before finish()", "a call after finish()"));
-        }
-        let block = to_model_channels(block, self.spec.sample_rate, 2)?;
-        for (t, b) in self.input.data.iter_mut().zip(block.iter()) {
-            t.extend_from_slice(b);
-        }
-        self.received += block[0].len();
+        self.received += take_block(&self.spec, self.finished, block, 2, &mut self.input)?;
         self.run_ready()?;
         self.emit(out)
     }

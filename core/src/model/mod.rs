@@ -10,6 +10,7 @@
 mod demucs;
 mod manifest;
 mod mdx;
+mod msst;
 mod neural;
 #[cfg(feature = "onnx")]
 mod onnx;
@@ -24,7 +25,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use manifest::{
-    Defaults, Family, MANIFEST_FORMAT_VERSION, Manifest, MdxParams, ModelFile, Normalisation, TensorSpec, manifest_path,
+    Defaults, Family, MANIFEST_FORMAT_VERSION, Manifest, MdxParams, ModelFile, MsstParams, Normalisation,
+    RoformerParams, TensorSpec, manifest_path,
 };
 pub use neural::{NeuralBuilder, NeuralOptions, NeuralSeparator};
 #[cfg(feature = "onnx")]

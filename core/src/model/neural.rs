@@ -5,6 +5,7 @@ use std::path::Path;
 use super::demucs::{self, ApplySettings, ShiftOffsets, SplitMix64};
 use super::manifest::Family;
 use super::mdx;
+use super::msst;
 use super::umx::{self, WienerSettings};
 use super::{Engine, Fallback, Model, ModelOptions, Provider};
 use crate::audio::AudioBuffer;
@@ -125,6 +126,7 @@ enum Pipeline {
     Demucs(demucs::Hybrid),
     Mdx(mdx::Mdx),
     Umx(umx::Umx),
+    Msst(msst::Msst),
 }
 
 /// Stems × channels × frames, as the pipelines return them.
@@ -167,6 +169,27 @@ pub(crate) fn to_model_channels(block: &[Vec<f32>], rate: u32, channels: usize) 
         return Ok(block.to_vec());
     }
     Ok(AudioBuffer::new(rate, block.to_vec())?.to_channels(channels)?.into_channels())
+}
+
+/// What the chunked pipelines' [`StemStream::process`] share: checks the block
+/// and that the input has not ended, converts it to the model's `channels` and
+/// appends it to `input`; returns its frame count.
+pub(crate) fn take_block(
+    spec: &StreamSpec,
+    finished: bool,
+    block: &[Vec<f32>],
+    channels: usize,
+    input: &mut Tape,
+) -> Result<usize> {
+    crate::stream::check_block(spec, block)?;
+    if finished {
+        return Err(Error::invalid("StemStream::process", "a call before finish()", "a call after finish()"));
+    }
+    let block = to_model_channels(block, spec.sample_rate, channels)?;
+    for (t, b) in input.data.iter_mut().zip(block.iter()) {
+        t.extend_from_slice(b);
+    }
+    Ok(block[0].len())
 }
 
 /// Runs a whole buffer through a stream in blocks of `block_len` frames,
@@ -256,7 +279,28 @@ impl NeuralSeparator {
             Family::DemucsHybrid => Pipeline::Demucs(demucs::Hybrid::new(m).map_err(bad)?),
             Family::Mdx => Pipeline::Mdx(mdx::Mdx::new(m).map_err(bad)?),
             Family::Umx => Pipeline::Umx(umx::Umx::new(m).map_err(bad)?),
+            Family::BsRoformer | Family::MelBandRoformer | Family::Mdx23c => {
+                Pipeline::Msst(msst::Msst::new(m).map_err(bad)?)
+            }
         };
+        if let Pipeline::Msst(_) = pipeline {
+            // msst's demix is set by the model's config: its overlap is
+            // `num_overlap` and its batch size changes the output.
+            if let Some(o) = opts.overlap {
+                return Err(Error::invalid(
+                    "overlap",
+                    "unset: msst models overlap by the manifest's msst.num_overlap",
+                    o,
+                ));
+            }
+            if opts.batch != 1 {
+                return Err(Error::invalid(
+                    "batch",
+                    "1: msst models batch by the manifest's msst.batch_size, which changes their windows",
+                    opts.batch,
+                ));
+            }
+        }
         let mut stems = m.stems.clone();
         if m.family == Family::Umx && opts.residual {
             if stems.iter().any(|s| s == "residual") {
@@ -324,11 +368,17 @@ impl Separator for NeuralSeparator {
         Some(self.model.manifest().sample_rate)
     }
 
-    /// HT-Demucs and MDX-Net release output at most a segment after its input;
+    /// HT-Demucs and MDX-Net release output at most a segment after its input,
+    /// msst's families a batch of chunks and demix's border after it;
     /// Open-Unmix a window and its context when `segment_secs` is set.
     fn stream_lag(&self) -> Option<usize> {
         match self.pipeline {
             Pipeline::Demucs(_) | Pipeline::Mdx(_) => Some(self.model.manifest().segment_samples),
+            // A batch of chunks, and the border demix pads by.
+            Pipeline::Msst(ref ms) => {
+                let p = ms.params();
+                Some(p.chunk_size * (p.batch_size + 1) + p.chunk_size)
+            }
             Pipeline::Umx(_) => self.umx_reach().map(|r| r.core + 2 * r.context),
         }
     }
@@ -356,6 +406,7 @@ impl Separator for NeuralSeparator {
                 let o = &self.opts;
                 Ok(Box::new(mdx::MdxStream::new(&mut self.model, mx, &spec, overlap, o.denoise, o.batch, opts.cancel)?))
             }
+            Pipeline::Msst(ms) => Ok(Box::new(msst::MsstStream::new(&mut self.model, ms, &spec, opts.cancel))),
             Pipeline::Umx(_) => Err(Error::invalid("pipeline", "demucs or mdx", "umx")),
         }
     }
@@ -448,6 +499,7 @@ impl NeuralSeparator {
                 };
                 umx::separate(&mut self.model, ux, input.channels(), w, &mut Counter::new(0, opts))?
             }
+            Pipeline::Msst(ms) => msst::separate(&mut self.model, ms, input.channels(), opts)?,
         };
         let mut stems = Vec::with_capacity(names.len());
         for (name, chans) in names.into_iter().zip(out) {

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Build the CI packages of msst's families and the reference outputs of msst's own code.
+
+Families: bs-roformer (two stems), mel-band-roformer (a single target, so the
+package adds mixture − target), mdx23c (two stems).
+
+For each family, a shrunk model with seeded random weights (the released STFT
+and band layouts where a case says so), exported by export_msst.py into
+core/tests/data/neural/msst/<family>/, and refs/ with inputs and the stems of
+`msst._inference.separate_audio` (which runs `msst.utils.model_utils.demix`,
+normalises when the config says so, and extracts the instrumental of a
+single-target model as mixture − target).
+    ~/.cache/splitsound/ref-venv/bin/python python/tools/parity_msst.py
+Needs torch, onnx, onnxruntime and `pip install --no-deps msst` with its
+helpers (einops, rotary-embedding-torch, beartype, librosa, pyyaml, ml_collections).
+"""
+import argparse
+import copy
+import os
+import shutil
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import torch
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import export_msst  # noqa: E402
+from _refio import Refs, test_signal  # noqa: E402
+
+ROOT = os.path.join(HERE, "..", "..")
+OUT = os.path.join(ROOT, "core", "tests", "data", "neural", "msst")
+
+# Shrunk models: small dims, a 256-point STFT (129 bins), chunks of 40 hops.
+TINY_STFT = dict(stft_n_fft=256, stft_hop_length=64, stft_win_length=256, stft_normalized=False)
+TINY_NET = dict(dim=16, depth=1, stereo=True, time_transformer_depth=1, freq_transformer_depth=1,
+                linear_transformer_depth=0, dim_head=8, heads=2, attn_dropout=0.0, ff_dropout=0.0,
+                flash_attn=True, mask_estimator_depth=2)
+CONFIGS = {
+    # Two stems, no target: every head is a stem.
+    "bs-roformer": dict(
+        model_type="bs_roformer",
+        model=dict(TINY_NET, **TINY_STFT, num_stems=2, freqs_per_bands=(4, 4, 4, 4, 8, 8, 16, 16, 32, 33)),
+        audio=dict(chunk_size=2560, num_channels=2, sample_rate=44100),
+        inference=dict(batch_size=1, num_overlap=4),
+        training=dict(instruments=["vocals", "other"], target_instrument=None),
+    ),
+    # One head for a target: the package adds mixture − target.
+    "mel-band-roformer": dict(
+        model_type="mel_band_roformer",
+        model=dict(TINY_NET, **TINY_STFT, num_stems=1, num_bands=8, sample_rate=44100),
+        audio=dict(chunk_size=2560, num_channels=2, sample_rate=44100),
+        inference=dict(batch_size=1, num_overlap=4),
+        training=dict(instruments=["vocals", "other"], target_instrument="vocals"),
+    ),
+    # Two stems; 128 of the 129 bins in two subbands, two scales: frames and bins divisible by 4.
+    "mdx23c": dict(
+        model_type="mdx23c",
+        model=dict(num_subbands=2, num_scales=2, scale=[2, 2], num_blocks_per_scale=1, num_channels=8, growth=4,
+                   bottleneck_factor=2, norm="InstanceNorm", act="gelu"),
+        audio=dict(chunk_size=64 * 31, n_fft=256, hop_length=64, dim_f=128, num_channels=2, sample_rate=44100),
+        inference=dict(batch_size=1, num_overlap=4),
+        training=dict(instruments=["vocals", "other"], target_instrument=None),
+    ),
+}
+
+
+def config_dict(d):
+    from ml_collections import ConfigDict
+
+    return ConfigDict(copy.deepcopy(d))
+
+
+class Args:
+    """The command-line arguments `separate_audio` reads."""
+
+    def __init__(self, model_type, instrumental):
+        self.model_type = model_type
+        self.disable_detailed_pbar = True
+        self.bigshifts = 1
+        self.use_tta = False
+        self.extract_instrumental = instrumental
+
+
+def reference(model, cfg, mix):
+    from msst._inference import separate_audio
+
+    config = config_dict(cfg)
+    args = Args(cfg["model_type"], bool(cfg["training"]["target_instrument"]))
+    out = separate_audio(model, args, config, torch.device("cpu"), mix)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--family", choices=sorted(CONFIGS), action="append")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    for family in args.family or sorted(CONFIGS):
+        cfg = CONFIGS[family]
+        out = os.path.join(OUT, family)
+        if os.path.isdir(out):
+            shutil.rmtree(out)
+        os.makedirs(out)
+        with open(os.path.join(out, "config.yaml"), "w") as f:
+            yaml.dump(cfg, f, sort_keys=False)  # freqs_per_bands as a !!python/tuple, as msst's configs have it
+        torch.manual_seed(0)
+        model = export_msst.build(cfg["model_type"], config_dict(cfg)).eval()
+        chunk = cfg["audio"]["chunk_size"]
+        refs = Refs(os.path.join(out, "refs"))
+        cases = [
+            # name, channels, frames, batch_size, normalize
+            ("stereo", 2, 3 * chunk + 777, 1, False),  # reflect-padded, a partial last chunk
+            ("mono", 1, 2 * chunk + 100, 1, False),
+            ("short", 2, chunk // 3, 1, False),  # shorter than 2 · border: no padding; zero-padded chunk
+            ("short_reflect", 2, int(0.7 * chunk), 1, False),  # the chunk reflect-padded
+            ("batch3", 2, 4 * chunk + 999, 3, False),
+            ("normalize", 2, 2 * chunk + 555, 1, True),
+        ]
+        for i, (name, channels, frames, batch, normalize) in enumerate(cases):
+            c = copy.deepcopy(cfg)
+            c["inference"]["batch_size"] = batch
+            c["inference"]["normalize"] = normalize
+            # Music-like, over a noise floor 40 dB down: a random network's RMSNorm
+            # blows a band that holds only rounding noise up to unit size, so a band
+            # with no signal would compare FFT rounding, not the pipelines.
+            x = test_signal(channels, frames, 40 + i)
+            x += 0.01 * np.random.default_rng(400 + i).standard_normal(x.shape).astype(np.float32)
+            x *= 0.8 / np.abs(x).max()
+            with torch.no_grad():
+                stems = reference(model, c, x.copy())
+            refs.save(f"{name}_input", x, sample_rate=44100)
+            names = list(stems)
+            refs.save(f"{name}_output", np.stack([stems[n] for n in names]), stems=names, batch_size=batch,
+                      normalize=normalize)
+            print(f"{family} {name}: stems {names}, peak {max(np.abs(stems[n]).max() for n in names):.3f}")
+        refs.close()
+        # The package (after the references: export switches attention to its einsum path).
+        config = export_msst.load_config(os.path.join(out, "config.yaml"))
+        manifest = export_msst.export(cfg["model_type"], config, model, out, "ci")
+        # The graph against the module's own network on one random input.
+        net = export_msst.Network(model, None)
+        shape = manifest["inputs"][0]["shape"]
+        x = torch.randn(2, *shape[1:])
+        with torch.no_grad():
+            want = net(x).numpy()
+        sess = ort.InferenceSession(os.path.join(out, "ci.onnx"), providers=["CPUExecutionProvider"])
+        got = sess.run(None, {manifest["inputs"][0]["name"]: x.numpy()})[0]
+        err = np.abs(got - want).max() / np.abs(want).max()
+        print(f"{family}: graph vs module, max error {err:.2e} of peak")
+        assert err < 1e-5, err
+
+
+if __name__ == "__main__":
+    main()
