@@ -51,12 +51,35 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_foreve
 EOF
 pids+=($!)
 
+# An OpenID Connect provider of our own (an RSA key from openssl, its JWKS in
+# a file) and an ID token it signed: the fuzzer signs in as an admin through
+# it, since dev sign-ins never carry admin rights.
+openssl genrsa -out "$work/oidc.pem" 2048 2>/dev/null
+python3 - "$work" <<'EOF'
+import base64, json, subprocess, sys, time
+work = sys.argv[1]
+def b64(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+modulus = subprocess.check_output(["openssl", "rsa", "-in", f"{work}/oidc.pem", "-noout", "-modulus"], text=True)
+n = bytes.fromhex(modulus.strip().split("=", 1)[1])
+key = {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": "fuzz", "n": b64(n), "e": b64((65537).to_bytes(3, "big"))}
+json.dump({"keys": [key]}, open(f"{work}/jwks.json", "w"))
+now = int(time.time())
+head = b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "fuzz"}).encode())
+body = b64(json.dumps({"iss": "https://id.fuzz.test", "aud": "fuzz", "sub": "fuzz-admin",
+                       "email": "fuzz-admin@example.com", "iat": now, "exp": now + 3600}).encode())
+sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", f"{work}/oidc.pem"],
+                     input=f"{head}.{body}".encode(), capture_output=True, check=True).stdout
+open(f"{work}/id_token", "w").write(f"{head}.{body}.{b64(sig)}")
+EOF
+
 port=$(free_port)
 cat >"$work/config.json" <<EOF
 {
   "listen": "127.0.0.1:$port",
   "data_dir": "$work/data",
-  "auth": {"dev_login": true, "admin_emails": ["fuzz-admin@example.com"]},
+  "auth": {"dev_login": true, "admin_emails": ["fuzz-admin@example.com"],
+           "oidc": [{"issuer": "https://id.fuzz.test", "audience": "fuzz", "jwks": "$work/jwks.json"}]},
   "limits": {"rate_per_ip": {"per_sec": 0, "burst": 0}, "rate_per_user": {"per_sec": 0, "burst": 0}},
   "worker": {"poll_secs": 1},
   "billing": {"stripe_secret_key": "sk_test_fuzz", "webhook_secret": "whsec_fuzz", "api_base": "http://127.0.0.1:$stripe_port"}
@@ -69,8 +92,10 @@ for _ in $(seq 100); do
   curl -fs "$base/health" >/dev/null 2>&1 && break
   sleep 0.2
 done
-token=$(curl -fs -X POST "$base/v1/auth/dev/login" -H 'content-type: application/json' \
-  -d '{"email": "fuzz-admin@example.com"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+token=$(curl -fs -X POST "$base/v1/auth/oauth/login" -H 'content-type: application/json' \
+  -d "{\"id_token\": \"$(cat "$work/id_token")\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+admin=$(curl -fs "$base/v1/me" -H "Authorization: Bearer $token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["admin"])')
+[ "$admin" = True ] || { echo "the fuzzer's session is not an admin's"; exit 1; }
 
 echo "==> schemathesis: $examples examples per operation against $base/v1/openapi.json"
 status=0

@@ -22,7 +22,7 @@ use crate::auth::{AuthUser, find_or_create_user};
 use crate::db::{new_id, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::{self, JobRequest, JobView};
-use crate::storage::{GetOptions, PartEtag, StoreError, safe_name};
+use crate::storage::{GetOptions, PartEtag, StoreError, display_name, safe_name};
 
 type AppState = State<Arc<App>>;
 
@@ -56,9 +56,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     crate::openapi::finish(api_routes().into_openapi())
 }
 
-/// Health and metrics alone.
+/// Health and metrics alone, for the ops listener.
 pub fn ops_router(app: Arc<App>) -> Router {
-    Router::new().route("/health", get(health)).route("/metrics", get(metrics)).with_state(app)
+    Router::new()
+        .route("/health", get(health))
+        .route(
+            "/metrics",
+            get(|State(app): AppState, headers: HeaderMap| async move { metrics(&app, &headers, false).await }),
+        )
+        .layer(axum::middleware::from_fn(crate::middleware::finish))
+        .with_state(app)
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -66,7 +73,10 @@ pub fn router(app: Arc<App>) -> Router {
     let doc = Arc::new(crate::openapi::finish(doc));
     let mut r = api
         .route("/v1/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(|State(app): AppState, headers: HeaderMap| async move { metrics(&app, &headers, true).await }),
+        )
         .merge(crate::web::router(&app))
         .layer(DefaultBodyLimit::max(app.cfg.limits.max_body_bytes));
     if let crate::storage::Store::Local(_) = app.store {
@@ -75,6 +85,7 @@ pub fn router(app: Arc<App>) -> Router {
     }
     r.fallback(|| async { ApiError::not_found("route") })
         .layer(axum::middleware::from_fn_with_state(app.clone(), crate::middleware::around))
+        .layer(axum::middleware::from_fn(crate::middleware::finish))
         .with_state(app)
 }
 
@@ -136,8 +147,9 @@ fn check<T: Serialize, E: std::fmt::Display>(r: Result<T, E>) -> Check {
 #[utoipa::path(get, path = "/health", tag = "ops",
     responses((status = 200, body = Health, description = "All answer"), (status = 503, body = Health, description = "One does not")))]
 async fn health(State(app): AppState) -> Response {
-    let (db, store, queue) =
-        tokio::join!(sqlx::query("SELECT 1").execute(&app.db.pool), app.store.check(), app.queue.stats());
+    // The store's probe writes a file (or asks S3): done at most every few seconds.
+    let store = app.store_health.get(STORE_PROBE_MAX_AGE, || app.store.check());
+    let (db, store, queue) = tokio::join!(sqlx::query("SELECT 1").execute(&app.db.pool), store, app.queue.stats());
     let body = Health {
         ok: db.is_ok() && store.is_ok() && queue.is_ok(),
         database: check(db.map(|_| format!("{:?}", app.db.backend).to_lowercase())),
@@ -148,9 +160,32 @@ async fn health(State(app): AppState) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// How long `/health` reuses the store's last probe.
+pub const STORE_PROBE_MAX_AGE: Duration = Duration::from_secs(5);
+
 /// Prometheus's text format: this process's counters and histograms, and,
-/// read now, the queue's depth and the jobs by status.
-async fn metrics(State(app): AppState) -> Response {
+/// read now, the queue's depth and the jobs by status. On the API port
+/// (`token_required`) only with `ops.metrics_token`; on the ops listener,
+/// with the token when one is configured.
+async fn metrics(app: &App, headers: &HeaderMap, token_required: bool) -> Response {
+    match &app.cfg.ops.metrics_token {
+        None if token_required => return ApiError::not_found("route").into_response(),
+        None => {}
+        Some(expected) => {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(str::trim);
+            // Digests compared, so the time taken says nothing about the token.
+            use sha2::Digest;
+            let digest = |t: &str| sha2::Sha256::digest(t.as_bytes());
+            if given.is_none_or(|g| digest(g) != digest(expected)) {
+                return ApiError::unauthorized("metrics need Authorization: Bearer <ops.metrics_token>")
+                    .into_response();
+            }
+        }
+    }
     let mut gauges = Vec::new();
     match app.queue.stats().await {
         Ok(q) => {
@@ -224,7 +259,8 @@ async fn dev_login(State(app): AppState, JsonBody(body): JsonBody<DevLogin>) -> 
     }
     let user =
         find_or_create_user(&app.db, "dev", &email, &email, body.name.as_deref(), app.cfg.signup_credits).await?;
-    session(&app, &user, &email)
+    // Anyone can claim any address here, so this session is never an admin's.
+    session(&app, &user, &email, false)
 }
 
 fn valid_email(e: &str) -> bool {
@@ -243,6 +279,8 @@ struct OauthLogin {
     responses((status = 200, body = Session), (status = 401, body = crate::openapi::ErrorBody, description = "The ID token did not check out")))]
 async fn oauth_login(State(app): AppState, JsonBody(body): JsonBody<OauthLogin>) -> ApiResult<Json<Session>> {
     let (issuer, claims) = app.auth.verify_id_token(&body.id_token).await?;
+    // Admin rights only for an address the provider says it verified.
+    let verified = claims.email_verified == Some(true);
     let email = claims
         .email
         .map(|e| e.to_lowercase())
@@ -251,11 +289,11 @@ async fn oauth_login(State(app): AppState, JsonBody(body): JsonBody<OauthLogin>)
     let user =
         find_or_create_user(&app.db, &issuer, &claims.sub, &email, claims.name.as_deref(), app.cfg.signup_credits)
             .await?;
-    session(&app, &user, &email)
+    session(&app, &user, &email, verified)
 }
 
-fn session(app: &App, user: &str, email: &str) -> ApiResult<Json<Session>> {
-    let (token, expires_at) = app.auth.issue(user, email)?;
+fn session(app: &App, user: &str, email: &str, verified: bool) -> ApiResult<Json<Session>> {
+    let (token, expires_at) = app.auth.issue(user, email, verified)?;
     Ok(Json(Session { token, token_type: "Bearer".into(), expires_at, user_id: user.to_string() }))
 }
 
@@ -338,6 +376,9 @@ async fn models(State(app): AppState) -> Json<Models> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InitUpload {
+    /// The file's name as the user has it; the server keeps a safe display
+    /// form of it (last path component, no control or bidirectional
+    /// characters, at most 120 characters).
     filename: String,
     /// Bytes; the parts are cut from it.
     size: u64,
@@ -391,9 +432,11 @@ async fn upload_initialize(
             format!("files up to {} bytes; this one has {}", limits.max_upload_bytes, body.size),
         ));
     }
-    if body.filename.trim().is_empty() || body.filename.len() > 255 {
-        return Err(ApiError::unprocessable("invalid_filename", "a file name of 1 to 255 bytes"));
+    if body.filename.trim().is_empty() {
+        return Err(ApiError::unprocessable("invalid_filename", "a file name, not an empty one"));
     }
+    // Made safe once, here: every later use (the library, download names) shows this.
+    let filename = display_name(&body.filename);
     if !acceptable_type(&body.content_type) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -402,7 +445,7 @@ async fn upload_initialize(
         ));
     }
     let id = new_id();
-    let key = format!("user_{}/originals/{id}/{}", user.id, safe_name(&body.filename));
+    let key = format!("user_{}/originals/{id}/{}", user.id, safe_name(&filename));
     let storage_upload = app.store.create_multipart(&key, &body.content_type).await.map_err(ApiError::storage)?;
     let part_size = limits.part_size;
     let count = body.size.div_ceil(part_size);
@@ -423,7 +466,7 @@ async fn upload_initialize(
     .bind(&user.id)
     .bind(&key)
     .bind(&storage_upload)
-    .bind(&body.filename)
+    .bind(&filename)
     .bind(&body.content_type)
     .bind(body.size as i64)
     .bind(part_size as i64)
@@ -452,11 +495,13 @@ struct UploadRow {
     size: i64,
     status: String,
     asset_id: Option<String>,
+    /// While `completing`: when the completing request's hold runs out.
+    lease_until: Option<i64>,
 }
 
 async fn owned_upload(app: &App, user: &str, id: &str) -> ApiResult<UploadRow> {
     let r = sqlx::query(
-        "SELECT object_key, storage_upload, filename, content_type, size, status, asset_id FROM uploads WHERE id = $1 AND user_id = $2",
+        "SELECT object_key, storage_upload, filename, content_type, size, status, asset_id, lease_until FROM uploads WHERE id = $1 AND user_id = $2",
     )
     .bind(id)
     .bind(user)
@@ -471,6 +516,7 @@ async fn owned_upload(app: &App, user: &str, id: &str) -> ApiResult<UploadRow> {
         size: r.try_get(4)?,
         status: r.try_get(5)?,
         asset_id: r.try_get(6)?,
+        lease_until: r.try_get(7)?,
     })
 }
 
@@ -485,15 +531,76 @@ pub struct AssetEnvelope {
     asset: Asset,
 }
 
-async fn set_upload_status(app: &App, id: &str, from: &str, to: &str, code: Option<&str>) -> sqlx::Result<bool> {
-    let r = sqlx::query("UPDATE uploads SET status = $1, failure_code = $2 WHERE id = $3 AND status = $4")
-        .bind(to)
-        .bind(code)
-        .bind(id)
-        .bind(from)
-        .execute(&app.db.pool)
-        .await?;
+/// Takes the upload for completing (or rolling back): from `pending` (with
+/// `pending_expired_before`, only one whose part URLs expired before then), or
+/// from a `completing` whose holder's lease ran out (it died mid-way).
+/// Returns the new lease's token, or `None` when someone else holds it or
+/// the upload is no longer pending.
+pub(crate) async fn take_upload_lease(
+    app: &App,
+    id: &str,
+    now: i64,
+    pending_expired_before: Option<i64>,
+) -> sqlx::Result<Option<String>> {
+    let token = new_id();
+    let until = now.saturating_add((app.cfg.limits.upload_complete_lease_secs as i64).saturating_mul(1000));
+    let r = sqlx::query(
+        "UPDATE uploads SET status = 'completing', lease_token = $1, lease_until = $2 \
+         WHERE id = $3 AND ((status = 'pending' AND expires_at < $5) OR (status = 'completing' AND lease_until < $4))",
+    )
+    .bind(&token)
+    .bind(until)
+    .bind(id)
+    .bind(now)
+    .bind(pending_expired_before.unwrap_or(i64::MAX))
+    .execute(&app.db.pool)
+    .await?;
+    Ok((r.rows_affected() == 1).then_some(token))
+}
+
+/// Ends the lease `token` holds, moving the upload to `to`; false when the
+/// lease was taken over meanwhile (then the upload is the new holder's).
+pub(crate) async fn release_upload_lease(
+    app: &App,
+    id: &str,
+    token: &str,
+    to: &str,
+    code: Option<&str>,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query(
+        "UPDATE uploads SET status = $1, failure_code = $2, lease_token = NULL, lease_until = NULL \
+         WHERE id = $3 AND status = 'completing' AND lease_token = $4",
+    )
+    .bind(to)
+    .bind(code)
+    .bind(id)
+    .bind(token)
+    .execute(&app.db.pool)
+    .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// The answer while another request holds the upload.
+fn upload_busy(up: &UploadRow, now: i64) -> ApiError {
+    if up.status == "completing" {
+        let wait = up.lease_until.map_or(1, |t| ((t - now).max(0) as u64).div_ceil(1000).max(1));
+        return ApiError::conflict(
+            "upload_completing",
+            format!("this upload is being completed; if that request died, try again in {wait} s"),
+        )
+        .with_retry_after(wait);
+    }
+    ApiError::conflict("upload_not_pending", format!("this upload is {}", up.status))
+}
+
+/// Rolls back what a completion may have left in the store: the multipart
+/// upload and the assembled object. Both may already be gone.
+pub(crate) async fn discard_upload_objects(app: &App, key: &str, storage_upload: &str) -> Result<(), StoreError> {
+    match app.store.abort_multipart(key, storage_upload).await {
+        Ok(()) | Err(StoreError::NotFound) => {}
+        Err(e) => return Err(e),
+    }
+    app.store.delete(key).await
 }
 
 /// Completes the upload with the parts' ETags, then checks and probes the
@@ -515,15 +622,21 @@ async fn upload_complete(
         let asset = asset_by_id(&app, up.asset_id.as_deref().unwrap_or_default()).await?;
         return Ok((StatusCode::OK, Json(AssetEnvelope { asset })));
     }
-    if !set_upload_status(&app, &id, "pending", "completing", None).await? {
-        return Err(ApiError::conflict("upload_not_pending", format!("this upload is {}", up.status)));
+    let now = now_ms();
+    let Some(lease) = take_upload_lease(&app, &id, now, None).await? else {
+        return Err(upload_busy(&owned_upload(&app, &user.id, &id).await?, now));
+    };
+    if up.status == "completing" {
+        tracing::info!(upload = %id, "resuming a completion whose request died");
     }
-    match complete_inner(&app, &user, &id, &up, &body.parts).await {
+    match complete_inner(&app, &user, &id, &up, &body.parts, &lease).await {
         Ok(asset) => Ok((StatusCode::CREATED, Json(AssetEnvelope { asset }))),
         Err((e, terminal)) => {
             let (to, code) = if terminal { ("rejected", Some(e.code)) } else { ("pending", None) };
-            set_upload_status(&app, &id, "completing", to, code).await?;
-            if terminal && let Err(se) = app.store.delete(&up.key).await {
+            if release_upload_lease(&app, &id, &lease, to, code).await?
+                && terminal
+                && let Err(se) = app.store.delete(&up.key).await
+            {
                 tracing::warn!(upload = %id, error = %se, "could not delete a rejected upload's object");
             }
             Err(e)
@@ -539,11 +652,18 @@ async fn complete_inner(
     id: &str,
     up: &UploadRow,
     parts: &[PartEtag],
+    lease: &str,
 ) -> Result<Asset, (ApiError, bool)> {
     let retry = |e: ApiError| (e, false);
     let reject = |e: ApiError| (e, true);
     match app.store.complete_multipart(&up.key, &up.storage_upload, parts).await {
         Ok(()) => {}
+        // A completion that died after the store assembled the object: the
+        // multipart upload is gone (S3 says NoSuchUpload, some servers deny
+        // access to it) and the object is there (its key is this upload's
+        // alone). Go on from it; the size is checked next.
+        Err(StoreError::NotFound | StoreError::Rejected(_))
+            if app.store.size(&up.key).await.map_err(|e| retry(ApiError::storage(e)))?.is_some() => {}
         Err(StoreError::Rejected(m)) => return Err(retry(ApiError::bad_request("invalid_parts", m))),
         Err(StoreError::NotFound) => {
             return Err(retry(ApiError::bad_request("invalid_parts", "the storage knows no such upload or part")));
@@ -569,6 +689,20 @@ async fn complete_inner(
     let now = now_ms();
     let insert = async {
         let mut tx = app.db.pool.begin().await?;
+        // Only the lease's holder finishes: a request that outlived its lease
+        // and was taken over creates nothing.
+        let held = sqlx::query(
+            "UPDATE uploads SET status = 'completed', asset_id = $1, lease_token = NULL, lease_until = NULL \
+             WHERE id = $2 AND status = 'completing' AND lease_token = $3",
+        )
+        .bind(&asset_id)
+        .bind(id)
+        .bind(lease)
+        .execute(&mut *tx)
+        .await?;
+        if held.rows_affected() != 1 {
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO media_assets (id, user_id, upload_id, object_key, filename, content_type, size, duration_secs, \
              sample_rate, channels, container, codec, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
@@ -588,14 +722,14 @@ async fn complete_inner(
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE uploads SET status = 'completed', asset_id = $1 WHERE id = $2 AND status = 'completing'")
-            .bind(&asset_id)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await
+        tx.commit().await.map(|()| true)
     };
-    insert.await.map_err(|e| retry(e.into()))?;
+    if !insert.await.map_err(|e| retry(e.into()))? {
+        return Err(retry(ApiError::conflict(
+            "upload_completing",
+            "this completion took too long and another request took the upload over; ask for the upload again",
+        )));
+    }
     asset_by_id(app, &asset_id).await.map_err(retry)
 }
 
@@ -605,7 +739,8 @@ pub struct UploadAborted {
     status: String,
 }
 
-/// Abandons a pending upload; the parts sent so far are discarded.
+/// Abandons a pending upload (or one whose completion died): the parts sent
+/// so far, and anything a completion assembled, are discarded.
 #[utoipa::path(post, path = "/v1/uploads/{id}/abort", tag = "uploads", security(("session" = [])), params(("id" = String, Path)),
     responses((status = 200, body = UploadAborted), (status = 409, body = crate::openapi::ErrorBody, description = "Not pending"),
         (status = 502, body = crate::openapi::ErrorBody, description = "Object storage did not answer")))]
@@ -615,11 +750,18 @@ async fn upload_abort(State(app): AppState, user: AuthUser, Path(id): Path<Strin
     if up.status == "aborted" {
         return Ok(aborted());
     }
-    if up.status != "pending" {
-        return Err(ApiError::conflict("upload_not_pending", format!("this upload is {}", up.status)));
+    // The same lease as completing: an abort never races a live completion,
+    // and it rolls back one that died.
+    let now = now_ms();
+    let Some(lease) = take_upload_lease(&app, &id, now, None).await? else {
+        return Err(upload_busy(&owned_upload(&app, &user.id, &id).await?, now));
+    };
+    if let Err(e) = discard_upload_objects(&app, &up.key, &up.storage_upload).await {
+        // Pending again: the abort (or a completion, or retention) may be tried again.
+        release_upload_lease(&app, &id, &lease, "pending", None).await?;
+        return Err(ApiError::storage(e));
     }
-    app.store.abort_multipart(&up.key, &up.storage_upload).await.map_err(ApiError::storage)?;
-    set_upload_status(&app, &id, "pending", "aborted", None).await?;
+    release_upload_lease(&app, &id, &lease, "aborted", None).await?;
     Ok(aborted())
 }
 
@@ -791,6 +933,7 @@ pub struct SignedOutputs {
 /// Short-lived URLs to play each stem in the page.
 #[utoipa::path(get, path = "/v1/jobs/{id}/preview", tag = "jobs", security(("session" = [])), params(("id" = String, Path)),
     responses((status = 200, body = SignedOutputs), (status = 409, body = crate::openapi::ErrorBody, description = "Not succeeded"),
+        (status = 410, body = crate::openapi::ErrorBody, description = "The stems were deleted"),
         (status = 502, body = crate::openapi::ErrorBody, description = "Object storage did not answer")))]
 async fn preview(State(app): AppState, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<SignedOutputs>> {
     signed_outputs(&app, &user, &id, false).await
@@ -799,6 +942,7 @@ async fn preview(State(app): AppState, user: AuthUser, Path(id): Path<String>) -
 /// Short-lived URLs that download each stem as a named file.
 #[utoipa::path(get, path = "/v1/jobs/{id}/downloads", tag = "jobs", security(("session" = [])), params(("id" = String, Path)),
     responses((status = 200, body = SignedOutputs), (status = 409, body = crate::openapi::ErrorBody, description = "Not succeeded"),
+        (status = 410, body = crate::openapi::ErrorBody, description = "The stems were deleted"),
         (status = 502, body = crate::openapi::ErrorBody, description = "Object storage did not answer")))]
 async fn downloads(State(app): AppState, user: AuthUser, Path(id): Path<String>) -> ApiResult<Json<SignedOutputs>> {
     signed_outputs(&app, &user, &id, true).await
@@ -809,11 +953,20 @@ async fn signed_outputs(app: &App, user: &AuthUser, id: &str, attachment: bool) 
     if job.status != "succeeded" {
         return Err(ApiError::conflict("job_not_succeeded", format!("the job is {}", job.status)));
     }
+    if jobs::outputs_deleted(&app.db, &job.id).await? {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "outputs_deleted",
+            "this job's stems were deleted (with their upload, or at the end of their retention period)",
+        ));
+    }
     let filename: String = sqlx::query("SELECT filename FROM media_assets WHERE id = $1")
         .bind(&job.asset_id)
         .fetch_one(&app.db.pool)
         .await?
         .try_get(0)?;
+    // Names stored before they were made safe at upload are made safe here.
+    let filename = display_name(&filename);
     let base = filename.rsplit_once('.').map_or(filename.as_str(), |(b, _)| b).to_string();
     let ttl = Duration::from_secs(app.cfg.limits.download_url_ttl_secs);
     let expires_at = now_ms() + ttl.as_millis() as i64;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use base64::Engine;
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -72,13 +73,15 @@ impl Auth {
         }
     }
 
-    /// A session token for `user`.
-    pub fn issue(&self, user_id: &str, email: &str) -> ApiResult<(String, u64)> {
+    /// A session token for `user`. `verified` says whether an identity
+    /// provider vouched for the e-mail address; only such sessions may carry
+    /// the admin claim (a dev sign-in, by e-mail alone, never does).
+    pub fn issue(&self, user_id: &str, email: &str, verified: bool) -> ApiResult<(String, u64)> {
         let iat = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let claims = SessionClaims {
             sub: user_id.to_string(),
             email: email.to_string(),
-            admin: self.admin_emails.contains(&email.to_lowercase()),
+            admin: verified && self.admin_emails.contains(&email.to_lowercase()),
             iat,
             exp: iat + self.ttl.as_secs(),
             iss: SESSION_ISSUER.into(),
@@ -99,9 +102,12 @@ impl Auth {
         v.set_issuer(&[SESSION_ISSUER]);
         v.set_required_spec_claims(&["exp", "iss", "sub"]);
         v.leeway = 0;
-        jsonwebtoken::decode::<SessionClaims>(token, &self.decoding, &v)
-            .map(|d| d.claims)
-            .map_err(|e| ApiError::unauthorized(format!("invalid session token: {e}")))
+        jsonwebtoken::decode::<SessionClaims>(token, &self.decoding, &v).map(|d| d.claims).map_err(|e| {
+            ApiError::unauthorized(match e.kind() {
+                ErrorKind::ExpiredSignature => "the session has expired; sign in again",
+                _ => "invalid session token",
+            })
+        })
     }
 
     /// Checks an ID token from one of the configured providers; returns its
@@ -192,8 +198,7 @@ impl OidcVerifier {
     }
 
     async fn verify(&self, token: &str) -> ApiResult<IdClaims> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| ApiError::unauthorized(format!("invalid ID token: {e}")))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| id_token_refused(&e))?;
         if header.alg != Algorithm::RS256 {
             return Err(ApiError::unauthorized(format!(
                 "invalid ID token: algorithm {:?}, expected RS256",
@@ -206,10 +211,23 @@ impl OidcVerifier {
         v.set_audience(&[&self.cfg.audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.leeway = 60;
-        jsonwebtoken::decode::<IdClaims>(token, &key, &v)
-            .map(|d| d.claims)
-            .map_err(|e| ApiError::unauthorized(format!("invalid ID token: {e}")))
+        jsonwebtoken::decode::<IdClaims>(token, &key, &v).map(|d| d.claims).map_err(|e| id_token_refused(&e))
     }
+}
+
+/// Why an ID token was refused, in the client's terms (not the JWT library's).
+fn id_token_refused(e: &jsonwebtoken::errors::Error) -> ApiError {
+    let why = match e.kind() {
+        ErrorKind::ExpiredSignature => "it has expired",
+        ErrorKind::ImmatureSignature => "it is not valid yet",
+        ErrorKind::InvalidAudience => "it was issued for another client",
+        ErrorKind::InvalidIssuer => "it comes from another issuer",
+        ErrorKind::InvalidSignature => "its signature does not match",
+        ErrorKind::InvalidAlgorithm => "it is not signed with RS256",
+        ErrorKind::MissingRequiredClaim(_) => "a required claim is missing",
+        _ => "it is not a well-formed signed JWT",
+    };
+    ApiError::unauthorized(format!("invalid ID token: {why}"))
 }
 
 /// The user for (issuer, subject), created with their signup credits on first sign-in.
@@ -277,6 +295,17 @@ impl FromRequestParts<Arc<App>> for AuthUser {
             .strip_prefix("Bearer ")
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
         let claims = app.auth.verify_session(token.trim())?;
-        Ok(AuthUser { id: claims.sub, email: claims.email, admin: claims.admin })
+        // A validly signed session of a user that no longer exists is no session.
+        let Some(user) = sqlx::query("SELECT issuer FROM users WHERE id = $1")
+            .bind(&claims.sub)
+            .fetch_optional(&app.db.pool)
+            .await?
+        else {
+            return Err(ApiError::unauthorized("the session's user no longer exists; sign in again"));
+        };
+        // A user signed in by the dev sign-in is never an admin, whatever an
+        // older session says.
+        let dev = user.try_get::<String, _>(0)? == "dev";
+        Ok(AuthUser { id: claims.sub, email: claims.email, admin: claims.admin && !dev })
     }
 }

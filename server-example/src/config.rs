@@ -38,6 +38,23 @@ pub struct Config {
     pub billing: Option<BillingConfig>,
     /// Lifetimes of stored objects, and the cleanup task that enforces them.
     pub retention: RetentionConfig,
+    /// Where operators read `/health` and `/metrics`.
+    pub ops: OpsConfig,
+}
+
+/// The operators' endpoints. `/health` is always on the API port (load
+/// balancers probe it); `/metrics` is there only with a token, since it
+/// tells anyone who reads it how busy the service is.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpsConfig {
+    /// A second listener that serves `/health` and `/metrics` (for example
+    /// `127.0.0.1:9100`, or a private interface); none when absent. Every
+    /// process that has it (API, worker or both) serves it.
+    pub listen: Option<String>,
+    /// When set, the API port also serves `/metrics` to requests carrying
+    /// `Authorization: Bearer <metrics_token>` (and the ops listener asks for it too).
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Config {
@@ -56,6 +73,7 @@ impl Default for Config {
             signup_credits: 10,
             billing: None,
             retention: RetentionConfig::default(),
+            ops: OpsConfig::default(),
         }
     }
 }
@@ -200,6 +218,10 @@ pub struct Limits {
     /// address (`x-forwarded-for`: its last entry is used). Without it, the
     /// peer address of the connection.
     pub client_ip_header: Option<String>,
+    /// How long one `POST /v1/uploads/{id}/complete` holds the upload. A
+    /// server that dies mid-completion leaves it `completing` until then;
+    /// after that, completing again resumes and aborting rolls back.
+    pub upload_complete_lease_secs: u64,
 }
 
 impl Default for Limits {
@@ -215,6 +237,7 @@ impl Default for Limits {
             rate_per_ip: Rate { per_sec: 50.0, burst: 100 },
             rate_per_user: Rate { per_sec: 20.0, burst: 60 },
             client_ip_header: None,
+            upload_complete_lease_secs: 600,
         }
     }
 }
@@ -238,8 +261,6 @@ pub struct WorkerConfig {
     pub models: BTreeMap<String, PathBuf>,
     /// Extra options of the neural models (providers, threads, …), as the CLI's `--options` JSON.
     pub neural: Option<serde_json::Value>,
-    /// Where a worker-only process serves `/metrics` and `/health` (none when absent).
-    pub metrics_listen: Option<String>,
 }
 
 impl Default for WorkerConfig {
@@ -253,7 +274,6 @@ impl Default for WorkerConfig {
             default_separator: "builtin:hpss".into(),
             models: BTreeMap::new(),
             neural: None,
-            metrics_listen: None,
         }
     }
 }

@@ -43,6 +43,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/0002_billing_retention.sql"),
         sqlite: include_str!("../migrations/0002_billing_retention.sql"),
     },
+    Migration {
+        version: 3,
+        name: "completion_lease",
+        postgres: include_str!("../migrations/0003_completion_lease.sql"),
+        sqlite: include_str!("../migrations/0003_completion_lease.sql"),
+    },
 ];
 
 /// Any PostgreSQL advisory-lock key will do; this one is "splitsnd" in ASCII.

@@ -216,6 +216,15 @@ pub async fn outputs(db: &Db, job: &str) -> sqlx::Result<Vec<Output>> {
         .collect()
 }
 
+/// Whether any of the job's stems was deleted.
+pub async fn outputs_deleted(db: &Db, job: &str) -> sqlx::Result<bool> {
+    let row = sqlx::query("SELECT COUNT(*) FROM output_tracks WHERE job_id = $1 AND deleted_at IS NOT NULL")
+        .bind(job)
+        .fetch_one(&db.pool)
+        .await?;
+    Ok(row.try_get::<i64, _>(0)? > 0)
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobFailure {
     /// `decode_failed`, `too_long`, `model_unavailable`, `storage_download`, …
@@ -247,6 +256,9 @@ pub struct JobView {
     pub runs_on: Option<String>,
     /// The stems, once succeeded.
     pub outputs: Vec<Output>,
+    /// The job succeeded but its stems were deleted since (with its upload,
+    /// or by retention); previews and downloads answer 410.
+    pub outputs_deleted: bool,
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
@@ -255,7 +267,11 @@ pub struct JobView {
 /// A job as clients see it.
 pub async fn view(db: &Db, job: &JobRow) -> ApiResult<JobView> {
     let cfg = job.config().map_err(|e| ApiError::internal("job config", e))?;
-    let outputs = if job.status == "succeeded" { outputs(db, &job.id).await? } else { Vec::new() };
+    let (outputs, outputs_deleted) = if job.status == "succeeded" {
+        (outputs(db, &job.id).await?, outputs_deleted(db, &job.id).await?)
+    } else {
+        (Vec::new(), false)
+    };
     Ok(JobView {
         id: job.id.clone(),
         asset_id: job.asset_id.clone(),
@@ -276,6 +292,7 @@ pub async fn view(db: &Db, job: &JobRow) -> ApiResult<JobView> {
             .map(|c| JobFailure { code: c.clone(), message: job.failure_message.clone() }),
         runs_on: job.runs_on.clone(),
         outputs,
+        outputs_deleted,
         created_at: job.created_at,
         started_at: job.started_at,
         finished_at: job.finished_at,

@@ -47,7 +47,7 @@ use crate::db::Db;
 use crate::metrics::Metrics;
 use crate::queue::{Queue, SqsQueue};
 use crate::ratelimit::Limiter;
-use crate::storage::{LocalStore, S3Store, Store};
+use crate::storage::{CachedCheck, LocalStore, S3Store, Store};
 
 /// Everything a request handler or a worker needs.
 #[derive(Debug)]
@@ -63,6 +63,8 @@ pub struct App {
     pub rate: RateLimits,
     /// For calls to other services (Stripe).
     pub http: reqwest::Client,
+    /// The store's last health probe.
+    pub store_health: CachedCheck,
 }
 
 /// The request-rate limits of this API process.
@@ -84,7 +86,7 @@ impl App {
         let store = match &cfg.storage {
             StorageConfig::Local => {
                 let secret = secret_file(&cfg.data_dir.join("storage-secret"))?;
-                Store::Local(LocalStore::new(cfg.data_dir.join("objects"), &cfg.public_url(), secret)?)
+                Store::Local(LocalStore::new(cfg.data_dir.clone(), &cfg.public_url(), secret)?)
             }
             StorageConfig::S3(s3) => Store::S3(S3Store::new(s3).await?),
         };
@@ -97,7 +99,24 @@ impl App {
             Some(_) => return Err(StartupError::Config("auth.session_secret needs at least 32 characters".into())),
             None => secret_file(&cfg.data_dir.join("session-secret"))?,
         };
+        if cfg.ops.metrics_token.as_deref().is_some_and(|t| t.trim().len() < 16) {
+            return Err(StartupError::Config("ops.metrics_token needs at least 16 characters".into()));
+        }
+        if cfg.limits.upload_complete_lease_secs == 0 {
+            return Err(StartupError::Config("limits.upload_complete_lease_secs must be positive".into()));
+        }
+        if cfg.retention.orphan_grace_secs < 3600 {
+            return Err(StartupError::Config(
+                "retention.orphan_grace_secs must be at least 3600: an object is written before its row".into(),
+            ));
+        }
         let auth = Auth::new(&cfg.auth, &session_secret);
+        if cfg.auth.dev_login && !cfg.auth.admin_emails.is_empty() {
+            tracing::warn!(
+                "auth.dev_login is on: anyone can sign in as any address there, so dev sessions never carry \
+                 admin rights; the addresses in auth.admin_emails are admins only when signed in through OpenID Connect"
+            );
+        }
         let catalog = catalog(&cfg)?;
         if !catalog.contains_key(&cfg.worker.default_separator) {
             return Err(StartupError::Config(format!(
@@ -111,7 +130,18 @@ impl App {
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(|e| StartupError::Config(format!("HTTP client: {e}")))?;
-        Ok(Arc::new(App { cfg, db, store, queue, auth, catalog, metrics: Metrics::default(), rate, http }))
+        Ok(Arc::new(App {
+            cfg,
+            db,
+            store,
+            queue,
+            auth,
+            catalog,
+            metrics: Metrics::default(),
+            rate,
+            http,
+            store_health: CachedCheck::default(),
+        }))
     }
 }
 

@@ -43,7 +43,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a terminal: a file or a log collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if cli.json_logs {
         // Each line carries its span's fields: request_id on the API, job_id in workers.
         fmt.json().with_current_span(true).with_span_list(false).init()
@@ -106,10 +108,10 @@ async fn run(command: Command, mut cfg: Config) -> Result<(), Box<dyn std::error
     if serves {
         tokio::spawn(splitsound_server::retention::run_periodically(app.clone(), rx.clone()));
     }
-    if let (false, Some(addr)) = (serves, &app.cfg.worker.metrics_listen) {
-        // A worker-only process shows its job metrics on their own port.
+    if let Some(addr) = &app.cfg.ops.listen {
+        // /health and /metrics on their own port, for the operators' network.
         let l = tokio::net::TcpListener::bind(addr).await?;
-        tracing::info!(address = %l.local_addr()?, "worker metrics listening");
+        tracing::info!(address = %l.local_addr()?, "ops endpoints listening");
         tokio::spawn(splitsound_server::serve_ops(app.clone(), l, rx.clone()));
     }
     if let Some(l) = listener {

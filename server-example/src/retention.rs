@@ -1,7 +1,9 @@
 //! How long stored objects live, and the cleanup task that enforces it.
 //! Every step deletes objects first and marks rows after, so a crash between
 //! the two leaves a row pointing at nothing (deleted again, harmlessly, next
-//! run) and never an object no row knows of. The time is passed in, so tests
+//! run). What a process killed between writing an object and recording it
+//! leaves (an object no row knows) is found by listing the store and deleted
+//! once it is older than `orphan_grace_secs`. The time is passed in, so tests
 //! run the task "days later" without waiting.
 
 use std::sync::Arc;
@@ -25,8 +27,15 @@ pub struct RetentionConfig {
     pub outputs_secs: u64,
     /// What failed or cancelled jobs left in storage is deleted this long after they ended.
     pub failed_artifacts_secs: u64,
-    /// Pending uploads are aborted this long after their part URLs expired.
+    /// Pending uploads are aborted this long after their part URLs expired,
+    /// and completions whose request died are rolled back this long after
+    /// their lease ran out.
     pub abandoned_upload_grace_secs: u64,
+    /// Objects of this service's layout (`user_<id>/originals/…`,
+    /// `user_<id>/jobs/…`) that no row knows (what a process killed between
+    /// writing an object and recording it left behind) are deleted once they
+    /// were last written this long ago (at least an hour).
+    pub orphan_grace_secs: u64,
     /// How often `serve` and `all` run the task (0: never; run `splitsound-server cleanup` instead).
     pub interval_secs: u64,
     /// Rows handled per step and run.
@@ -40,6 +49,7 @@ impl Default for RetentionConfig {
             outputs_secs: 7 * 86400,
             failed_artifacts_secs: 86400,
             abandoned_upload_grace_secs: 3600,
+            orphan_grace_secs: 86400,
             interval_secs: 3600,
             batch: 500,
         }
@@ -50,6 +60,10 @@ impl Default for RetentionConfig {
 #[derive(Debug, Default, Clone, PartialEq, Serialize)]
 pub struct CleanupReport {
     pub uploads_aborted: usize,
+    /// Completions that died mid-way and were not resumed.
+    pub uploads_rolled_back: usize,
+    /// Objects no row knew of.
+    pub orphans_deleted: usize,
     pub originals_deleted: usize,
     pub outputs_deleted: usize,
     pub failed_job_objects_deleted: usize,
@@ -74,27 +88,39 @@ pub async fn run_once(app: &App, now: i64) -> Result<CleanupReport, CleanupError
     let cfg = &app.cfg.retention;
     let mut report = CleanupReport::default();
 
-    // Abandoned multipart uploads: the store drops their parts.
+    // Abandoned multipart uploads (the store drops their parts), and
+    // completions whose request died and that nobody resumed (rolled back).
+    // Each is taken under the upload's lease, so a completion arriving now
+    // either waits for this or wins, never both.
+    let grace = ago(now, cfg.abandoned_upload_grace_secs);
     let rows = sqlx::query(
-        "SELECT id, object_key, storage_upload FROM uploads WHERE status = 'pending' AND expires_at < $1 LIMIT $2",
+        "SELECT id, object_key, storage_upload, status FROM uploads \
+         WHERE (status = 'pending' AND expires_at < $1) OR (status = 'completing' AND lease_until < $1) LIMIT $2",
     )
-    .bind(ago(now, cfg.abandoned_upload_grace_secs))
+    .bind(grace)
     .bind(cfg.batch)
     .fetch_all(&app.db.pool)
     .await?;
     for r in &rows {
-        let (id, key, upload): (String, String, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-        match app.store.abort_multipart(&key, &upload).await {
-            Ok(()) | Err(StoreError::NotFound) => {}
-            Err(e) => return Err(e.into()),
+        let (id, key, upload, status): (String, String, String, String) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+        // Still as selected: a completion resumed and put back to pending meanwhile is not abandoned.
+        let stale = if status == "pending" { Some(grace) } else { None };
+        let Some(lease) = crate::api::take_upload_lease(app, &id, now, stale).await? else { continue };
+        if let Err(e) = crate::api::discard_upload_objects(app, &key, &upload).await {
+            // Pending again, for the next run; one upload the store refuses
+            // to let go of does not hold up the rest of the cleanup.
+            crate::api::release_upload_lease(app, &id, &lease, "pending", None).await?;
+            tracing::warn!(upload = %id, error = %e, "could not discard an abandoned upload; next run will retry");
+            continue;
         }
-        let marked = sqlx::query(
-            "UPDATE uploads SET status = 'aborted', failure_code = 'abandoned' WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(&id)
-        .execute(&app.db.pool)
-        .await?;
-        report.uploads_aborted += marked.rows_affected() as usize;
+        let code = if status == "pending" { "abandoned" } else { "interrupted" };
+        if crate::api::release_upload_lease(app, &id, &lease, "aborted", Some(code)).await? {
+            match code {
+                "abandoned" => report.uploads_aborted += 1,
+                _ => report.uploads_rolled_back += 1,
+            }
+        }
     }
 
     // Stems past their lifetime.
@@ -154,12 +180,17 @@ pub async fn run_once(app: &App, now: i64) -> Result<CleanupReport, CleanupError
         sqlx::query("UPDATE jobs SET cleaned_at = $1 WHERE id = $2").bind(now).bind(&id).execute(&app.db.pool).await?;
     }
 
+    // Objects that no row knows.
+    report.orphans_deleted = delete_orphans(app, now).await?;
+
     // Temporary files that killed processes left mid-write.
     let cutoff = std::time::UNIX_EPOCH + Duration::from_millis(ago(now, cfg.failed_artifacts_secs).max(0) as u64);
     report.stale_temp_files_deleted = app.store.sweep_partials(cutoff).await?;
 
     for (kind, n) in [
         ("upload", report.uploads_aborted),
+        ("interrupted_upload", report.uploads_rolled_back),
+        ("orphan", report.orphans_deleted),
         ("original", report.originals_deleted),
         ("output", report.outputs_deleted),
         ("failed_job_object", report.failed_job_objects_deleted),
@@ -170,6 +201,61 @@ pub async fn run_once(app: &App, now: i64) -> Result<CleanupReport, CleanupError
         }
     }
     Ok(report)
+}
+
+/// Deletes every object older than `orphan_grace_secs` that no row knows:
+/// not a live original or stem, not the object of an upload still pending or
+/// completing, and not under the prefix of a job that is still active or
+/// whose leftovers the failed-job step has yet to remove.
+async fn delete_orphans(app: &App, now: i64) -> Result<usize, CleanupError> {
+    let cutoff =
+        std::time::UNIX_EPOCH + Duration::from_millis(ago(now, app.cfg.retention.orphan_grace_secs).max(0) as u64);
+    // Only keys of this service's own layout: whatever else shares the bucket is not ours to judge.
+    let ours = |key: &str| {
+        key.strip_prefix("user_")
+            .and_then(|k| k.split_once('/'))
+            .is_some_and(|(_, rest)| rest.starts_with("originals/") || rest.starts_with("jobs/"))
+    };
+    let candidates: Vec<_> =
+        app.store.list_objects("").await?.into_iter().filter(|o| o.modified < cutoff && ours(&o.key)).collect();
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    // Rows are read in the order objects move between them, so an object that
+    // moves while they are read is seen on one side or the other: an upload
+    // becomes an asset (uploads first), an active job's files become its
+    // outputs (jobs first).
+    let mut known = std::collections::HashSet::new();
+    let mut prefixes = Vec::new();
+    let rows = |sql: &'static str| sqlx::query(sql).fetch_all(&app.db.pool);
+    for r in rows("SELECT object_key FROM uploads WHERE status IN ('pending', 'completing')").await? {
+        known.insert(r.try_get::<String, _>(0)?);
+    }
+    for r in rows("SELECT object_key FROM media_assets WHERE deleted_at IS NULL").await? {
+        known.insert(r.try_get::<String, _>(0)?);
+    }
+    let jobs = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT user_id, id FROM jobs WHERE status IN {} OR (status IN ('failed', 'cancelled') AND cleaned_at IS NULL)",
+        crate::jobs::ACTIVE
+    )))
+    .fetch_all(&app.db.pool)
+    .await?;
+    for r in &jobs {
+        prefixes.push(crate::worker::job_prefix(&r.try_get::<String, _>(0)?, &r.try_get::<String, _>(1)?));
+    }
+    for r in rows("SELECT object_key FROM output_tracks WHERE deleted_at IS NULL").await? {
+        known.insert(r.try_get::<String, _>(0)?);
+    }
+    let mut deleted = 0;
+    for o in candidates {
+        if known.contains(&o.key) || prefixes.iter().any(|p| o.key.starts_with(p.as_str())) {
+            continue;
+        }
+        tracing::info!(key = %o.key, "deleting an object no row knows");
+        app.store.delete(&o.key).await?;
+        deleted += 1;
+    }
+    Ok(deleted)
 }
 
 /// Deletes an asset's original and every output made from it, then marks

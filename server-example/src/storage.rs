@@ -39,6 +39,14 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub key: String,
+    /// When it was last written.
+    pub modified: std::time::SystemTime,
+}
+
 /// A part the client says it uploaded.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
 pub struct PartEtag {
@@ -138,12 +146,16 @@ impl Store {
     }
     /// The keys of the objects under `prefix` (all of them for `""`), sorted.
     pub async fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
-        let mut keys = match self {
+        Ok(self.list_objects(prefix).await?.into_iter().map(|o| o.key).collect())
+    }
+    /// The objects under `prefix` with when each was last written, sorted by key.
+    pub async fn list_objects(&self, prefix: &str) -> StoreResult<Vec<StoredObject>> {
+        let mut objects = match self {
             Store::Local(s) => s.list(prefix).await?,
             Store::S3(s) => s.list(prefix).await?,
         };
-        keys.sort();
-        Ok(keys)
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
     }
     /// Deletes temporary files of writes that never finished (a process
     /// killed mid-write) last touched before `cutoff`; S3's writes leave none.
@@ -162,6 +174,32 @@ impl Store {
     }
 }
 
+/// The last answer of a probe, reused while it is fresh, so that a busy
+/// `/health` does not write a file (or call S3) on every request. Callers
+/// that arrive while a probe runs wait for its answer instead of starting another.
+#[derive(Debug, Default)]
+pub struct CachedCheck {
+    last: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+}
+
+impl CachedCheck {
+    pub async fn get<F, Fut>(&self, max_age: Duration, probe: F) -> Result<(), String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = StoreResult<()>>,
+    {
+        let mut last = self.last.lock().await;
+        if let Some((at, answer)) = last.as_ref()
+            && at.elapsed() < max_age
+        {
+            return answer.clone();
+        }
+        let answer = probe().await.map_err(|e| e.to_string());
+        *last = Some((std::time::Instant::now(), answer.clone()));
+        answer
+    }
+}
+
 fn check_key(key: &str) -> StoreResult<()> {
     let ok = !key.is_empty()
         && key.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
@@ -177,6 +215,81 @@ pub fn safe_name(name: &str) -> String {
         .collect();
     let s = s.trim_start_matches('.').to_string();
     if s.is_empty() { "file".into() } else { s.chars().take(100).collect() }
+}
+
+/// The longest display name kept, in characters (the extension is kept whole).
+const DISPLAY_NAME_CHARS: usize = 120;
+
+/// A user's file name made safe to show and to offer as a download name,
+/// once, when the upload starts: only its last path component (`/` and `\`
+/// both separate), without control characters, bidirectional overrides or
+/// invisible format characters, with the characters Windows forbids in file
+/// names replaced, whitespace collapsed, no leading dots, no trailing dots
+/// or spaces, and at most [`DISPLAY_NAME_CHARS`] characters; `upload` when
+/// nothing is left.
+pub fn display_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let mut out = String::with_capacity(last.len());
+    for c in last.chars() {
+        // Controls, and the format and filler characters that render as nothing
+        // (or reorder what follows: the bidirectional ones).
+        let invisible = c.is_control()
+            || matches!(
+                c,
+                '\u{00AD}'
+                    | '\u{061C}'
+                    | '\u{115F}'
+                    | '\u{1160}'
+                    | '\u{180E}'
+                    | '\u{200B}'..='\u{200F}'
+                    | '\u{202A}'..='\u{202E}'
+                    | '\u{2060}'..='\u{206F}'
+                    | '\u{3164}'
+                    | '\u{FEFF}'
+                    | '\u{FFA0}'
+                    | '\u{FFF9}'..='\u{FFFB}'
+                    | '\u{E0000}'..='\u{E007F}'
+            );
+        if invisible {
+            continue;
+        }
+        let c = if matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*') { '_' } else { c };
+        if c.is_whitespace() {
+            if !out.is_empty() && !out.ends_with(' ') {
+                out.push(' ');
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    let trimmed = out.trim_start_matches(['.', ' ']).trim_end_matches(['.', ' ']);
+    let name = if trimmed.chars().count() <= DISPLAY_NAME_CHARS {
+        trimmed.to_string()
+    } else {
+        // Keep a short extension whole and cut the stem.
+        let (stem, ext) = match trimmed.rsplit_once('.') {
+            Some((stem, ext)) if !ext.is_empty() && ext.chars().count() <= 10 && !stem.is_empty() => (stem, Some(ext)),
+            _ => (trimmed, None),
+        };
+        let keep = DISPLAY_NAME_CHARS - ext.map_or(0, |e| e.chars().count() + 1);
+        let stem: String = stem.chars().take(keep).collect();
+        let stem = stem.trim_end_matches(['.', ' ']);
+        match ext {
+            Some(e) => format!("{stem}.{e}"),
+            None => stem.to_string(),
+        }
+    };
+    if name.is_empty() {
+        return "upload".into();
+    }
+    // Windows' device names (CON, NUL, COM1, …) cannot be saved as files there.
+    let stem = name.split('.').next().unwrap_or("").trim_end().to_ascii_uppercase();
+    let reserved = matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || ((stem.starts_with("COM") || stem.starts_with("LPT"))
+            && stem.len() == 4
+            && stem.as_bytes()[3].is_ascii_digit()
+            && stem.as_bytes()[3] != b'0');
+    if reserved { format!("_{name}") } else { name }
 }
 
 /// `NotFound` as `None`: for deletes and lookups, where a missing object is an answer.
@@ -199,7 +312,8 @@ fn unix_now() -> u64 {
 // ---------------------------------------------------------------------------
 // Local disk
 
-/// Objects as files under `root/objects`, parts under `root/multipart`.
+/// Objects as files under `root/objects`, parts under `root/multipart`
+/// (`root` is the server's `data_dir`).
 #[derive(Clone)]
 pub struct LocalStore {
     root: PathBuf,
@@ -224,6 +338,7 @@ pub enum SignatureError {
 impl LocalStore {
     /// `base_url` is the API's public address; `secret` signs the URLs.
     pub fn new(root: PathBuf, base_url: &str, secret: Vec<u8>) -> Result<LocalStore, StartupError> {
+        move_nested_layout(&root)?;
         std::fs::create_dir_all(root.join("objects"))?;
         std::fs::create_dir_all(root.join("multipart"))?;
         Ok(LocalStore { root, base_url: base_url.trim_end_matches('/').to_string(), secret })
@@ -316,6 +431,10 @@ impl LocalStore {
         if parts.is_empty() || parts.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
             return Err(StoreError::Rejected("parts must be listed once each, in ascending order".into()));
         }
+        // As S3 answers NoSuchUpload: the upload was completed (or aborted) already.
+        if !tokio::fs::try_exists(&dir).await.map_err(io_err)? {
+            return Err(StoreError::NotFound);
+        }
         let mut paths = Vec::with_capacity(parts.len());
         for p in parts {
             let stored = match tokio::fs::read_to_string(dir.join(format!("{}.etag", p.part_number))).await {
@@ -337,7 +456,7 @@ impl LocalStore {
             Ok(())
         })
         .await?;
-        let _ = tokio::fs::remove_dir_all(&dir).await;
+        remove_upload_dir(&dir).await;
         Ok(())
     }
 
@@ -366,8 +485,17 @@ impl LocalStore {
 
     async fn sweep_partials(&self, cutoff: std::time::SystemTime) -> StoreResult<usize> {
         let root = self.root.join("objects");
+        let parts = self.root.join("multipart");
         blocking(move || {
             let mut deleted = 0;
+            // Multipart folders a process was killed while removing (remove_upload_dir).
+            for e in std::fs::read_dir(&parts)? {
+                let e = e?;
+                if e.path().extension().is_some_and(|x| x == "removing") {
+                    std::fs::remove_dir_all(e.path())?;
+                    deleted += 1;
+                }
+            }
             for_each_file(&root, |e, partial| {
                 if partial && e.metadata()?.modified()? < cutoff {
                     std::fs::remove_file(e.path())?;
@@ -380,22 +508,27 @@ impl LocalStore {
         .await
     }
 
-    async fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<StoredObject>> {
         let root = self.root.join("objects");
         let prefix = prefix.to_string();
         blocking(move || {
-            let mut keys = Vec::new();
+            let mut objects = Vec::new();
             for_each_file(&root, |e, partial| {
                 let path = e.path();
                 if !partial && let Ok(rel) = path.strip_prefix(&root) {
                     let key = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
                     if key.starts_with(&prefix) {
-                        keys.push(key);
+                        match e.metadata().and_then(|m| m.modified()) {
+                            Ok(modified) => objects.push(StoredObject { key, modified }),
+                            // Deleted since the directory was read: not there.
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(e),
+                        }
                     }
                 }
                 Ok(())
             })?;
-            Ok(keys)
+            Ok(objects)
         })
         .await
     }
@@ -415,9 +548,48 @@ impl LocalStore {
     }
 
     async fn check(&self) -> StoreResult<()> {
-        let probe = self.root.join("objects").join(".health");
+        // Beside the objects, not among them: a listing must show objects only.
+        let probe = self.root.join(".health");
         write_atomic(probe, |f| f.write_all(b"ok")).await
     }
+}
+
+/// Removes a multipart upload's folder all at once: renamed away first, so a
+/// process killed half-way leaves either the whole folder or none of it under
+/// its name (a half-deleted one would make the upload neither completable nor
+/// known to be done).
+async fn remove_upload_dir(dir: &Path) {
+    let tomb = dir.with_extension("removing");
+    if tokio::fs::rename(dir, &tomb).await.is_ok() {
+        let _ = tokio::fs::remove_dir_all(&tomb).await;
+    }
+}
+
+/// Earlier versions kept objects under `<data_dir>/objects/objects` and parts
+/// under `<data_dir>/objects/multipart`; this moves them to where they belong.
+fn move_nested_layout(root: &Path) -> std::io::Result<()> {
+    let old = root.join("objects");
+    for (from, to) in [(old.join("objects"), old.clone()), (old.join("multipart"), root.join("multipart"))] {
+        if !from.is_dir() {
+            continue;
+        }
+        std::fs::create_dir_all(&to)?;
+        for e in std::fs::read_dir(&from)? {
+            let e = e?;
+            let dest = to.join(e.file_name());
+            if dest.exists() {
+                return Err(std::io::Error::other(format!(
+                    "cannot move {} to {}: it exists",
+                    e.path().display(),
+                    dest.display()
+                )));
+            }
+            std::fs::rename(e.path(), dest)?;
+        }
+        std::fs::remove_dir(&from)?;
+    }
+    let _ = std::fs::remove_file(old.join(".health"));
+    Ok(())
 }
 
 /// Calls `visit` with every file under `root`, at any depth, and whether it is
@@ -619,8 +791,8 @@ impl S3Store {
         found(r.map_err(sdk_err)).map(drop)
     }
 
-    async fn list(&self, prefix: &str) -> StoreResult<Vec<String>> {
-        let mut keys = Vec::new();
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<StoredObject>> {
+        let mut objects = Vec::new();
         let mut token = None;
         loop {
             let mut req = self.client.list_objects_v2().bucket(&self.bucket);
@@ -628,13 +800,20 @@ impl S3Store {
                 req = req.prefix(prefix);
             }
             let out = req.set_continuation_token(token).send().await.map_err(sdk_err)?;
-            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+            objects.extend(out.contents().iter().filter_map(|o| {
+                let modified = o.last_modified().and_then(|t| std::time::SystemTime::try_from(*t).ok());
+                Some(StoredObject {
+                    key: o.key()?.to_string(),
+                    // A listing without a time is treated as written now: kept for the grace period.
+                    modified: modified.unwrap_or_else(std::time::SystemTime::now),
+                })
+            }));
             match out.next_continuation_token() {
                 Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
                 _ => break,
             }
         }
-        Ok(keys)
+        Ok(objects)
     }
 
     async fn presign_get(&self, key: &str, ttl: Duration, opts: &GetOptions) -> StoreResult<String> {
@@ -655,5 +834,78 @@ impl S3Store {
     async fn check(&self) -> StoreResult<()> {
         self.client.head_bucket().bucket(&self.bucket).send().await.map_err(sdk_err)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_are_safe() {
+        assert_eq!(display_name("song.flac"), "song.flac");
+        assert_eq!(display_name("../../etc/passwd"), "passwd");
+        assert_eq!(display_name("..\\..\\Windows\\win.ini"), "win.ini");
+        assert_eq!(display_name("a/b/"), "upload");
+        assert_eq!(display_name("..."), "upload");
+        assert_eq!(display_name(".hidden.wav"), "hidden.wav");
+        assert_eq!(display_name("a\0b\r\nc\td.wav"), "abcd.wav");
+        assert_eq!(display_name("  two   words  .mp3 "), "two words .mp3");
+        // A right-to-left override would show "song\u{202E}vaw.exe" as "songexe.wav".
+        assert_eq!(display_name("song\u{202E}vaw.exe"), "songvaw.exe");
+        assert_eq!(display_name("x\u{2066}y\u{200B}z\u{FEFF}.wav"), "xyz.wav");
+        assert_eq!(display_name("a\u{00AD}b\u{E0041}c\u{3164}d\u{206F}.wav"), "abcd.wav");
+        assert_eq!(display_name("con.wav"), "_con.wav");
+        assert_eq!(display_name("LPT1"), "_LPT1");
+        assert_eq!(display_name("COM0.wav"), "COM0.wav");
+        assert_eq!(display_name("console.wav"), "console.wav");
+        assert_eq!(display_name("what?<is>:this|\"*.wav"), "what__is__this___.wav");
+        assert_eq!(display_name("Ünïcödé 音楽.flac"), "Ünïcödé 音楽.flac");
+        let long = format!("{}.flac", "é".repeat(1000));
+        let d = display_name(&long);
+        assert_eq!(d.chars().count(), DISPLAY_NAME_CHARS);
+        assert!(d.ends_with("é.flac"), "{d}");
+        let no_ext = "x".repeat(1000);
+        assert_eq!(display_name(&no_ext).len(), DISPLAY_NAME_CHARS);
+        for name in ["../../etc/passwd", "a\r\nb", "\u{202E}", &long] {
+            let d = display_name(name);
+            assert!(!d.contains(['/', '\\']) && !d.chars().any(char::is_control), "{d:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_probe_is_reused_while_fresh() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let check = CachedCheck::default();
+        let probes = AtomicUsize::new(0);
+        let probe = || async {
+            probes.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(StoreError::Unavailable("disk full".into()))
+        };
+        for _ in 0..200 {
+            assert_eq!(check.get(Duration::from_secs(60), probe).await, Err("storage unavailable: disk full".into()));
+        }
+        assert_eq!(probes.load(Ordering::SeqCst), 1, "200 calls, one probe");
+        let _ = check.get(Duration::ZERO, probe).await;
+        assert_eq!(probes.load(Ordering::SeqCst), 2, "a stale answer is probed again");
+    }
+
+    #[test]
+    fn the_old_nested_layout_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("objects/objects/user_a/originals/1")).unwrap();
+        std::fs::write(root.join("objects/objects/user_a/originals/1/a.wav"), b"a").unwrap();
+        std::fs::create_dir_all(root.join("objects/multipart/u1")).unwrap();
+        std::fs::write(root.join("objects/multipart/u1/1"), b"p").unwrap();
+        std::fs::write(root.join("objects/.health"), b"ok").unwrap();
+        move_nested_layout(root).unwrap();
+        assert_eq!(std::fs::read(root.join("objects/user_a/originals/1/a.wav")).unwrap(), b"a");
+        assert_eq!(std::fs::read(root.join("multipart/u1/1")).unwrap(), b"p");
+        assert!(!root.join("objects/objects").exists() && !root.join("objects/multipart").exists());
+        assert!(!root.join("objects/.health").exists());
+        // Again: nothing to do.
+        move_nested_layout(root).unwrap();
+        assert!(root.join("objects/user_a/originals/1/a.wav").exists());
     }
 }

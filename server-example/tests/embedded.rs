@@ -27,7 +27,14 @@ macro_rules! ops_tests {
     )*};
 }
 
-ops_tests!(billing, billing_disabled, admin, retention, observability, abuse_limits);
+ops_tests!(billing, billing_disabled, admin, retention, observability, abuse_limits, hardening);
+
+/// The API killed with SIGKILL mid-completion of uploads, on local disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn complete_crash() {
+    let (_d, cfg) = cfg();
+    faults::complete_crash(cfg).await;
+}
 
 /// SQLite shared by this process (the API) and worker processes killed with SIGKILL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -161,41 +168,21 @@ async fn library_pages() {
 /// expired token do not. Dev sign-in is off unless enabled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn oidc_login() {
-    use base64::Engine;
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
-    use rsa::pkcs1::EncodeRsaPrivateKey;
-    use rsa::traits::PublicKeyParts;
 
-    let (d, mut cfg) = cfg();
-    let mut rng = rsa::rand_core::OsRng;
-    let key = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
-    let other = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
-    let b64 = |b: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-    let jwks = json!({"keys": [{
-        "kty": "RSA", "use": "sig", "alg": "RS256", "kid": "k1",
-        "n": b64(key.n().to_bytes_be()), "e": b64(key.e().to_bytes_be()),
-    }]});
-    let jwks_path = d.path().join("jwks.json");
-    std::fs::write(&jwks_path, jwks.to_string()).unwrap();
+    let (_d, mut cfg) = cfg();
     cfg.auth.dev_login = false;
     cfg.auth.admin_emails = vec!["Admin@Example.com".into()];
-    cfg.auth.oidc = vec![splitsound_server::config::OidcProvider {
-        issuer: "https://id.example.com".into(),
-        audience: "splitsound-web".into(),
-        jwks: jwks_path.to_string_lossy().into_owned(),
-    }];
+    let oidc = common::Oidc::configure(&mut cfg);
+    // Another key under the same kid, which the server does not know.
+    let other = common::Oidc::configure(&mut splitsound_server::Config::default());
     let srv = Server::start(cfg, 0).await;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let sign = |k: &rsa::RsaPrivateKey, claims: serde_json::Value| {
-        let mut h = Header::new(Algorithm::RS256);
-        h.kid = Some("k1".into());
-        let der = k.to_pkcs1_der().unwrap();
-        jsonwebtoken::encode(&h, &claims, &EncodingKey::from_rsa_der(der.as_bytes())).unwrap()
-    };
-    let claims = |aud: &str, iss: &str, exp: u64| json!({"iss": iss, "aud": aud, "sub": "user-42", "email": "admin@example.com", "exp": exp, "iat": now});
+    let sign = |k: &common::Oidc, claims: serde_json::Value| k.sign(&claims);
+    let claims = |aud: &str, iss: &str, exp: u64| json!({"iss": iss, "aud": aud, "sub": "user-42", "email": "admin@example.com", "email_verified": true, "exp": exp, "iat": now});
     let login = |t: String| srv.call("POST", "/v1/auth/oauth/login", None, Some(json!({"id_token": t})));
 
-    let (s, v) = login(sign(&key, claims("splitsound-web", "https://id.example.com", now + 600))).await;
+    let (s, v) = login(sign(&oidc, claims("splitsound-web", "https://id.example.com", now + 600))).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let token = v["token"].as_str().unwrap().to_string();
     let (s, me) = srv.call("GET", "/v1/me", Some(&token), None).await;
@@ -204,19 +191,32 @@ async fn oidc_login() {
     assert_eq!(me["admin"], true);
     assert_eq!(me["credits"], 10);
     // The same subject again is the same user, credited once.
-    let (_, v2) = login(sign(&key, claims("splitsound-web", "https://id.example.com", now + 600))).await;
+    let (_, v2) = login(sign(&oidc, claims("splitsound-web", "https://id.example.com", now + 600))).await;
     assert_eq!(v2["user_id"], v["user_id"]);
 
-    for (what, t) in [
-        ("wrong audience", sign(&key, claims("someone-else", "https://id.example.com", now + 600))),
-        ("unknown issuer", sign(&key, claims("splitsound-web", "https://evil.example.com", now + 600))),
-        ("another key", sign(&other, claims("splitsound-web", "https://id.example.com", now + 600))),
-        ("expired", sign(&key, claims("splitsound-web", "https://id.example.com", now - 3600))),
-        ("garbage", "a.b.c".to_string()),
+    // Refused, in the API's words (not the JWT library's).
+    for (why, t) in [
+        ("it was issued for another client", sign(&oidc, claims("someone-else", "https://id.example.com", now + 600))),
+        (
+            "unknown issuer \"https://evil.example.com\"",
+            sign(&oidc, claims("splitsound-web", "https://evil.example.com", now + 600)),
+        ),
+        ("its signature does not match", sign(&other, claims("splitsound-web", "https://id.example.com", now + 600))),
+        ("it has expired", sign(&oidc, claims("splitsound-web", "https://id.example.com", now - 3600))),
+        ("not a JWT", "a.b.c".to_string()),
     ] {
         let (s, e) = login(t).await;
-        assert_eq!(s, StatusCode::UNAUTHORIZED, "{what}: {e}");
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{why}: {e}");
+        assert_eq!(e["error"]["message"], format!("invalid ID token: {why}"));
     }
+    // An address the provider does not say it verified signs in, but not as an admin.
+    let mut unverified = claims("splitsound-web", "https://id.example.com", now + 600);
+    unverified["sub"] = "user-43".into();
+    unverified.as_object_mut().unwrap().remove("email_verified");
+    let (s, v) = login(sign(&oidc, unverified)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, me) = srv.call("GET", "/v1/me", Some(v["token"].as_str().unwrap()), None).await;
+    assert_eq!(me["admin"], false);
     // A session token signed with another secret is refused.
     let forged = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -244,7 +244,7 @@ async fn binary_runs_with_defaults() {
     let out =
         std::process::Command::new(bin).args(["--config", cfg_path.to_str().unwrap(), "migrate"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("applied 2 migration(s): [1, 2]"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied 3 migration(s): [1, 2, 3]"));
     let log_path = dir.path().join("server.log");
     let mut child = std::process::Command::new(bin)
         .args(["--config", cfg_path.to_str().unwrap(), "--json-logs", "all"])

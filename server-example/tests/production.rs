@@ -115,6 +115,8 @@ macro_rules! production_tests {
                 "admin" => ops::admin(cfg).await,
                 "retention" => ops::retention(cfg).await,
                 "worker_kill9" => faults::worker_kill9(cfg).await,
+                "complete_crash" => faults::complete_crash(cfg).await,
+                "hardening" => ops::hardening(cfg).await,
                 "balance_race" => faults::balance_race(cfg).await,
                 other => panic!("no flow {other}"),
             }
@@ -144,6 +146,8 @@ production_tests! {
     worker_kill9, Setup::Sqs;
     worker_kill9_pg_queue, Setup::PgQueue;
     balance_race_pg_queue, Setup::PgQueue;
+    complete_crash, Setup::Sqs;
+    hardening_pg_queue, Setup::PgQueue;
 }
 
 /// The object store stops mid-job (a private s3s-fs this test stops and starts).

@@ -1,5 +1,6 @@
 //! Faults, bounded and on loopback: workers killed with SIGKILL mid-job, the
-//! object store going away mid-job, and creates racing one balance.
+//! API killed mid-completion of uploads, the object store going away mid-job,
+//! and creates racing one balance.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -54,7 +55,12 @@ pub async fn invariants(srv: &Server, user: &str, jobs: &[String]) {
         assert!(succeeded <= i64::from(status == "succeeded"), "job {id}: {succeeded} runs recorded success");
     }
     srv.ledger_balances(user).await;
-    // No orphans: the store holds the live originals and the succeeded jobs' outputs, nothing else.
+    no_orphans(srv).await;
+}
+
+/// The store holds the live originals and the succeeded jobs' outputs, nothing else.
+pub async fn no_orphans(srv: &Server) {
+    let pool = &srv.app.db.pool;
     let mut known = BTreeSet::new();
     for r in sqlx::query("SELECT object_key FROM media_assets WHERE deleted_at IS NULL").fetch_all(pool).await.unwrap()
     {
@@ -258,5 +264,169 @@ pub async fn storage_outage(mut cfg: Config, s3: &mut S3Server) {
     assert_eq!(srv.balance(&token).await, 10 - 1);
     s3.up();
     invariants(&srv, &user, &[first, second]).await;
+    srv.stop().await;
+}
+
+/// The API process killed with SIGKILL while it completes three uploads of a
+/// 26 MB file (assembling, downloading and probing them): none is stuck.
+/// While the dead request's lease runs, completing or aborting answers 409
+/// with Retry-After; after it, completing again resumes (the asset appears
+/// once), aborting rolls back (the assembled object is deleted), and the
+/// cleanup task rolls back the one nobody touched. An object no row knows
+/// is deleted once past its grace, and the store ends up holding exactly
+/// what the rows know.
+/// (On S3 servers that, unlike S3 and moto, drop a multipart upload whose
+/// completing request went away, such as s3s-fs, there is nothing to resume.)
+pub async fn complete_crash(mut cfg: Config) {
+    cfg.limits.upload_complete_lease_secs = 60;
+    cfg.retention.interval_secs = 0;
+    let srv = Server::start(cfg, 0).await;
+    let token = srv.login("crash@example.com").await;
+    let big = wav(150.0, 44100);
+    // The API to kill: another process of the same deployment (same
+    // database, store and secrets), on its own port, logging text.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child_cfg = srv.app.cfg.clone();
+    child_cfg.listen = format!("127.0.0.1:{port}");
+    child_cfg.public_url = None;
+    let cfg_path = srv.dir.path().join("api.json");
+    std::fs::write(&cfg_path, serde_json::to_vec(&child_cfg).unwrap()).unwrap();
+    let log_path = srv.dir.path().join("api.log");
+    let pool = srv.app.db.pool.clone();
+    let status = |id: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query("SELECT status FROM uploads WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .get::<String, _>(0)
+        }
+    };
+
+    let mut stuck = Vec::new();
+    for round in 0..5 {
+        // All parts first, then the three completions at once.
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            ids.push(srv.put_parts(&token, &format!("big-{round}-{i}.wav"), &big, "audio/wav").await);
+        }
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_splitsound-server"))
+            .args(["--config", cfg_path.to_str().unwrap(), "serve"])
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .expect("the server binary starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let t0 = Instant::now();
+        while srv.http.get(format!("{base}/health")).send().await.is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "the API process did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for (id, parts) in &ids {
+            let (http, url, token) = (srv.http.clone(), format!("{base}/v1/uploads/{id}/complete"), token.clone());
+            let body = json!({"parts": parts});
+            // The answer never comes: the process dies first (or it does, and this round is retried).
+            tokio::spawn(async move {
+                let _ = http.post(url).bearer_auth(token).json(&body).send().await;
+            });
+        }
+        // SIGKILL as soon as all three are being completed.
+        let t0 = Instant::now();
+        loop {
+            let mut completing = 0;
+            for (id, _) in &ids {
+                completing += usize::from(status(id.clone()).await == "completing");
+            }
+            if completing == ids.len() || t0.elapsed() > Duration::from_secs(20) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let mut all = true;
+        for (id, _) in &ids {
+            all &= status(id.clone()).await == "completing";
+        }
+        if all {
+            stuck = ids;
+            break;
+        }
+        // A fast machine finished one first: roll this round back once its leases are over, and try again.
+        sqlx::query("UPDATE uploads SET lease_until = 0 WHERE status = 'completing'").execute(&pool).await.unwrap();
+        for (id, _) in &ids {
+            let (s, v) = srv.call("POST", &format!("/v1/uploads/{id}/abort"), Some(&token), None).await;
+            assert!(s == StatusCode::OK || s == StatusCode::CONFLICT, "{v}");
+        }
+    }
+    assert_eq!(stuck.len(), 3, "no round left three uploads mid-completion");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!log.contains('\x1b'), "colour codes in a log that is not a terminal:\n{log}");
+    let ((resume, parts), (rollback, _), (untouched, _)) = (&stuck[0], &stuck[1], &stuck[2]);
+    let (srv_ref, token_ref) = (&srv, &token);
+    let complete = |id: &String| {
+        let (path, body) = (format!("/v1/uploads/{id}/complete"), json!({"parts": parts}));
+        async move { srv_ref.call("POST", &path, Some(token_ref), Some(body)).await }
+    };
+
+    // While the dead request's lease runs: busy, with a time to come back.
+    let (s, e) = complete(resume).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("upload_completing")), "{e}");
+    let resp =
+        srv.http.post(srv.url(&format!("/v1/uploads/{rollback}/abort"))).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let wait: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    // The store may still be finishing what the dead process asked of it (an
+    // S3 server completes a multipart upload whether or not its client is
+    // alive); the 60 s lease covers that in life, a pause does here.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The leases run out (moved to the past rather than waited for).
+    let now = splitsound_server::db::now_ms();
+    sqlx::query("UPDATE uploads SET lease_until = $1 WHERE status = 'completing'")
+        .bind(now - 1)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    // Resumed, with the parts the client still has: whether or not the
+    // store had assembled the object before the process died.
+    let (s, v) = complete(resume).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert!((v["asset"]["duration_secs"].as_f64().unwrap() - 150.0).abs() < 0.01, "{v}");
+    let (s, again) = complete(resume).await;
+    assert_eq!((s, &again["asset"]["id"]), (StatusCode::OK, &v["asset"]["id"]));
+
+    // Rolled back by an abort.
+    let (s, v) = srv.call("POST", &format!("/v1/uploads/{rollback}/abort"), Some(&token), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(status(rollback.clone()).await, "aborted");
+
+    // Rolled back by the cleanup task, once its grace has passed.
+    let grace = srv.app.cfg.retention.abandoned_upload_grace_secs as i64 * 1000;
+    let report =
+        splitsound_server::retention::run_once(&srv.app, splitsound_server::db::now_ms() + 1000).await.unwrap();
+    assert_eq!(report.uploads_rolled_back, 0, "not before the grace: {report:?}");
+    let report =
+        splitsound_server::retention::run_once(&srv.app, splitsound_server::db::now_ms() + grace + 5000).await.unwrap();
+    assert_eq!(report.uploads_rolled_back, 1, "{report:?}");
+    assert_eq!(status(untouched.clone()).await, "aborted");
+
+    // An object nobody recorded (a process killed between writing and
+    // recording it) goes once it is past its grace, and not before.
+    let stray = srv.dir.path().join("stray.wav");
+    std::fs::write(&stray, b"RIFF").unwrap();
+    srv.app.store.upload_file("user_nobody/originals/x/stray.wav", &stray, "audio/wav").await.unwrap();
+    let day = srv.app.cfg.retention.orphan_grace_secs as i64 * 1000;
+    let report =
+        splitsound_server::retention::run_once(&srv.app, splitsound_server::db::now_ms() + grace + 5000).await.unwrap();
+    assert_eq!(report.orphans_deleted, 0, "{report:?}");
+    let report =
+        splitsound_server::retention::run_once(&srv.app, splitsound_server::db::now_ms() + day + 5000).await.unwrap();
+    assert!(report.orphans_deleted >= 1, "{report:?}");
+    no_orphans(&srv).await;
     srv.stop().await;
 }

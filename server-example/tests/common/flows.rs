@@ -138,8 +138,9 @@ pub async fn full_flow(cfg: Config) {
     }
     let (_, lib) = srv.call("GET", "/v1/me/library", Some(&token), None).await;
     assert_eq!(lib["assets"].as_array().unwrap().len(), 0);
-    let (s, _) = srv.call("GET", &format!("/v1/jobs/{id}/downloads"), Some(&token), None).await;
-    assert_eq!(s, StatusCode::OK);
+    // The job keeps its history and says its stems are gone.
+    let (s, e) = srv.call("GET", &format!("/v1/jobs/{id}/downloads"), Some(&token), None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::GONE, Some("outputs_deleted")));
     srv.stop().await;
 }
 

@@ -282,3 +282,62 @@ pub fn user_id(token: &str) -> String {
         serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
     v["sub"].as_str().unwrap().to_string()
 }
+
+/// An OpenID Connect provider of the tests' own: an RSA key whose JWKS the
+/// server reads from a file, and ID tokens signed with it.
+pub struct Oidc {
+    key: rsa::RsaPrivateKey,
+    _dir: tempfile::TempDir,
+}
+
+pub const OIDC_ISSUER: &str = "https://id.example.com";
+pub const OIDC_AUDIENCE: &str = "splitsound-web";
+
+impl Oidc {
+    /// A new provider, added to `cfg`'s configured ones.
+    pub fn configure(cfg: &mut Config) -> Oidc {
+        use base64::Engine;
+        use rsa::traits::PublicKeyParts;
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let b64 = |b: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let jwks = json!({"keys": [{
+            "kty": "RSA", "use": "sig", "alg": "RS256", "kid": "k1",
+            "n": b64(key.n().to_bytes_be()), "e": b64(key.e().to_bytes_be()),
+        }]});
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        std::fs::write(&path, jwks.to_string()).unwrap();
+        cfg.auth.oidc.push(splitsound_server::config::OidcProvider {
+            issuer: OIDC_ISSUER.into(),
+            audience: OIDC_AUDIENCE.into(),
+            jwks: path.to_string_lossy().into_owned(),
+        });
+        Oidc { key, _dir: dir }
+    }
+
+    /// An RS256 ID token with these claims, signed by this provider's key.
+    pub fn sign(&self, claims: &Value) -> String {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        h.kid = Some("k1".into());
+        let der = self.key.to_pkcs1_der().unwrap();
+        jsonwebtoken::encode(&h, claims, &jsonwebtoken::EncodingKey::from_rsa_der(der.as_bytes())).unwrap()
+    }
+
+    /// A valid ID token for `email` (its subject is the address).
+    pub fn id_token(&self, email: &str) -> String {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        self.sign(&json!({"iss": OIDC_ISSUER, "aud": OIDC_AUDIENCE, "sub": email, "email": email,
+                          "email_verified": true, "iat": now, "exp": now + 600}))
+    }
+}
+
+impl Server {
+    /// Signs in through `oidc`; returns the session token.
+    pub async fn oidc_login(&self, oidc: &Oidc, email: &str) -> String {
+        let (s, v) =
+            self.call("POST", "/v1/auth/oauth/login", None, Some(json!({"id_token": oidc.id_token(email)}))).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+}

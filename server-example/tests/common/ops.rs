@@ -14,6 +14,8 @@ use splitsound_server::Config;
 use splitsound_server::billing::BillingConfig;
 use splitsound_server::config::Rate;
 
+use sqlx::Row;
+
 use super::{Server, user_id, wav};
 
 const WHSEC: &str = "whsec_test_0123456789abcdef";
@@ -314,8 +316,20 @@ pub async fn billing_disabled(cfg: Config) {
 /// queue's depth, refunds exactly once, business metrics.
 pub async fn admin(mut cfg: Config) {
     cfg.auth.admin_emails = vec!["Ops@Example.com".into()];
+    let oidc = super::Oidc::configure(&mut cfg);
     let srv = Server::start(cfg, 0).await;
-    let ops = srv.login("ops@example.com").await;
+    let ops = srv.oidc_login(&oidc, "ops@example.com").await;
+    // The dev sign-in takes any address on trust, so it never makes an admin,
+    // whatever the letter case.
+    for email in ["ops@example.com", "OPS@Example.COM"] {
+        let dev = srv.login(email).await;
+        let (_, me) = srv.call("GET", "/v1/me", Some(&dev), None).await;
+        assert_eq!(me["admin"], false, "{email}");
+        let (s, _) = srv
+            .call("POST", "/v1/admin/refunds", Some(&dev), Some(json!({"user_id": user_id(&dev), "credits": 1000})))
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{email}");
+    }
     let ann = srv.login("ann@example.com").await;
     let bob = srv.login("bob@example.com").await;
     let (ann_id, bob_id) = (user_id(&ann), user_id(&bob));
@@ -424,11 +438,12 @@ pub async fn admin(mut cfg: Config) {
 
     let (s, m) = srv.call("GET", "/v1/admin/metrics", Some(&ops), None).await;
     assert_eq!(s, StatusCode::OK, "{m}");
-    assert_eq!(m["users"], 3);
+    // ops (OpenID Connect), ops by the dev sign-in (one user for both letter cases), ann, bob.
+    assert_eq!(m["users"], 4);
     let day = &m["last_24h"];
     assert_eq!((day["jobs_created"].as_i64(), day["jobs_cancelled"].as_i64()), (Some(3), Some(2)), "{m}");
     assert_eq!((day["credits_debited"].as_i64(), day["credits_refunded"].as_i64()), (Some(3), Some(2)), "{m}");
-    assert_eq!(day["new_users"], 3);
+    assert_eq!(day["new_users"], 4);
     assert_eq!(m["all_time"]["jobs_created"], 3);
     for u in [&ann_id, &bob_id] {
         srv.ledger_balances(u).await;
@@ -465,7 +480,7 @@ pub async fn retention(cfg: Config) {
     std::fs::write(&tmp, wav(0.5, 8000)).unwrap();
     srv.app.store.upload_file(&stray, &tmp, "audio/wav").await.unwrap();
     // On local disk, a temporary file of a write that a killed worker never finished.
-    let partial = srv.app.cfg.data_dir.join("objects/objects").join(format!("user_{user}/jobs/job_{failing}/output"));
+    let partial = srv.app.cfg.data_dir.join("objects").join(format!("user_{user}/jobs/job_{failing}/output"));
     let partial = matches!(srv.app.store, splitsound_server::storage::Store::Local(_)).then(|| {
         std::fs::create_dir_all(&partial).unwrap();
         let p = partial.join(".vocals.wav.4242.1.partial");
@@ -501,6 +516,10 @@ pub async fn retention(cfg: Config) {
     assert_eq!(objects().await.len(), 1);
     let (_, j) = srv.call("GET", &format!("/v1/jobs/{}", job["id"].as_str().unwrap()), Some(&token), None).await;
     assert_eq!(j["outputs"].as_array().unwrap().len(), 0, "{j}");
+    assert_eq!((j["status"].as_str(), j["outputs_deleted"].as_bool()), (Some("succeeded"), Some(true)), "{j}");
+    let (s, e) =
+        srv.call("GET", &format!("/v1/jobs/{}/downloads", job["id"].as_str().unwrap()), Some(&token), None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::GONE, Some("outputs_deleted")), "{e}");
 
     let r = run(now + 31 * day).await.unwrap();
     assert_eq!(r.originals_deleted, 1);
@@ -511,7 +530,8 @@ pub async fn retention(cfg: Config) {
 }
 
 /// `/metrics` in Prometheus's format, request ids in answers, the OpenAPI document.
-pub async fn observability(cfg: Config) {
+pub async fn observability(mut cfg: Config) {
+    cfg.ops.metrics_token = Some("scrape-secret-0123456789".into());
     let srv = Server::start(cfg, 1).await;
     let token = srv.login("obs@example.com").await;
     let asset = srv.asset(&token, "m.wav", &wav(2.0, 8000)).await;
@@ -519,7 +539,17 @@ pub async fn observability(cfg: Config) {
     let id = job["id"].as_str().unwrap().to_string();
     assert_eq!(srv.wait_job(&token, &id, Duration::from_secs(60)).await["status"], "succeeded");
 
-    let resp = srv.http.get(srv.url("/metrics")).send().await.unwrap();
+    // Only with the token on the API port.
+    for auth in [None, Some("Bearer wrong"), Some("scrape-secret-0123456789")] {
+        let mut req = srv.http.get(srv.url("/metrics"));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], "unauthorized");
+    }
+    let resp = srv.http.get(srv.url("/metrics")).bearer_auth("scrape-secret-0123456789").send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
     let text = resp.text().await.unwrap();
@@ -564,6 +594,7 @@ pub async fn abuse_limits(mut cfg: Config) {
     cfg.limits.rate_per_user = Rate { per_sec: 0.5, burst: 3 };
     cfg.limits.rate_per_ip = Rate { per_sec: 0.5, burst: 8 };
     cfg.limits.client_ip_header = Some("x-forwarded-for".into());
+    cfg.ops.metrics_token = Some("scrape-secret-0123456789".into());
     let srv = Server::start(cfg, 0).await;
     let ip = |n: u8| format!("10.0.0.1, 203.0.113.{n}");
     let login = |email: &'static str, n: u8| {
@@ -609,7 +640,7 @@ pub async fn abuse_limits(mut cfg: Config) {
     let (s, e) = srv.call_with("GET", "/v1/models", None, None, &[("x-forwarded-for", &ip(40))]).await;
     assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")));
     assert_eq!(srv.call_with("GET", "/v1/models", None, None, &[("x-forwarded-for", &ip(41))]).await.0, StatusCode::OK);
-    // Health and metrics are never limited.
+    // Health is never limited.
     for _ in 0..20 {
         assert_eq!(
             srv.call_with("GET", "/health", None, None, &[("x-forwarded-for", &ip(40))]).await.0,
@@ -627,8 +658,179 @@ pub async fn abuse_limits(mut cfg: Config) {
     let big = json!({"email": "x".repeat(70 * 1024)});
     let (s, e) = srv.call_with("POST", "/v1/auth/dev/login", None, Some(big), &[("x-forwarded-for", &ip(60))]).await;
     assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("body_too_large")), "{e}");
-    let metrics = srv.http.get(srv.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = srv
+        .http
+        .get(srv.url("/metrics"))
+        .bearer_auth("scrape-secret-0123456789")
+        .header("x-forwarded-for", ip(70))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("splitsound_rate_limited_total{limit=\"user\"} 1"), "{metrics}");
     assert!(metrics.contains("splitsound_rate_limited_total{limit=\"ip\"} 1"), "{metrics}");
+    srv.stop().await;
+}
+
+/// What a careful attacker tries, and the answers they must get: sessions of
+/// users that no longer exist, hostile file names, errors the framework
+/// writes, the headers of every kind of answer, an `alg: none` token, the
+/// stems of a deleted upload, and `/metrics` without its token.
+pub async fn hardening(cfg: Config) {
+    let srv = Server::start(cfg, 1).await;
+    let local = matches!(srv.app.store, splitsound_server::storage::Store::Local(_));
+    let token = srv.login("eve@example.com").await;
+    let nosniff = |h: &reqwest::header::HeaderMap, what: &str| {
+        assert_eq!(h.get("x-content-type-options").map(|v| v.to_str().unwrap()), Some("nosniff"), "{what}");
+    };
+    let no_store = |h: &reqwest::header::HeaderMap, what: &str| {
+        assert_eq!(h.get("cache-control").map(|v| v.to_str().unwrap()), Some("no-store"), "{what}");
+    };
+
+    // A validly signed session whose user does not exist: 401 on every
+    // operation that needs a session, never a 500.
+    let (ghost, _) = srv.app.auth.issue(&splitsound_server::db::new_id(), "ghost@example.com", true).unwrap();
+    let doc = serde_json::to_value(splitsound_server::openapi()).unwrap();
+    let mut secured = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op["security"].as_array().is_none_or(|s| s.is_empty()) {
+                continue;
+            }
+            let path: String =
+                path.split('/').map(|c| if c.starts_with('{') { "x" } else { c }).collect::<Vec<_>>().join("/");
+            let (s, e) = srv
+                .call_with(&method.to_uppercase(), &path, Some(&ghost), Some(json!({})), &[("Idempotency-Key", "k")])
+                .await;
+            assert_eq!(
+                (s, e["error"]["code"].as_str()),
+                (StatusCode::UNAUTHORIZED, Some("unauthorized")),
+                "{method} {path}: {e}"
+            );
+            secured += 1;
+        }
+    }
+    assert!(secured >= 15, "{secured} secured operations");
+
+    // An unsigned token (`alg: none`): refused in the API's own words.
+    let b64 = |v: Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let none = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "typ": "JWT"})),
+        b64(
+            json!({"sub": user_id(&token), "email": "eve@example.com", "admin": true, "iat": 0, "exp": 4102444800u64, "iss": "splitsound"})
+        )
+    );
+    let (s, e) = srv.call("GET", "/v1/me", Some(&none), None).await;
+    assert_eq!((s, e["error"]["message"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid session token")), "{e}");
+
+    // Hostile file names become safe display names once, at upload.
+    let long = format!("{}.wav", "n".repeat(1000));
+    let mut assets = Vec::new();
+    for (name, shown) in [
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\x\\..\\boot.ini", "boot.ini"),
+        ("a\r\nb\u{0}c\u{7}.wav", "abc.wav"),
+        ("evil\u{202E}vaw.exe", "evilvaw.exe"),
+        (long.as_str(), ""),
+    ] {
+        let (s, v) = srv.upload(&token, name, &wav(0.5, 8000), "audio/wav").await;
+        assert_eq!(s, StatusCode::CREATED, "{name:?}: {v}");
+        let got = v["asset"]["filename"].as_str().unwrap();
+        if shown.is_empty() {
+            assert_eq!(got.chars().count(), 120, "{got}");
+            assert!(got.ends_with(".wav"), "{got}");
+        } else {
+            assert_eq!(got, shown, "{name:?}");
+        }
+        assets.push(v["asset"]["id"].as_str().unwrap().to_string());
+    }
+    // Objects live under <data_dir>/objects.
+    if local {
+        let key: String = sqlx::query("SELECT object_key FROM media_assets WHERE id = $1")
+            .bind(&assets[0])
+            .fetch_one(&srv.app.db.pool)
+            .await
+            .unwrap()
+            .get(0);
+        assert!(srv.app.cfg.data_dir.join("objects").join(&key).is_file(), "{key}");
+    }
+    let (s, job) = srv.call("POST", "/v1/jobs", Some(&token), Some(json!({"asset_id": assets[0]}))).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let job = job["id"].as_str().unwrap().to_string();
+    assert_eq!(srv.wait_job(&token, &job, Duration::from_secs(60)).await["status"], "succeeded");
+    let resp = srv.http.get(srv.url(&format!("/v1/jobs/{job}/downloads"))).bearer_auth(&token).send().await.unwrap();
+    nosniff(resp.headers(), "downloads");
+    no_store(resp.headers(), "downloads");
+    let downloads: Value = resp.json().await.unwrap();
+    for stem in downloads["stems"].as_array().unwrap() {
+        assert_eq!(stem["filename"], format!("passwd - {}.wav", stem["stem"].as_str().unwrap()));
+        let (s, h, _) = srv.get_bytes(stem["url"].as_str().unwrap()).await;
+        assert_eq!(s, StatusCode::OK);
+        let cd = h["content-disposition"].to_str().unwrap();
+        assert!(!cd.contains('/') && !cd.contains("%2F") && !cd.contains("%0D") && !cd.contains("%00"), "{cd}");
+        if local {
+            nosniff(&h, "a signed download");
+        }
+    }
+
+    // The stems of a deleted upload: the job says so, and its URLs are gone.
+    let (s, v) = srv.call("DELETE", &format!("/v1/me/library/{}", assets[0]), Some(&token), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, j) = srv.call("GET", &format!("/v1/jobs/{job}"), Some(&token), None).await;
+    assert_eq!(j["outputs_deleted"], true, "{j}");
+    for what in ["downloads", "preview"] {
+        let (s, e) = srv.call("GET", &format!("/v1/jobs/{job}/{what}"), Some(&token), None).await;
+        assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::GONE, Some("outputs_deleted")), "{what}: {e}");
+    }
+
+    // Every kind of answer: JSON errors, nosniff, and no-store unless the answer sets its own caching.
+    let resp =
+        srv.http.post(srv.url("/v1/auth/dev/login")).json(&json!({"email": "eve@example.com"})).send().await.unwrap();
+    nosniff(resp.headers(), "sign-in");
+    no_store(resp.headers(), "sign-in (carries the session token)");
+    for (method, path, status, code) in [
+        ("GET", "/v1/me", StatusCode::OK, None),
+        ("GET", "/health", StatusCode::OK, None),
+        ("GET", "/v1/openapi.json", StatusCode::OK, None),
+        ("GET", "/nowhere", StatusCode::NOT_FOUND, Some("not_found")),
+        ("DELETE", "/v1/models", StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")),
+        ("GET", "/metrics", StatusCode::NOT_FOUND, Some("not_found")),
+    ] {
+        let resp = srv.http.request(method.parse().unwrap(), srv.url(path)).bearer_auth(&token).send().await.unwrap();
+        let what = format!("{method} {path}");
+        assert_eq!(resp.status(), status, "{what}");
+        nosniff(resp.headers(), &what);
+        no_store(resp.headers(), &what);
+        let body: Value = resp.json().await.unwrap_or_else(|e| panic!("{what}: not JSON: {e}"));
+        assert_eq!(body["error"]["code"].as_str(), code, "{what}: {body}");
+    }
+    let resp = srv.http.get(srv.url("/")).send().await.unwrap();
+    nosniff(resp.headers(), "the web UI");
+    assert_eq!(resp.headers()["cache-control"], "no-cache");
+    if local {
+        // A part larger than the part size: the same JSON error format.
+        let (s, init) = srv
+            .call(
+                "POST",
+                "/v1/uploads/initialize",
+                Some(&token),
+                Some(json!({"filename": "p.wav", "size": 10, "content_type": "audio/wav"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{init}");
+        let url = init["parts"][0]["url"].as_str().unwrap();
+        let too_big = vec![0u8; srv.app.cfg.limits.part_size as usize + 128 * 1024];
+        let resp = srv.http.put(url).body(too_big).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        nosniff(resp.headers(), "413");
+        let e: Value = resp.json().await.expect("a JSON error");
+        assert_eq!(e["error"]["code"], "body_too_large", "{e}");
+    }
     srv.stop().await;
 }
