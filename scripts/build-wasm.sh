@@ -10,14 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/splitsound/target}"
-tools=$HOME/.cache/splitsound/tools
-version=$(sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' wasm/Cargo.toml)
 
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-if ! "$tools/bin/wasm-bindgen" --version 2>/dev/null | grep -qF "$version"; then
-  echo "==> installing wasm-bindgen-cli $version (crates.io) into $tools"
-  (cd /tmp && env -u CARGO_TARGET_DIR cargo install --quiet --root "$tools" wasm-bindgen-cli --version "=$version")
-fi
+tools=$(dirname "$(./scripts/tools.sh wasm-bindgen)")
 
 cargo build --release --locked -q --target wasm32-unknown-unknown -p splitsound-wasm
 rm -rf wasm/pkg

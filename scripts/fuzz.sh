@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Fuzzes the decoders and the prober for a bounded time per target.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
-# Installs cargo-fuzz from crates.io if missing. The machine's toolchain is
+# Installs cargo-fuzz from crates.io if missing (scripts/tools.sh). The machine's toolchain is
 # stable, so RUSTC_BOOTSTRAP=1 lets it accept the sanitizer flags cargo-fuzz passes.
 # Seeds are short files of every supported format, made by ffmpeg.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"
-command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+PATH="$(./scripts/tools.sh cargo-fuzz):$PATH"
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/splitsound/fuzz-target}"
 

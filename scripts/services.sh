@@ -3,7 +3,7 @@
 # run against, all on 127.0.0.1, installing what is missing:
 #   - PostgreSQL (Debian's package): a throwaway cluster, fsync off;
 #   - moto's server (PyPI, in a cached venv): S3 and SQS on one port;
-#   - s3s-fs (crates.io, built once into a cache dir, ~5 min): an S3 server
+#   - s3s-fs (crates.io, built once by scripts/tools.sh): an S3 server
 #     that checks signatures and expiry, for the signed-URL tests.
 # `scripts/services.sh start` prints the variables the tests read; eval them:
 #   eval "$(scripts/services.sh start)"   ...   scripts/services.sh stop
@@ -15,8 +15,6 @@ moto_port="${SPLITSOUND_MOTO_PORT:-55500}"
 s3s_port="${SPLITSOUND_S3S_PORT:-55510}"
 moto_version=5.2.5
 venv="$HOME/.cache/splitsound/moto-$moto_version"
-s3s_version=0.14.1
-s3s_root="$HOME/.cache/splitsound/s3s-fs-$s3s_version"
 sudo_cmd=""
 [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
 
@@ -67,16 +65,10 @@ start() {
   echo $! >"$state/moto.pid"
   wait_port "$moto_port" "moto"
 
-  if [ ! -x "$s3s_root/bin/s3s-fs" ]; then
-    echo "==> building s3s-fs $s3s_version (crates.io) into $s3s_root" >&2
-    # Its own target dir: the caller's CARGO_TARGET_DIR is for splitsound.
-    CARGO_TARGET_DIR="$state/s3s-build" cargo install --quiet --locked --root "$s3s_root" \
-      "s3s-fs@$s3s_version" --features binary >&2
-    rm -rf "$state/s3s-build"
-  fi
+  s3s_bin="$("$(dirname "$0")/tools.sh" s3s-fs)/s3s-fs"
   rm -rf "$state/s3s-data"
   mkdir -p "$state/s3s-data"
-  nohup "$s3s_root/bin/s3s-fs" --host 127.0.0.1 --port "$s3s_port" \
+  nohup "$s3s_bin" --host 127.0.0.1 --port "$s3s_port" \
     --access-key test --secret-key testsecret "$state/s3s-data" >"$state/s3s.log" 2>&1 &
   echo $! >"$state/s3s.pid"
   wait_port "$s3s_port" "s3s-fs"
@@ -86,7 +78,7 @@ export SPLITSOUND_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$pg_port/postg
 export SPLITSOUND_TEST_S3_ENDPOINT=http://127.0.0.1:$moto_port
 export SPLITSOUND_TEST_SQS_ENDPOINT=http://127.0.0.1:$moto_port
 export SPLITSOUND_TEST_S3S_ENDPOINT=http://127.0.0.1:$s3s_port
-export SPLITSOUND_TEST_S3S_BIN=$s3s_root/bin/s3s-fs
+export SPLITSOUND_TEST_S3S_BIN=$s3s_bin
 VARS
 }
 

@@ -27,6 +27,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/splitsound/target}"
+# Release builds without debug info: the tests need the speed, not line tables (the
+# workspace profile keeps them for profiling), and a cold run builds everything.
+export CARGO_PROFILE_RELEASE_DEBUG=false
 
 # ONNX Runtime for the model tests: the shared library from PyPI's onnxruntime
 # wheel, unpacked into a cache dir (no Python import needed).
@@ -54,10 +57,10 @@ echo "==> tests (release build, whole workspace)"
 log=$(mktemp)
 trap 'rm -f "$log"; ./scripts/services.sh stop' EXIT
 cargo test --release --locked --workspace --features splitsound-core/opus 2>&1 | tee "$log"
-echo "==> the Opus error path of a build without the opus feature"
-cargo test --release --locked -p splitsound-core --test decode_ffmpeg opus 2>&1 | tee -a "$log"
 echo "==> core built with the cuda and tensorrt features, on the CPU-only runtime: the GPU code compiles, those providers fall back or are refused"
-cargo test --release --locked -p splitsound-core --features cuda,tensorrt --test model --test ort_options 2>&1 | tee -a "$log"
+# The workspace's feature set plus the two, so only ort and core rebuild.
+cargo test --release --locked --workspace --features splitsound-core/opus,splitsound-core/cuda,splitsound-core/tensorrt \
+  --test model --test ort_options 2>&1 | tee -a "$log"
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 
@@ -71,6 +74,16 @@ echo "==> server-example's web UI end to end in headless Chromium (sign in, buy,
 
 echo "==> the C API (examples/c: sanitizers, static and pkg-config builds, valgrind, parity with Rust)"
 ./scripts/test-c.sh
+
+echo "==> the Opus error path of a build without the opus feature (the CLI test-c.sh built)"
+opus=$(mktemp -d)
+ffmpeg -v error -f lavfi -i "sine=frequency=440:duration=0.5" -c:a libopus "$opus/a.opus"
+if "$CARGO_TARGET_DIR/release/splitsound" separate "$opus/a.opus" -o "$opus/stems" >"$opus/out" 2>&1; then
+  echo "a build without the opus feature decoded Opus"; exit 1
+fi
+grep -q "opus" "$opus/out" && grep -qi "unsupported" "$opus/out" || { cat "$opus/out"; exit 1; }
+echo "typed error: $(tail -n 1 "$opus/out")"
+rm -rf "$opus"
 
 echo "==> the Python package (a fresh venv: pip install ./python, pytest, mypy, stubtest)"
 ./scripts/test-python.sh 2>&1 | tee -a "$log"
