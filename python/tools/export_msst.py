@@ -19,7 +19,7 @@ _onnx_precision.py).
         --checkpoint model_bs_roformer.ckpt --out bs-roformer
     python3 python/tools/export_msst.py --model-type mel_band_roformer --config mel.yaml --seed 0 --out /tmp/mel
 
-TYPE defaults to the config's `training.model_type`. Stems are the config's
+TYPE is the config's `training.model_type` when it has one (it wins, as in msst). Stems are the config's
 `training.instruments`; with `training.target_instrument` the package has the
 target and, as the second stem, the other instrument: the mixture minus the target.
 Needs torch, onnx and `pip install --no-deps msst` (with einops,
@@ -182,7 +182,11 @@ def stems_of(config, heads):
         if target not in instruments:
             raise ExportError(f"training.target_instrument {target!r} is not in training.instruments {instruments}")
         others = [i for i in instruments if i != target]
-        stems = [target, others[0] if len(others) == 1 else "other"]
+        # The other instrument, or msst's name for mixture − target (extract_instrumental).
+        rest = others[0] if len(others) == 1 else "instrumental"
+        if rest == target:
+            raise ExportError(f"the target {target!r} and the rest of the mixture would share a name")
+        stems = [target, rest]
         # demix picks the target's head when the model has one per instrument.
         stem_ids = [instruments.index(target)] if heads == len(instruments) else None
         if stem_ids is None and heads != 1:
@@ -199,8 +203,17 @@ def export(model_type, config, model, out_dir, name, opset=17):
     sr = int(config.audio.get("sample_rate", 44100))
     chunk = int(config.inference.get("chunk_size", config.audio.chunk_size))
     inf = config.inference
-    msst = {"chunk_size": chunk, "num_overlap": int(inf.get("num_overlap", 4)),
-            "batch_size": int(inf.get("batch_size", 1)), "normalize": bool(inf.get("normalize", False))}
+
+    def positive_int(key):
+        v = inf.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ExportError(f"inference.{key} must be a positive integer (msst's demix needs it), got {v!r}")
+        return v
+
+    msst = {"chunk_size": chunk, "num_overlap": positive_int("num_overlap"), "batch_size": positive_int("batch_size"),
+            "normalize": bool(inf.get("normalize", False))}
+    if msst["num_overlap"] > chunk:
+        raise ExportError(f"inference.num_overlap {msst['num_overlap']} is larger than the chunk ({chunk})")
     if model_type == "mdx23c":
         a = config.audio
         channels, n_fft, hop, dim_f = int(a.num_channels), int(a.n_fft), int(a.hop_length), int(a.dim_f)
@@ -215,7 +228,9 @@ def export(model_type, config, model, out_dir, name, opset=17):
         names = ("spec", "spec_out")
         extra = {"mdx23c": {"dim_f": dim_f}}
     else:
-        channels = 2 if m.get("stereo", False) else 1
+        if not m.get("stereo", False):
+            raise ExportError("stereo: false: msst's demix makes every input stereo, so msst cannot run this model")
+        channels = 2
         n_fft = int(m.get("stft_n_fft", 2048))
         hop = int(m.get("stft_hop_length", 512))
         win = int(m.get("stft_win_length", 2048))
@@ -224,6 +239,11 @@ def export(model_type, config, model, out_dir, name, opset=17):
         if m.get("stft_normalized", False):
             raise ExportError("stft_normalized: true is not supported (no known model uses it)")
         frames = 1 + chunk // hop
+        if chunk <= n_fft // 2:
+            raise ExportError(f"chunk_size {chunk} is not longer than stft_n_fft / 2 ({n_fft // 2})")
+        if model_type == "mel_band_roformer" and not m.get("match_input_audio_length", False) and chunk % hop:
+            raise ExportError(f"chunk_size {chunk} is not a multiple of stft_hop_length {hop}: without "
+                              "match_input_audio_length the model returns fewer samples and msst's demix fails")
         stems, stem_ids, residual = stems_of(config, len(model.mask_estimators))
         net_stems = 1 if stem_ids else len(model.mask_estimators)
         for mod in model.modules():
@@ -235,9 +255,21 @@ def export(model_type, config, model, out_dir, name, opset=17):
         names = ("x", "mask")
         roformer = {"zero_dc": bool(m.get("zero_dc", True))}
         if model_type == "bs_roformer":
-            roformer["freqs_per_bands"] = [int(f) for f in m.freqs_per_bands]
+            # From the module (the config may rely on the class's default bands).
+            roformer["freqs_per_bands"] = [d // (2 * channels) for d in model.band_split.dim_inputs]
         else:
             roformer["num_bands"] = int(m.get("num_bands", 60))
+            # The bins the module computed (librosa's mel filters), so they are not
+            # recomputed elsewhere down to the last ulp.
+            bands = []
+            if not hasattr(model, "freqs_per_band"):
+                raise ExportError("this msst's MelBandRoformer keeps no freqs_per_band; revisit export_msst.py")
+            for row in model.freqs_per_band.tolist():
+                bins = [k for k, on in enumerate(row) if on]
+                if bins != list(range(bins[0], bins[-1] + 1)):
+                    raise ExportError("a mel band that is not a run of consecutive bins")
+                bands.append([bins[0], bins[-1]])
+            roformer["mel_bands"] = bands
             mel_sr = int(m.get("sample_rate", 44100))
             if mel_sr != sr:
                 roformer["mel_sample_rate"] = mel_sr
@@ -291,9 +323,13 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         config = load_config(args.config)
-        model_type = args.model_type or config.training.get("model_type")
+        # As msst: the config's training.model_type wins over the one asked for.
+        model_type = config.training.get("model_type") or args.model_type
         if model_type is None:
             raise ExportError("no --model-type and no training.model_type in the config")
+        if args.model_type and model_type != args.model_type:
+            print(f"export_msst: the config's training.model_type {model_type!r} wins over --model-type "
+                  f"{args.model_type!r}, as in msst", file=sys.stderr)
         if model_type not in FAMILIES:
             raise ExportError(f"model type {model_type!r}: this exporter writes {', '.join(sorted(FAMILIES))}")
         if args.seed is not None:

@@ -111,18 +111,22 @@ def main():
         chunk = cfg["audio"]["chunk_size"]
         refs = Refs(os.path.join(out, "refs"))
         cases = [
-            # name, channels, frames, batch_size, normalize
-            ("stereo", 2, 3 * chunk + 777, 1, False),  # reflect-padded, a partial last chunk
-            ("mono", 1, 2 * chunk + 100, 1, False),
-            ("short", 2, chunk // 3, 1, False),  # shorter than 2 · border: no padding; zero-padded chunk
-            ("short_reflect", 2, int(0.7 * chunk), 1, False),  # the chunk reflect-padded
-            ("batch3", 2, 4 * chunk + 999, 3, False),
-            ("normalize", 2, 2 * chunk + 555, 1, True),
+            # name, channels, frames, batch_size, normalize, num_overlap
+            ("stereo", 2, 3 * chunk + 777, 1, False, 4),  # reflect-padded, a partial last chunk
+            ("mono", 1, 2 * chunk + 100, 1, False, 4),
+            ("short", 2, chunk // 3, 1, False, 4),  # shorter than 2 · border: no padding; zero-padded chunk
+            ("short_reflect", 2, int(0.7 * chunk), 1, False, 4),  # the chunk reflect-padded
+            ("batch3", 2, 4 * chunk + 333, 3, False, 4),  # 23 chunks: a partial last batch
+            ("normalize", 2, 2 * chunk + 555, 1, True, 4),
+            # Unpadded, batched: the first chunk keeps its fade-in, so sample 0 is 0/0 (the mean, normalised).
+            ("short_batch3_normalize", 2, chunk // 3, 3, True, 4),
+            ("overlap1", 2, 2 * chunk + 777, 1, False, 1),  # no border: 0/0 at the chunks' edges
         ]
-        for i, (name, channels, frames, batch, normalize) in enumerate(cases):
+        for i, (name, channels, frames, batch, normalize, overlap) in enumerate(cases):
             c = copy.deepcopy(cfg)
             c["inference"]["batch_size"] = batch
             c["inference"]["normalize"] = normalize
+            c["inference"]["num_overlap"] = overlap
             # Music-like, over a noise floor 40 dB down: a random network's RMSNorm
             # blows a band that holds only rounding noise up to unit size, so a band
             # with no signal would compare FFT rounding, not the pipelines.
@@ -134,14 +138,16 @@ def main():
             refs.save(f"{name}_input", x, sample_rate=44100)
             names = list(stems)
             refs.save(f"{name}_output", np.stack([stems[n] for n in names]), stems=names, batch_size=batch,
-                      normalize=normalize)
+                      normalize=normalize, num_overlap=overlap)
             print(f"{family} {name}: stems {names}, peak {max(np.abs(stems[n]).max() for n in names):.3f}")
         refs.close()
         # The package (after the references: export switches attention to its einsum path).
         config = export_msst.load_config(os.path.join(out, "config.yaml"))
         manifest = export_msst.export(cfg["model_type"], config, model, out, "ci")
         # The graph against the module's own network on one random input.
-        net = export_msst.Network(model, None)
+        _, stem_ids, _ = export_msst.stems_of(config, len(model.mask_estimators)) if hasattr(
+            model, "mask_estimators") else (None, None, None)
+        net = export_msst.Network(model, stem_ids)
         shape = manifest["inputs"][0]["shape"]
         x = torch.randn(2, *shape[1:])
         with torch.no_grad():

@@ -139,6 +139,10 @@ pub struct RoformerParams {
     /// Mel-Band RoFormer: the `sample_rate` of its mel bands, when it is not the package's.
     #[serde(default)]
     pub mel_sample_rate: Option<u32>,
+    /// Mel-Band RoFormer: each band's first and last bin, as the module computed
+    /// them (the exporter writes them); computed from `num_bands` when absent.
+    #[serde(default)]
+    pub mel_bands: Option<Vec<[usize; 2]>>,
     /// Zero the DC bin of every stem's spectrum before the inverse STFT (msst 0.1.0's default).
     pub zero_dc: bool,
     /// Mel-Band RoFormer: the inverse STFT is cut to the input's length (otherwise

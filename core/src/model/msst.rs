@@ -33,6 +33,10 @@ use crate::separator::SeparateOptions;
 use crate::stft::{Spectrogram, Stft};
 use crate::stream::{StemFrames, StemStream, StreamSpec, check_block};
 
+/// Bounds that keep every size computed from a manifest far from overflow.
+const MAX_BATCH: usize = 256;
+const MAX_CHUNK: usize = 1 << 24;
+
 /// One chunk's audio: channels × samples.
 type Part = Vec<Vec<f32>>;
 
@@ -70,8 +74,19 @@ impl Msst {
     pub fn new(m: &Manifest) -> std::result::Result<Self, String> {
         let p = m.msst.clone().ok_or("the msst families need an `msst` section (chunk_size, num_overlap, …)")?;
         let chunk = p.chunk_size;
-        if p.num_overlap == 0 || p.num_overlap > chunk || p.batch_size == 0 {
-            return Err(format!("msst: num_overlap must be in 1..=chunk_size and batch_size positive; got {p:?}"));
+        if p.num_overlap == 0 || p.num_overlap > chunk || !(1..=MAX_BATCH).contains(&p.batch_size) {
+            return Err(format!(
+                "msst: num_overlap must be in 1..=chunk_size and batch_size in 1..={MAX_BATCH}; got {p:?}"
+            ));
+        }
+        if chunk > MAX_CHUNK {
+            return Err(format!("msst: chunk_size {chunk} is over {MAX_CHUNK} samples"));
+        }
+        if m.channels != 2 {
+            return Err("msst: the models are stereo (msst's demix makes every input stereo)".into());
+        }
+        if m.files.len() != 1 || m.files[0].stem_weights.is_some() {
+            return Err("msst: a package of these families is one graph, without stem_weights".into());
         }
         if m.segment_samples != chunk {
             return Err(format!("msst: segment_samples must equal msst.chunk_size {chunk}, got {}", m.segment_samples));
@@ -349,7 +364,8 @@ impl<'m> MsstStream<'m> {
                 // result / counter, with 0/0 (and any NaN) → 0 as np.nan_to_num does.
                 let est = r.iter().zip(counter).map(|(&r, &d)| {
                     let v = r / d;
-                    if v.is_nan() { 0.0 } else { denorm(v) }
+                    // demix zeroes 0/0 before separate_audio scales back: such a sample is the mean.
+                    denorm(if v.is_nan() { 0.0 } else { v })
                 });
                 if k < self.ms.net_stems {
                     oc.extend(est);
@@ -379,7 +395,8 @@ impl StemStream for MsstStream<'_> {
     }
     fn set_input_stats(&mut self, mean: f32, std: f32) {
         if self.received == 0 {
-            self.norm = Some((mean, std));
+            let std = if std.is_finite() && std > f32::EPSILON { std } else { 1.0 };
+            self.norm = Some((if mean.is_finite() { mean } else { 0.0 }, std));
         }
     }
     fn prepass(&mut self, block: &[Vec<f32>]) -> Result<()> {
@@ -486,10 +503,18 @@ impl Roformer {
                     })
                     .collect()
             }
-            (Family::MelBandRoformer, None, Some(n)) => {
-                let sr = r.mel_sample_rate.unwrap_or(m.sample_rate);
-                mel_bands(sr, cfg.n_fft, n)?
-            }
+            (Family::MelBandRoformer, None, Some(n)) => match &r.mel_bands {
+                // The bins the module itself computed (exported with the package).
+                Some(given) => {
+                    if given.len() != n || given.iter().any(|&[a, b]| a > b || b >= bins) {
+                        return Err(format!(
+                            "mel-band-roformer: mel_bands must be {n} [first, last] bin ranges below {bins}"
+                        ));
+                    }
+                    given.iter().map(|&[a, b]| (a..=b).collect()).collect()
+                }
+                None => mel_bands(r.mel_sample_rate.unwrap_or(m.sample_rate), cfg.n_fft, n)?,
+            },
             _ => {
                 return Err(format!(
                     "{family}: the roformer section has `freqs_per_bands` (bs-roformer) or `num_bands` (mel-band-roformer)"

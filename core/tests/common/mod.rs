@@ -118,7 +118,9 @@ pub fn stems_error(stems: &splitsound_core::Stems, want: &RefArray) -> f32 {
         for ch in 0..c {
             let r = &want.real[(k * c + ch) * n..(k * c + ch + 1) * n];
             for (a, b) in stem.channel(ch).iter().zip(r) {
-                err = err.max((a - b).abs());
+                let d = (a - b).abs();
+                // f32::max would skip a NaN.
+                err = if d.is_nan() { f32::INFINITY } else { err.max(d) };
             }
         }
     }
