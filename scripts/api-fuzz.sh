@@ -67,7 +67,8 @@ json.dump({"keys": [key]}, open(f"{work}/jwks.json", "w"))
 now = int(time.time())
 head = b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "fuzz"}).encode())
 body = b64(json.dumps({"iss": "https://id.fuzz.test", "aud": "fuzz", "sub": "fuzz-admin",
-                       "email": "fuzz-admin@example.com", "iat": now, "exp": now + 3600}).encode())
+                       "email": "fuzz-admin@example.com", "email_verified": True,
+                       "iat": now, "exp": now + 3600}).encode())
 sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", f"{work}/oidc.pem"],
                      input=f"{head}.{body}".encode(), capture_output=True, check=True).stdout
 open(f"{work}/id_token", "w").write(f"{head}.{body}.{b64(sig)}")
