@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/splitsound/target}"
 
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-tools=$(dirname "$(./scripts/tools.sh wasm-bindgen)")
+tools_bin=$(./scripts/tools.sh wasm-bindgen)
+tools=$(dirname "$tools_bin")
 
 cargo build --release --locked -q --target wasm32-unknown-unknown -p splitsound-wasm
 rm -rf wasm/pkg

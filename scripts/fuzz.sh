@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"
-PATH="$(./scripts/tools.sh cargo-fuzz):$PATH"
+tools_bin=$(./scripts/tools.sh cargo-fuzz)
+PATH="$tools_bin:$PATH"
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/splitsound/fuzz-target}"
 

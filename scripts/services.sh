@@ -65,7 +65,8 @@ start() {
   echo $! >"$state/moto.pid"
   wait_port "$moto_port" "moto"
 
-  s3s_bin="$("$(dirname "$0")/tools.sh" s3s-fs)/s3s-fs"
+  s3s_dir=$("$(dirname "$0")/tools.sh" s3s-fs)
+  s3s_bin="$s3s_dir/s3s-fs"
   rm -rf "$state/s3s-data"
   mkdir -p "$state/s3s-data"
   nohup "$s3s_bin" --host 127.0.0.1 --port "$s3s_port" \
