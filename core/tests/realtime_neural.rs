@@ -21,6 +21,12 @@ fn demucs() -> NeuralSeparator {
     NeuralSeparator::load(repo_root().join("core/tests/data/neural/demucs/ci.json"), opts).unwrap()
 }
 
+/// The CI package of one of msst's families.
+fn msst(family: &str) -> NeuralSeparator {
+    let path = repo_root().join("core/tests/data/neural/msst").join(family).join("ci.json");
+    NeuralSeparator::load(path, NeuralOptions::default()).unwrap()
+}
+
 fn mix(rate: u32, secs: f32) -> AudioBuffer {
     let n = (rate as f32 * secs) as usize;
     let chans = (0..2)
@@ -39,13 +45,17 @@ fn mix(rate: u32, secs: f32) -> AudioBuffer {
 
 /// The offline stream with the same fixed statistics, at the host's rate.
 fn offline(audio: &AudioBuffer) -> Vec<AudioBuffer> {
-    let mut sep = demucs();
+    offline_of(demucs(), audio)
+}
+
+fn offline_of(mut sep: NeuralSeparator, audio: &AudioBuffer) -> Vec<AudioBuffer> {
     let model_rate = sep.sample_rate().unwrap();
     let input = resample(audio, model_rate).unwrap();
     let spec = StreamSpec { sample_rate: model_rate, channels: 2, frames: None };
+    let stems = sep.stems().len();
     let mut stream = sep.stream(spec, SeparateOptions::default()).unwrap();
     stream.set_input_stats(STATS.0, STATS.1);
-    let mut out = stem_frames(4, 2);
+    let mut out = stem_frames(stems, 2);
     stream.process(input.channels(), &mut out).unwrap();
     stream.finish(&mut out).unwrap();
     out.into_iter().map(|s| resample(&AudioBuffer::new(model_rate, s).unwrap(), audio.sample_rate()).unwrap()).collect()
@@ -113,6 +123,25 @@ fn paced_output_is_the_offline_stream_delayed() {
         let again = run(&mut rt, &audio, sizes, true);
         assert_eq!(rt.underruns(), 0);
         compare(&format!("{rate} Hz after reset"), &again, &want, latency, audio.frames() - latency);
+    }
+}
+
+/// msst's families (BS-RoFormer, Mel-Band RoFormer, MDX23C, SCNet) on the same
+/// worker path: the offline stream, delayed.
+#[test]
+fn msst_families_run_in_real_time() {
+    for family in ["bs-roformer", "mel-band-roformer", "mdx23c", "scnet"] {
+        for (rate, sizes) in [(44_100u32, &[1usize, 700, 64, 480][..]), (48_000, &[480][..])] {
+            let audio = mix(rate, 1.5);
+            let want = offline_of(msst(family), &audio);
+            let opts = ThreadedOptions { input_stats: STATS, headroom_secs: Some(0.1), ..Default::default() };
+            let mut rt = RealtimeSeparator::threaded(Box::new(msst(family)), opts).unwrap();
+            rt.prepare(rate, *sizes.iter().max().unwrap(), 2).unwrap();
+            let latency = rt.latency_samples();
+            let got = run(&mut rt, &audio, sizes, true);
+            assert_eq!(rt.underruns(), 0);
+            compare(&format!("{family} {rate} Hz {sizes:?}"), &got, &want, latency, audio.frames() - latency);
+        }
     }
 }
 

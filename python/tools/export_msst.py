@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Export a model of ZFTurbo's Music-Source-Separation-Training (PyPI `msst`)
-to a splitsound model package (families `bs-roformer`, `mel-band-roformer`, `mdx23c`).
+to a splitsound model package (families `bs-roformer`, `mel-band-roformer`, `mdx23c`, `scnet`).
 
 The graph is the network between the STFT and the inverse STFT, as msst's own
 modules compute it (the code of their `forward`, cut after the STFT and before
@@ -9,7 +9,11 @@ the inverse):
   of the mixture's STFT with real and imaginary parts; output `mask`
   [batch, stems, frames, rows · 2];
 - MDX23C: input `spec` [batch, 2 · channels, dim_f, frames], output `spec_out`
-  [batch, stems, 2 · channels, dim_f, frames].
+  [batch, stems, 2 · channels, dim_f, frames];
+- SCNet: the same with every bin (`n_fft/2 + 1`) and the frames of a chunk
+  zero-padded to an odd number of hops, as its forward pads it. Its separation
+  network's `torch.fft.rfft`/`irfft` over the frames (norm "ortho") export as
+  products with the DFT matrices of that fixed frame count.
 splitsound computes the STFT, the band gathering, the mel bands' averaging, the
 complex masks, `zero_dc`, the inverse STFT and `demix`'s chunking as msst does.
 Mean and variance reductions in the graph accumulate in float64 (see
@@ -39,7 +43,8 @@ sys.path.insert(0, HERE)
 from _manifest import embed  # noqa: E402
 from _onnx_precision import accumulate_in_double  # noqa: E402
 
-FAMILIES = {"bs_roformer": "bs-roformer", "mel_band_roformer": "mel-band-roformer", "mdx23c": "mdx23c"}
+FAMILIES = {"bs_roformer": "bs-roformer", "mel_band_roformer": "mel-band-roformer", "mdx23c": "mdx23c",
+            "scnet": "scnet"}
 
 
 class ExportError(Exception):
@@ -60,6 +65,10 @@ def model_class(model_type):
         from msst.models.mdx23c_tfc_tdf_v3 import TFC_TDF_net
 
         return TFC_TDF_net
+    if model_type == "scnet":
+        from msst.models.scnet import SCNet
+
+        return SCNet
     from msst.models.bs_roformer import BSRoformer, MelBandRoformer
 
     return {"bs_roformer": BSRoformer, "mel_band_roformer": MelBandRoformer}[model_type]
@@ -132,6 +141,15 @@ def network_fn(cls):
         if len(starts) != 1 or len(ends) != 1:
             raise changed
         start, end, var = starts[0] + 1, ends[0] - 1, "x"
+    elif cls.__name__ == "SCNet":
+        # From the STFT's channels [B, 2C, F, T] to the decoder's [B, 2C · stems, F, T].
+        starts = [i for i, l in enumerate(lines) if l.strip() == "B, C, Fr, T = x.shape"]
+        ends = [i for i, l in enumerate(lines) if l.strip() == "n = self.dims[0]"]
+        if len(starts) != 1 or len(ends) != 1 or "output_channel_indices" not in src:
+            raise changed
+        indent = lines[starts[0]][:len(lines[starts[0]]) - len(lines[starts[0]].lstrip())]
+        lines = lines[:starts[0]] + [indent + "output_channel_indices = None"] + lines[starts[0]:]
+        start, end, var = starts[0], ends[0], "x"
     else:
         start = next((i for i, l in enumerate(lines) if "x = self.band_split(x)" in l or "checkpoint(self.band_split" in l),
                      None)
@@ -158,11 +176,116 @@ class Network(torch.nn.Module):
         self.model = model
         self.stem_ids = stem_ids
         self.fn = network_fn(type(model))
+        self.scnet = type(model).__name__ == "SCNet"
 
     def forward(self, x):
+        if self.scnet:
+            # [B, 2C · sources, F, T] → [B, sources, 2C, F, T]; with a target, its
+            # source alone (demix slices a model that returns every instrument).
+            y = self.fn(self.model, x)
+            y = y.reshape(y.shape[0], -1, x.shape[1], y.shape[2], y.shape[3])
+            if self.stem_ids is not None:
+                y = y[:, self.stem_ids[0]:self.stem_ids[0] + 1]
+            return y
         if self.stem_ids is None:
             return self.fn(self.model, x)
         return self.fn(self.model, x, active_stem_ids=self.stem_ids)
+
+
+def scnet_padding(length, hop):
+    """The zeros SCNet.forward appends: up to a whole number of hops (at least
+    one sample), then one hop more if the hop count is even."""
+    padding = hop - length % hop
+    if (length + padding) // hop % 2 == 0:
+        padding += hop
+    return padding
+
+
+def _ortho_dft_matrices(frames):
+    """float32 matrices, built in float64, of rfft (`[T, K]`, real and imaginary
+    parts) and irfft (`[K, T]`) over `frames` samples with norm "ortho". The
+    inverse reads only the real part of the DC and Nyquist bins, as irfft does."""
+    import numpy as np
+
+    if frames % 2:
+        raise ExportError(f"SCNet's frame count {frames} is odd; its forward pads to an even one")
+    k = np.arange(frames // 2 + 1)
+    ang = 2 * np.pi * np.outer(np.arange(frames), k) / frames  # [T, K]
+    scale = 1 / np.sqrt(frames)
+    w = np.full(len(k), 2.0)
+    w[0] = w[-1] = 1.0
+    f32 = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    forward = (f32(np.cos(ang) * scale), f32(-np.sin(ang) * scale))
+    inverse = (f32(w[:, None] * np.cos(ang.T) * scale), f32(-w[:, None] * np.sin(ang.T) * scale))
+    return forward, inverse
+
+
+class _OrthoDft(torch.nn.Module):
+    """`FeatureConversion` of SCNet with its rfft/irfft over the last axis as
+    products with the DFT matrices (the same tensors for every layer, so the
+    graph stores them once)."""
+
+    def __init__(self, conv, matrices):
+        super().__init__()
+        self.inverse, self.channels = conv.inverse, conv.channels
+        self.re, self.im = matrices[1] if self.inverse else matrices[0]
+
+    def forward(self, x):
+        x = x.float()
+        if self.inverse:
+            h = self.channels // 2
+            return x[:, :h] @ self.re + x[:, h:] @ self.im
+        return torch.cat([x @ self.re, x @ self.im], dim=1)
+
+
+def share_constants(path):
+    """Stores each large constant of the graph once: the tracer copies a tensor
+    used in several layers (SCNet's DFT matrices) into one Constant node per use."""
+    import hashlib
+
+    import onnx
+
+    model = onnx.load(path)
+    seen, rename, keep = {}, {}, []
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute[0].name == "value":
+            t = node.attribute[0].t
+            if len(t.raw_data) >= 4096:
+                key = (t.data_type, tuple(t.dims), hashlib.sha256(t.raw_data).hexdigest())
+                if key in seen:
+                    rename[node.output[0]] = seen[key]
+                    continue
+                seen[key] = node.output[0]
+        keep.append(node)
+    if not rename:
+        return
+    for node in keep:
+        for i, name in enumerate(node.input):
+            node.input[i] = rename.get(name, name)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+class dft_as_matmul:
+    """While exporting, SCNet's FeatureConversions compute their FFTs as matrix
+    products (the TorchScript exporter has no FFT, and tract no DFT)."""
+
+    def __init__(self, model, frames):
+        self.model, self.frames, self.saved = model, frames, None
+
+    def __enter__(self):
+        if type(self.model).__name__ != "SCNet":
+            return
+        sep = self.model.separation_net
+        self.saved = sep.feature_conversion
+        matrices = _ortho_dft_matrices(self.frames)
+        sep.feature_conversion = torch.nn.ModuleList(_OrthoDft(c, matrices) for c in self.saved)
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            self.model.separation_net.feature_conversion = self.saved
 
 
 def input_width(model):
@@ -171,6 +294,15 @@ def input_width(model):
     if hasattr(model, "freq_indices"):
         return 2 * int(model.freq_indices.numel())  # (bin, channel) pairs already
     return sum(model.band_split.dim_inputs)
+
+
+def heads_of(model):
+    """The stems the module's network computes."""
+    if hasattr(model, "mask_estimators"):
+        return len(model.mask_estimators)
+    if type(model).__name__ == "SCNet":
+        return len(model.sources)
+    return model.num_target_instruments
 
 
 def stems_of(config, heads):
@@ -222,11 +354,37 @@ def export(model_type, config, model, out_dir, name, opset=17):
         if chunk % hop:
             raise ExportError(f"chunk_size {chunk} is not a multiple of hop_length {hop} (msst's demix fails on it)")
         frames = 1 + chunk // hop
-        stems, stem_ids, residual = stems_of(config, model.num_target_instruments)
+        stems, stem_ids, residual = stems_of(config, heads_of(model))
         net_stems = model.num_target_instruments
         in_shape, out_shape = [-1, 2 * channels, dim_f, frames], [-1, net_stems, 2 * channels, dim_f, frames]
         names = ("spec", "spec_out")
         extra = {"mdx23c": {"dim_f": dim_f}}
+        stft = {"n_fft": n_fft, "hop_length": hop, "window": "hann", "center": True, "pad_mode": "reflect",
+                "normalized": False}
+    elif model_type == "scnet":
+        channels = int(model.audio_channels)
+        if channels != 2:
+            raise ExportError("audio_channels must be 2: msst's demix makes every input stereo")
+        if int(model.dims[0]) != 2 * channels:
+            raise ExportError(f"dims[0] must be 2 · audio_channels = {2 * channels}, got {model.dims[0]}")
+        sc = model.stft_config
+        n_fft, hop, win = int(sc["n_fft"]), int(sc["hop_length"]), int(sc["win_length"])
+        if win > n_fft:
+            raise ExportError(f"win_size {win} is larger than nfft {n_fft}")
+        sources = list(model.sources)
+        instruments = list(config.training.instruments)
+        if len(sources) != len(instruments):
+            raise ExportError(f"model.sources {sources} and training.instruments {instruments} differ in length "
+                              "(demix names the outputs by position)")
+        stems, stem_ids, residual = stems_of(config, heads_of(model))
+        net_stems = 1 if stem_ids else len(sources)
+        frames = (chunk + scnet_padding(chunk, hop)) // hop + 1
+        bins = n_fft // 2 + 1
+        in_shape, out_shape = [-1, 2 * channels, bins, frames], [-1, net_stems, 2 * channels, bins, frames]
+        names = ("spec", "spec_out")
+        extra = {}
+        stft = {"n_fft": n_fft, "hop_length": hop, "win_length": win, "window": "rectangular", "center": True,
+                "pad_mode": "reflect", "normalized": bool(sc["normalized"])}
     else:
         if not m.get("stereo", False):
             raise ExportError("stereo: false: msst's demix makes every input stereo, so msst cannot run this model")
@@ -244,8 +402,8 @@ def export(model_type, config, model, out_dir, name, opset=17):
         if model_type == "mel_band_roformer" and not m.get("match_input_audio_length", False) and chunk % hop:
             raise ExportError(f"chunk_size {chunk} is not a multiple of stft_hop_length {hop}: without "
                               "match_input_audio_length the model returns fewer samples and msst's demix fails")
-        stems, stem_ids, residual = stems_of(config, len(model.mask_estimators))
-        net_stems = 1 if stem_ids else len(model.mask_estimators)
+        stems, stem_ids, residual = stems_of(config, heads_of(model))
+        net_stems = 1 if stem_ids else heads_of(model)
         for mod in model.modules():
             # The einsum path of msst's Attend (the same math as SDPA) exports everywhere.
             if type(mod).__name__ == "Attend" and hasattr(mod, "flash"):
@@ -275,19 +433,22 @@ def export(model_type, config, model, out_dir, name, opset=17):
                 roformer["mel_sample_rate"] = mel_sr
             roformer["match_input_audio_length"] = bool(m.get("match_input_audio_length", False))
         extra = {"roformer": roformer}
+        stft = {"n_fft": n_fft, "hop_length": hop, "window": "hann", "center": True, "pad_mode": "reflect",
+                "normalized": False}
     msst["residual"] = residual
     net = Network(model, stem_ids).eval()
     os.makedirs(out_dir, exist_ok=True)
     onnx_name = f"{name}.onnx"
     onnx_path = os.path.join(out_dir, onnx_name)
     x = torch.randn(1, *in_shape[1:])
-    with torch.no_grad():
+    with torch.no_grad(), dft_as_matmul(model, in_shape[-1]):
         y = net(x)
         assert list(y.shape[1:]) == out_shape[1:], (tuple(y.shape), out_shape)
         torch.onnx.export(net, (x,), onnx_path, input_names=[names[0]], output_names=[names[1]],
                           dynamic_axes={names[0]: {0: "batch"}, names[1]: {0: "batch"}}, opset_version=opset,
                           do_constant_folding=True, dynamo=False)
     accumulate_in_double(onnx_path)
+    share_constants(onnx_path)
     manifest = {
         "format_version": 1,
         "name": name,
@@ -296,8 +457,7 @@ def export(model_type, config, model, out_dir, name, opset=17):
         "channels": channels,
         "stems": stems,
         "segment_samples": chunk,
-        "stft": {"n_fft": n_fft, "hop_length": hop, "window": "hann", "center": True, "pad_mode": "reflect",
-                 "normalized": False},
+        "stft": stft,
         "msst": msst,
         **extra,
         "inputs": [{"name": names[0], "shape": in_shape}],

@@ -2,7 +2,8 @@
 """Build the CI packages of msst's families and the reference outputs of msst's own code.
 
 Families: bs-roformer (two stems), mel-band-roformer (a single target, so the
-package adds mixture − target), mdx23c (two stems).
+package adds mixture − target), mdx23c (two stems), scnet (three sources, one
+of them the target).
 
 For each family, a shrunk model with seeded random weights (the released STFT
 and band layouts where a case says so), exported by export_msst.py into
@@ -64,6 +65,62 @@ CONFIGS = {
         inference=dict(batch_size=1, num_overlap=4),
         training=dict(instruments=["vocals", "other"], target_instrument=None),
     ),
+    # Three sources, the middle one the target (demix slices it out; the package
+    # adds mixture − target); a chunk that is not a whole number of hops; the
+    # released band splits and strides, its normalised rectangular-window STFT.
+    "scnet": dict(
+        model_type="scnet",
+        model=dict(sources=["drums", "vocals", "other"], audio_channels=2, dims=[4, 8, 16], nfft=256, hop_size=64,
+                   win_size=256, normalized=True, band_SR=[0.175, 0.392, 0.433], band_stride=[1, 4, 16],
+                   band_kernel=[3, 4, 16], conv_depths=[2, 1, 1], compress=4, conv_kernel=3, num_dplayer=2,
+                   expand=1),
+        audio=dict(chunk_size=2500, num_channels=2, sample_rate=44100),
+        inference=dict(batch_size=1, num_overlap=4),
+        training=dict(instruments=["drums", "vocals", "other"], target_instrument="vocals"),
+    ),
+}
+
+# The released models' STFTs, band layouts, chunks and depths of structure, at
+# narrow widths (the full widths are in benches/): viperx's BS-RoFormer (the
+# class's 62 default bands, hop 441, chunk 352800), Kimberley's Mel-Band
+# RoFormer (60 bands), the MDX23C vocals config (8192/1024, dim_f 4096, 4
+# subbands, 5 scales, chunk 261120), SCNet (4096/1024, chunk 485100: 476 frames,
+# three SD levels, six dual-path layers). One case each: a third of a chunk.
+RELEASED_ROFORMER = dict(TINY_NET, stft_n_fft=2048, stft_hop_length=441, stft_win_length=2048, stft_normalized=False,
+                         num_stems=1, mlp_expansion_factor=1)
+RELEASED = {
+    "bs-roformer": dict(
+        model_type="bs_roformer",
+        model=dict(RELEASED_ROFORMER),
+        audio=dict(chunk_size=352800, num_channels=2, sample_rate=44100),
+        inference=dict(batch_size=1, num_overlap=2),
+        training=dict(instruments=["vocals", "other"], target_instrument="vocals"),
+    ),
+    "mel-band-roformer": dict(
+        model_type="mel_band_roformer",
+        model=dict(RELEASED_ROFORMER, num_bands=60, sample_rate=44100),
+        audio=dict(chunk_size=352800, num_channels=2, sample_rate=44100),
+        inference=dict(batch_size=1, num_overlap=2),
+        training=dict(instruments=["vocals", "other"], target_instrument="vocals"),
+    ),
+    "mdx23c": dict(
+        model_type="mdx23c",
+        model=dict(num_subbands=4, num_scales=5, scale=[2, 2], num_blocks_per_scale=1, num_channels=8, growth=4,
+                   bottleneck_factor=16, norm="InstanceNorm", act="gelu"),
+        audio=dict(chunk_size=261120, n_fft=8192, hop_length=1024, dim_f=4096, num_channels=2, sample_rate=44100),
+        inference=dict(batch_size=1, num_overlap=4),
+        training=dict(instruments=["vocals", "other"], target_instrument=None),
+    ),
+    "scnet": dict(
+        model_type="scnet",
+        model=dict(sources=["vocals", "other"], audio_channels=2, dims=[4, 8, 12, 16], nfft=4096, hop_size=1024,
+                   win_size=4096, normalized=True, band_SR=[0.175, 0.392, 0.433], band_stride=[1, 4, 16],
+                   band_kernel=[3, 4, 16], conv_depths=[3, 2, 1], compress=4, conv_kernel=3, num_dplayer=6,
+                   expand=1),
+        audio=dict(chunk_size=485100, num_channels=2, sample_rate=44100),
+        inference=dict(batch_size=1, num_overlap=4),
+        training=dict(instruments=["vocals", "other"], target_instrument=None),
+    ),
 }
 
 
@@ -96,11 +153,12 @@ def reference(model, cfg, mix):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--family", choices=sorted(CONFIGS), action="append")
+    ap.add_argument("--released", action="store_true", help="the released-shape packages (<family>-released/)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     for family in args.family or sorted(CONFIGS):
-        cfg = CONFIGS[family]
-        out = os.path.join(OUT, family)
+        cfg = (RELEASED if args.released else CONFIGS)[family]
+        out = os.path.join(OUT, family + ("-released" if args.released else ""))
         if os.path.isdir(out):
             shutil.rmtree(out)
         os.makedirs(out)
@@ -110,7 +168,8 @@ def main():
         model = export_msst.build(cfg["model_type"], config_dict(cfg)).eval()
         chunk = cfg["audio"]["chunk_size"]
         refs = Refs(os.path.join(out, "refs"))
-        cases = [
+        ov = cfg["inference"]["num_overlap"]
+        cases = [("released", 2, chunk // 3, 1, False, ov)] if args.released else [
             # name, channels, frames, batch_size, normalize, num_overlap
             ("stereo", 2, 3 * chunk + 777, 1, False, 4),  # reflect-padded, a partial last chunk
             ("mono", 1, 2 * chunk + 100, 1, False, 4),
@@ -137,7 +196,9 @@ def main():
                 stems = reference(model, c, x.copy())
             refs.save(f"{name}_input", x, sample_rate=44100)
             names = list(stems)
-            refs.save(f"{name}_output", np.stack([stems[n] for n in names]), stems=names, batch_size=batch,
+            # Released shapes: the first stem only (the rest takes the same path), to keep the files small.
+            kept = names[:1] if args.released else names
+            refs.save(f"{name}_output", np.stack([stems[n] for n in kept]), stems=names, batch_size=batch,
                       normalize=normalize, num_overlap=overlap)
             print(f"{family} {name}: stems {names}, peak {max(np.abs(stems[n]).max() for n in names):.3f}")
         refs.close()
@@ -145,8 +206,7 @@ def main():
         config = export_msst.load_config(os.path.join(out, "config.yaml"))
         manifest = export_msst.export(cfg["model_type"], config, model, out, "ci")
         # The graph against the module's own network on one random input.
-        _, stem_ids, _ = export_msst.stems_of(config, len(model.mask_estimators)) if hasattr(
-            model, "mask_estimators") else (None, None, None)
+        _, stem_ids, _ = export_msst.stems_of(config, export_msst.heads_of(model))
         net = export_msst.Network(model, stem_ids)
         shape = manifest["inputs"][0]["shape"]
         x = torch.randn(2, *shape[1:])

@@ -43,6 +43,11 @@
 //! - `mdx23c`: the `"msst"` section and `"mdx23c": {"dim_f"}`; input
 //!   [B, 2 · channels, dim_f, frames] (channel-major, then real and imaginary)
 //!   and output [B, stems, 2 · channels, dim_f, frames].
+//! - `scnet`: the `"msst"` section; an STFT with a rectangular window
+//!   (`win_length`, `normalized` as the model's config); input
+//!   [B, 2 · channels, n_fft/2 + 1, frames] and output
+//!   [B, stems, 2 · channels, n_fft/2 + 1, frames], where the frames are those
+//!   of a chunk zero-padded to an odd number of hops.
 
 use std::path::Path;
 
@@ -69,6 +74,8 @@ pub enum Family {
     MelBandRoformer,
     /// MDX23C (`msst.models.mdx23c_tfc_tdf_v3.TFC_TDF_net`), run as msst's `demix`.
     Mdx23c,
+    /// SCNet (`msst.models.scnet.SCNet`), run as msst's `demix`.
+    Scnet,
 }
 
 /// How the input is normalised before the network.
@@ -198,7 +205,7 @@ pub struct Manifest {
     /// Required for the `mdx` family.
     #[serde(default)]
     pub mdx: Option<MdxParams>,
-    /// Required for the msst families (`bs-roformer`, `mel-band-roformer`).
+    /// Required for the msst families (`bs-roformer`, `mel-band-roformer`, `mdx23c`, `scnet`).
     #[serde(default)]
     pub msst: Option<MsstParams>,
     /// Required for `bs-roformer` and `mel-band-roformer`.

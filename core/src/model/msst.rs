@@ -19,7 +19,8 @@
 //!
 //! The network between the STFT and the inverse STFT is the package's graph;
 //! the STFT, the band layout and the complex mask are computed here, per
-//! family ([`Roformer`]: BS-RoFormer and Mel-Band RoFormer; [`Mdx23c`]).
+//! family ([`Roformer`]: BS-RoFormer and Mel-Band RoFormer; [`Spectral`]:
+//! MDX23C and SCNet).
 
 use ndarray::{Array3, Array4, Ix4, Ix5};
 use realfft::num_complex::Complex32;
@@ -30,7 +31,7 @@ use super::manifest::{Family, Manifest, Mdx23cParams, MsstParams, RoformerParams
 use super::neural::{StemAudio, Tape, feed_whole, take_block, to_model_channels};
 use crate::error::{Error, Result};
 use crate::separator::SeparateOptions;
-use crate::stft::{Spectrogram, Stft};
+use crate::stft::{PadMode, Spectrogram, Stft, WindowKind};
 use crate::stream::{StemFrames, StemStream, StreamSpec, check_block};
 
 /// Bounds that keep every size computed from a manifest far from overflow.
@@ -43,7 +44,7 @@ type Part = Vec<Vec<f32>>;
 /// A family's network on a batch of chunks.
 pub(crate) enum Net {
     Roformer(Roformer),
-    Mdx23c(Mdx23c),
+    Spectral(Spectral),
 }
 
 impl Net {
@@ -51,7 +52,7 @@ impl Net {
     fn run(&mut self, model: &mut Model, parts: &[Part]) -> Result<Vec<Vec<Part>>> {
         match self {
             Net::Roformer(r) => r.run(model, parts),
-            Net::Mdx23c(r) => r.run(model, parts),
+            Net::Spectral(r) => r.run(model, parts),
         }
     }
 }
@@ -99,7 +100,8 @@ impl Msst {
         }
         let net = match m.family {
             Family::BsRoformer | Family::MelBandRoformer => Net::Roformer(Roformer::new(m, net_stems)?),
-            Family::Mdx23c => Net::Mdx23c(Mdx23c::new(m, net_stems)?),
+            Family::Mdx23c => Net::Spectral(Spectral::mdx23c(m, net_stems)?),
+            Family::Scnet => Net::Spectral(Spectral::scnet(m, net_stems)?),
             f => return Err(format!("msst: family {f:?} is not one of msst's")),
         };
         let step = chunk / p.num_overlap;
@@ -661,28 +663,47 @@ fn run_graph<D: ndarray::Dimension>(
 }
 
 // ---------------------------------------------------------------------------
-// MDX23C
+// MDX23C and SCNet
 
-/// MDX23C (TFC-TDF v3) as `msst.models.mdx23c_tfc_tdf_v3` computes around its
-/// network: a torch STFT of each channel, its lowest `dim_f` bins as channels
-/// `[L re, L im, R re, R im]`; the network's output the same layout per stem;
-/// the bins above `dim_f` zero; the inverse STFT, `hop · (frames − 1)` long.
-pub(crate) struct Mdx23c {
+/// The families whose network maps a chunk's spectrogram to its stems'
+/// spectrograms, channels `[L re, L im, R re, R im]` per stem:
+/// - MDX23C (`msst.models.mdx23c_tfc_tdf_v3`): a torch STFT (periodic Hann) of
+///   each channel, its lowest `dim_f` bins; the bins above `dim_f` come back as
+///   zeros; the inverse STFT is `hop · (frames − 1)` long (the chunk);
+/// - SCNet (`msst.models.scnet`): the chunk zero-padded at its end to an odd
+///   number of hops (at least one sample more), every bin of an STFT with a
+///   rectangular window (normalised as its config says); the inverse STFT of
+///   the padded length, cut back to the chunk.
+pub(crate) struct Spectral {
     stft: Stft,
-    p: Mdx23cParams,
+    /// Bins fed to the network (the lowest).
+    dim_f: usize,
+    /// Zeros appended to a chunk before its STFT.
+    pad: usize,
     channels: usize,
     stems: usize,
     frames: usize,
     chunk: usize,
     input: String,
     output: String,
+    padded: Vec<f32>,
     spec: Spectrogram,
     wave: Vec<f32>,
 }
 
-impl Mdx23c {
-    fn new(m: &Manifest, stems: usize) -> std::result::Result<Self, String> {
-        let p = m.mdx23c.ok_or("mdx23c needs an `mdx23c` section (dim_f)")?;
+/// The zeros `SCNet.forward` appends to `len` samples: up to a whole number of
+/// hops (at least one), then one hop more if that number is even.
+fn scnet_padding(len: usize, hop: usize) -> usize {
+    let mut pad = hop - len % hop;
+    if ((len + pad) / hop).is_multiple_of(2) {
+        pad += hop;
+    }
+    pad
+}
+
+impl Spectral {
+    fn mdx23c(m: &Manifest, stems: usize) -> std::result::Result<Self, String> {
+        let p: Mdx23cParams = m.mdx23c.ok_or("mdx23c needs an `mdx23c` section (dim_f)")?;
         let cfg = super::manifest::plain_torch_stft(m, "mdx23c")?;
         let chunk = m.segment_samples;
         if p.dim_f == 0 || p.dim_f > cfg.bins() {
@@ -695,40 +716,78 @@ impl Mdx23c {
                 cfg.hop_length
             ));
         }
-        let frames = cfg.num_frames(chunk);
+        Self::new(m, "mdx23c", cfg, p.dim_f, 0, stems)
+    }
+
+    fn scnet(m: &Manifest, stems: usize) -> std::result::Result<Self, String> {
+        let cfg = m.stft.ok_or("scnet needs `stft` in the manifest")?;
+        let win = cfg.win_length.unwrap_or(cfg.n_fft);
+        if cfg.window != WindowKind::Rectangular || !cfg.center || cfg.pad_mode != PadMode::Reflect || win > cfg.n_fft {
+            return Err(format!(
+                "scnet uses a centred, reflect-padded STFT with a rectangular window of at most n_fft; got {cfg:?}"
+            ));
+        }
+        if m.mdx23c.is_some() || m.roformer.is_some() {
+            return Err("scnet: the manifest has another family's section".into());
+        }
+        let pad = scnet_padding(m.segment_samples, cfg.hop_length);
+        if m.segment_samples + pad <= cfg.n_fft / 2 {
+            return Err(format!(
+                "scnet: a chunk of {} samples is too short for an n_fft of {}",
+                m.segment_samples, cfg.n_fft
+            ));
+        }
+        Self::new(m, "scnet", cfg, cfg.bins(), pad, stems)
+    }
+
+    fn new(
+        m: &Manifest,
+        family: &str,
+        cfg: crate::stft::StftConfig,
+        dim_f: usize,
+        pad: usize,
+        stems: usize,
+    ) -> std::result::Result<Self, String> {
+        let chunk = m.segment_samples;
+        let frames = cfg.num_frames(chunk + pad);
         let c2 = 2 * m.channels as i64;
-        let want_in = [-1, c2, p.dim_f as i64, frames as i64];
-        let want_out = [-1, stems as i64, c2, p.dim_f as i64, frames as i64];
+        let want_in = [-1, c2, dim_f as i64, frames as i64];
+        let want_out = [-1, stems as i64, c2, dim_f as i64, frames as i64];
         let ok = |specs: &[super::manifest::TensorSpec], want: &[i64]| {
             specs.len() == 1 && specs[0].shape.len() == want.len() && specs[0].shape[1..] == want[1..]
         };
         if !ok(&m.inputs, &want_in) || !ok(&m.outputs, &want_out) {
             return Err(format!(
-                "mdx23c: one input [batch, 2 · channels, dim_f, frames] = {want_in:?} and one output [batch, stems, \
-                 2 · channels, dim_f, frames] = {want_out:?}; got {:?} → {:?}",
+                "{family}: one input [batch, 2 · channels, bins, frames] = {want_in:?} and one output [batch, stems, \
+                 2 · channels, bins, frames] = {want_out:?}; got {:?} → {:?}",
                 m.inputs, m.outputs
             ));
         }
         Ok(Self {
             stft: Stft::new(cfg).map_err(|e| e.to_string())?,
-            p,
+            dim_f,
+            pad,
             channels: m.channels,
             stems,
             frames,
             chunk,
             input: m.inputs[0].name.clone(),
             output: m.outputs[0].name.clone(),
+            padded: Vec::new(),
             spec: Spectrogram::default(),
             wave: Vec::new(),
         })
     }
 
     fn run(&mut self, model: &mut Model, parts: &[Part]) -> Result<Vec<Vec<Part>>> {
-        let (b, t, s, f) = (parts.len(), self.frames, self.channels, self.p.dim_f);
+        let (b, t, s, f) = (parts.len(), self.frames, self.channels, self.dim_f);
         let mut x = Array4::<f32>::zeros((b, 2 * s, f, t));
         for (bi, part) in parts.iter().enumerate() {
             for (c, ch) in part.iter().enumerate() {
-                self.stft.forward_into(ch, &mut self.spec)?;
+                self.padded.clear();
+                self.padded.extend_from_slice(ch);
+                self.padded.resize(ch.len() + self.pad, 0.0);
+                self.stft.forward_into(&self.padded, &mut self.spec)?;
                 for ti in 0..t {
                     let frame = self.spec.frame(ti);
                     for fi in 0..f {
@@ -740,7 +799,7 @@ impl Mdx23c {
         }
         let y: ndarray::Array5<f32> =
             run_graph::<Ix5>(model, &self.input, &self.output, x.into_dyn(), &[b, self.stems, 2 * s, f, t])?;
-        // Bins above dim_f are zeros (the inverse's f_pad).
+        // Bins above dim_f are zeros (MDX23C's f_pad).
         let mut z = Spectrogram::zeros(self.stft.config().bins(), t);
         let mut out = Vec::with_capacity(b);
         for bi in 0..b {
@@ -754,6 +813,7 @@ impl Mdx23c {
                             frame[fi] = Complex32::new(y[[bi, n, 2 * c, fi, ti]], y[[bi, n, 2 * c + 1, fi, ti]]);
                         }
                     }
+                    // hop · (frames − 1): the chunk plus the padding.
                     self.stft.inverse_into(&z, None, &mut self.wave)?;
                     chans.push(self.wave[..self.chunk].to_vec());
                 }
@@ -848,6 +908,14 @@ mod tests {
         assert_eq!((bands[1][0], bands[1][5]), (4, 9));
         for b in &bands {
             assert!(b.windows(2).all(|w| w[1] == w[0] + 1), "contiguous bins");
+        }
+    }
+
+    #[test]
+    fn scnet_pads_to_an_odd_number_of_hops() {
+        // SCNet.forward's rule, from the table of its module (hop 1024).
+        for (len, pad) in [(1, 1023), (1024, 2048), (2048, 1024), (3072, 2048), (485_100, 1300)] {
+            assert_eq!(scnet_padding(len, 1024), pad, "{len}");
         }
     }
 

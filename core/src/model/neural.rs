@@ -279,7 +279,7 @@ impl NeuralSeparator {
             Family::DemucsHybrid => Pipeline::Demucs(demucs::Hybrid::new(m).map_err(bad)?),
             Family::Mdx => Pipeline::Mdx(mdx::Mdx::new(m).map_err(bad)?),
             Family::Umx => Pipeline::Umx(umx::Umx::new(m).map_err(bad)?),
-            Family::BsRoformer | Family::MelBandRoformer | Family::Mdx23c => {
+            Family::BsRoformer | Family::MelBandRoformer | Family::Mdx23c | Family::Scnet => {
                 Pipeline::Msst(msst::Msst::new(m).map_err(bad)?)
             }
         };
