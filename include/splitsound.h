@@ -774,6 +774,30 @@ splitsound_status splitsound_separator_new(const char *model,
                                            splitsound_separator **out);
 
 /**
+ * Opens an ensemble: the `n_models` separators named in `models` (as
+ * `splitsound_separator_new` names them, each with `options`) run on the same
+ * input, their stems matched by name and combined by `algorithm`
+ * (audio-separator's names: `"avg_wave"`, `"median_wave"`, `"min_wave"`,
+ * `"max_wave"`, `"avg_fft"`, `"median_fft"`, `"min_fft"`, `"max_fft"`,
+ * `"uvr_max_spec"`, `"uvr_min_spec"`, `"ensemble_wav"`; NULL: `"avg_wave"`).
+ * `weights` (NULL, or `n_weights` = `n_models` values) weigh the models for
+ * `avg_wave` and `avg_fft`. At least two models. The result is a separator
+ * like any other (it needs the whole input: no real time).
+ *
+ * An ensemble saved as a JSON file (`{"ensemble": {"models": [...],
+ * "algorithm": "...", "weights": [...]}}`) also opens with `splitsound_separator_new`.
+ *
+ * Thread safety: any thread. Loading models takes time; not for an audio thread.
+ */
+splitsound_status splitsound_ensemble_new(const char *const *models,
+                                          size_t n_models,
+                                          const char *algorithm,
+                                          const double *weights,
+                                          size_t n_weights,
+                                          const splitsound_options *options,
+                                          splitsound_separator **out);
+
+/**
  * Frees a separator; NULL is a no-op.
  */
 void splitsound_separator_free(splitsound_separator *p);

@@ -110,9 +110,18 @@ struct SeparateArgs {
     inputs: Vec<PathBuf>,
     /// Separator: builtin:hpss (default; harmonic/percussive), builtin:center
     /// (stereo vocals/accompaniment), builtin:repet (foreground/background), or
-    /// a model package: its manifest (model.json) or ONNX file with a sidecar manifest
+    /// a model package: its manifest (model.json) or ONNX file with a sidecar
+    /// manifest, or an ensemble file. Give it more than once for an ensemble
     #[arg(short, long, default_value = "builtin:hpss")]
-    model: String,
+    model: Vec<String>,
+    /// With several models: how their matched stems are combined (avg_wave,
+    /// median_wave, min_wave, max_wave, avg_fft, median_fft, min_fft, max_fft,
+    /// uvr_max_spec, uvr_min_spec, ensemble_wav; audio-separator's algorithms)
+    #[arg(long)]
+    ensemble: Option<core::EnsembleAlgorithm>,
+    /// With several models: one weight per model (avg_wave and avg_fft)
+    #[arg(long, value_delimiter = ',')]
+    weights: Option<Vec<f64>>,
     /// Neural models: execution providers to try, in order (cpu, cuda:N,
     /// tensorrt:N, coreml, directml:N); falls back to the CPU with a warning
     #[arg(long, value_delimiter = ',', default_value = "cpu")]
@@ -152,6 +161,11 @@ struct SeparateArgs {
     /// small difference from openunmix's whole-track run
     #[arg(long)]
     segment_secs: Option<f64>,
+    /// msst-family models (BS-/Mel-Band RoFormer, MDX23C, SCNet): msst (their
+    /// reference code's demix) or audio-separator (its MDXCSeparator: the same
+    /// output as audio-separator 0.47 gives, peak-limited stems, whole input)
+    #[arg(long, default_value = "msst")]
+    chunking: core::model::Chunking,
     /// Neural models: threads per operator (default: ONNX Runtime's choice)
     #[arg(long)]
     threads: Option<usize>,
@@ -409,9 +423,9 @@ fn inspect(path: &Path, devices: &[String], ort_lib: Option<PathBuf>, as_json: b
     ExitCode::SUCCESS
 }
 
-fn load_neural(args: &SeparateArgs) -> Result<NeuralSeparator, Error> {
+fn neural_options(args: &SeparateArgs) -> Result<NeuralOptions, Error> {
     let providers = args.device.iter().map(|d| d.parse()).collect::<Result<Vec<Provider>, Error>>()?;
-    let opts = NeuralOptions {
+    Ok(NeuralOptions {
         model: ModelOptions {
             runtime_library: args.ort_lib.clone(),
             providers,
@@ -432,8 +446,28 @@ fn load_neural(args: &SeparateArgs) -> Result<NeuralSeparator, Error> {
         residual: args.residual,
         wiener_win_len: args.wiener_win_len,
         segment_secs: args.segment_secs,
-    };
-    NeuralSeparator::load(&args.model, opts)
+        chunking: args.chunking,
+    })
+}
+
+fn load_neural(args: &SeparateArgs) -> Result<NeuralSeparator, Error> {
+    NeuralSeparator::load(&args.model[0], neural_options(args)?)
+}
+
+/// Several `-m`, or an ensemble file.
+fn load_ensemble(args: &SeparateArgs) -> Result<Box<dyn Separator>, Error> {
+    let opts = neural_options(args)?;
+    if args.model.len() == 1 {
+        if args.ensemble.is_some() || args.weights.is_some() {
+            return Err(Error::InvalidArgument {
+                name: "ensemble",
+                expected: "the ensemble file's own algorithm and weights".into(),
+                actual: "--ensemble/--weights with an ensemble file".into(),
+            });
+        }
+        return core::load_separator(&args.model[0], opts);
+    }
+    core::load_ensemble(&args.model, args.ensemble.unwrap_or_default(), args.weights.clone(), opts)
 }
 
 fn score_table(scores: &[core::eval::StemScore]) {
@@ -580,8 +614,35 @@ fn separate(args: SeparateArgs) -> ExitCode {
         }
         ExitCode::from(EXIT_USAGE)
     };
-    let mut sep: Box<dyn Separator> = if !core::is_model_package(&args.model) {
-        match core::builtin_separator(&args.model) {
+    let ensemble = args.model.len() > 1 || core::EnsembleSpec::read(Path::new(&args.model[0])).ok().flatten().is_some();
+    if !ensemble && (args.ensemble.is_some() || args.weights.is_some()) {
+        return fail_usage(Error::InvalidArgument {
+            name: "ensemble",
+            expected: "several models (-m a -m b)".into(),
+            actual: "--ensemble/--weights with one model".into(),
+        });
+    }
+    let mut sep: Box<dyn Separator> = if ensemble {
+        match load_ensemble(&args) {
+            Ok(s) => {
+                if !args.json {
+                    eprintln!("{} runs on {}", s.name(), s.runs_on());
+                }
+                emit(json!({"event": "model", "name": s.name(), "provider": s.runs_on()}));
+                s
+            }
+            Err(e) => {
+                let code = if is_usage_error(&e) { EXIT_USAGE } else { EXIT_FAILED };
+                if args.json {
+                    println!("{}", error_json(None, &e));
+                } else {
+                    eprintln!("error: {e}");
+                }
+                return ExitCode::from(code);
+            }
+        }
+    } else if !core::is_model_package(&args.model[0]) {
+        match core::builtin_separator(&args.model[0]) {
             Ok(s) => s,
             Err(e) => return fail_usage(e),
         }
@@ -599,7 +660,7 @@ fn separate(args: SeparateArgs) -> ExitCode {
             Err(e) => {
                 let code = if is_usage_error(&e) { EXIT_USAGE } else { EXIT_FAILED };
                 if args.json {
-                    println!("{}", error_json(Some(Path::new(&args.model)), &e));
+                    println!("{}", error_json(Some(Path::new(&args.model[0])), &e));
                 } else {
                     eprintln!("error: {e}");
                 }

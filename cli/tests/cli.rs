@@ -124,6 +124,24 @@ fn usage_errors_exit_2_with_clear_messages() {
         (&["separate", d.to_str().unwrap(), d.to_str().unwrap()], "same output folder"),
         (&["separate", "--bits", "12", d.to_str().unwrap()], "12"),
         (&["separate"], "INPUTS"),
+        (&["separate", d.to_str().unwrap(), "--weights", "1,2"], "several models"),
+        (&["separate", d.to_str().unwrap(), "-m", "hpss", "-m", "center", "--ensemble", "avg"], "median_wave"),
+        (&["separate", d.to_str().unwrap(), "-m", "hpss", "-m", "center", "--weights", "1"], "one per model"),
+        (
+            &[
+                "separate",
+                d.to_str().unwrap(),
+                "-m",
+                "hpss",
+                "-m",
+                "center",
+                "--ensemble",
+                "max_wave",
+                "--weights",
+                "1,2",
+            ],
+            "avg_wave",
+        ),
     ];
     for (args, needle) in cases {
         let o = run(args);
@@ -431,4 +449,70 @@ fn eval_over_a_dataset_folder() {
     assert_eq!(r.status.code(), Some(2), "{}", String::from_utf8_lossy(&r.stderr));
     let r = run(&["eval", "--dataset", data.join("not-a-track").to_str().unwrap()]);
     assert_eq!(r.status.code(), Some(1), "{}", String::from_utf8_lossy(&r.stderr));
+}
+
+/// Several `-m`: one ensemble, its stems matched by name across the models.
+#[test]
+fn ensembles_of_several_models() {
+    let out_dir = scratch("ensemble");
+    let d = demo();
+    let o = run(&[
+        "separate",
+        d.to_str().unwrap(),
+        "-m",
+        "builtin:center",
+        "-m",
+        "builtin:hpss",
+        "-m",
+        "builtin:center",
+        "--ensemble",
+        "avg_fft",
+        "--weights",
+        "1,1,3",
+        "--json",
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let events = json_lines(&o);
+    assert!(events[0]["name"].as_str().unwrap().starts_with("ensemble avg_fft of "), "{events:?}");
+    assert_eq!(
+        files_in(&out_dir),
+        ["mixture/accompaniment.wav", "mixture/harmonic.wav", "mixture/percussive.wav", "mixture/vocals.wav"]
+    );
+    // The same model twice averages to itself (up to the STFT round trip).
+    let single = scratch("ensemble-single");
+    let o = run(&[
+        "separate",
+        d.to_str().unwrap(),
+        "-m",
+        "builtin:center",
+        "-o",
+        single.to_str().unwrap(),
+        "--format",
+        "wav",
+        "--bits",
+        "32f",
+    ]);
+    assert!(o.status.success());
+    let o = run(&[
+        "separate",
+        d.to_str().unwrap(),
+        "-m",
+        "builtin:center",
+        "-m",
+        "builtin:center",
+        "--ensemble",
+        "avg_wave",
+        "-o",
+        out_dir.to_str().unwrap(),
+        "--format",
+        "wav",
+        "--bits",
+        "32f",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let a = decode_file(single.join("mixture/vocals.wav"), &DecodeOptions::default()).unwrap();
+    let b = decode_file(out_dir.join("mixture/vocals.wav"), &DecodeOptions::default()).unwrap();
+    assert_eq!(a.channels(), b.channels());
 }

@@ -5,6 +5,7 @@
 mod audio;
 pub mod builtin;
 mod decode;
+pub mod ensemble;
 mod error;
 pub mod eval;
 mod job;
@@ -27,10 +28,11 @@ pub use audio::{
 };
 pub use builtin::{BUILTIN_NAMES, BuiltinConfig, DEFAULT_BUILTIN, builtin_separator};
 pub use decode::{DecodeOptions, MediaInfo, StreamDecoder, decode_bytes, decode_file, probe, probe_bytes};
+pub use ensemble::{EnsembleAlgorithm, EnsembleSeparator};
 pub use error::{Error, Limit, Result};
 pub use job::{FileJobOptions, FileJobReport, StemSelection, WrittenStem, check_names, select_stems, separate_file};
 #[cfg(feature = "neural")]
-pub use load::{is_model_package, load_separator};
+pub use load::{EnsembleSpec, is_model_package, load_ensemble, load_separator};
 pub use query::{QueryMode, QueryResolution, resolve_query};
 pub use realtime::{ProcessError, RealtimeSeparator, ThreadedOptions, Underrun};
 pub use resample::{StreamResampler, resample, resampled_len};

@@ -97,6 +97,36 @@ fn matches_msst_at_released_shapes() {
     }
 }
 
+/// audio-separator 0.47's `MDXCSeparator` on the same weights and inputs
+/// (python/tools/parity_mdxc.py): its chunking, peak limits and residual.
+#[cfg(feature = "onnx")]
+#[test]
+fn matches_audio_separator_chunking() {
+    use splitsound_core::model::Chunking;
+    for family in ["bs-roformer", "mel-band-roformer", "mdx23c"] {
+        let refs = dir(family).join("refs-mdxc");
+        for case in ["stereo", "loud", "mono", "exact", "overlap3", "long_tail"] {
+            let want = reference_in(&refs, &format!("{case}_output"));
+            let overlap = &want.params["num_overlap"];
+            let p = serde_json::json!({"batch_size": 1, "normalize": false, "num_overlap": overlap});
+            let path = package(family, &format!("mdxc_{case}"), &p);
+            let opts = NeuralOptions { chunking: Chunking::AudioSeparator, ..NeuralOptions::default() };
+            let mut sep = NeuralSeparator::load(path, opts).unwrap();
+            let stems = sep.separate(&reference_input(&refs, case, 44100), &SeparateOptions::default()).unwrap();
+            let err = stems_error(&stems, &want);
+            println!("{family} {case} (audio-separator): max error {err:.2e} of peak");
+            assert!(err < 1e-5, "{family} {case}: max error {err:.2e} of audio-separator's peak");
+        }
+    }
+    // audio-separator runs a RoFormer on an input shorter than its chunk, which a
+    // fixed-frame graph cannot; SCNet is not one of its models.
+    let opts = NeuralOptions { chunking: Chunking::AudioSeparator, ..NeuralOptions::default() };
+    let mut sep = NeuralSeparator::load(dir("bs-roformer").join("ci.json"), opts.clone()).unwrap();
+    let short = splitsound_core::AudioBuffer::new(44100, vec![vec![0.1; 1000]; 2]).unwrap();
+    assert!(matches!(sep.separate(&short, &SeparateOptions::default()), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(NeuralSeparator::load(dir("scnet").join("ci.json"), opts), Err(Error::InvalidArgument { .. })));
+}
+
 #[cfg(feature = "tract")]
 #[test]
 fn matches_msst_on_tract() {

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use splitsound_core::model::{Fallback, NeuralOptions, Provider};
 use splitsound_core::{
-    AudioBuffer, CancelToken, ClipMode, FileJobOptions, FileJobReport, OutputFormat, Progress, SampleEncoding,
-    SeparateOptions, Separator, Stage, StemSelection, ThreadedOptions, Underrun,
+    AudioBuffer, CancelToken, ClipMode, EnsembleAlgorithm, FileJobOptions, FileJobReport, OutputFormat, Progress,
+    SampleEncoding, SeparateOptions, Separator, Stage, StemSelection, ThreadedOptions, Underrun,
 };
 
 use crate::audio::{decode_options, splitsound_decode_limits};
@@ -332,6 +332,53 @@ pub unsafe extern "C" fn splitsound_separator_new(
         need(out, "out")?;
         let neural = opts.map(|o| o.neural.clone()).unwrap_or_default();
         let inner = splitsound_core::load_separator(spec, neural)?;
+        give(splitsound_separator { inner }, out);
+        Ok(())
+    })
+}
+
+/// Opens an ensemble: the `n_models` separators named in `models` (as
+/// `splitsound_separator_new` names them, each with `options`) run on the same
+/// input, their stems matched by name and combined by `algorithm`
+/// (audio-separator's names: `"avg_wave"`, `"median_wave"`, `"min_wave"`,
+/// `"max_wave"`, `"avg_fft"`, `"median_fft"`, `"min_fft"`, `"max_fft"`,
+/// `"uvr_max_spec"`, `"uvr_min_spec"`, `"ensemble_wav"`; NULL: `"avg_wave"`).
+/// `weights` (NULL, or `n_weights` = `n_models` values) weigh the models for
+/// `avg_wave` and `avg_fft`. At least two models. The result is a separator
+/// like any other (it needs the whole input: no real time).
+///
+/// An ensemble saved as a JSON file (`{"ensemble": {"models": [...],
+/// "algorithm": "...", "weights": [...]}}`) also opens with `splitsound_separator_new`.
+///
+/// Thread safety: any thread. Loading models takes time; not for an audio thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splitsound_ensemble_new(
+    models: *const *const c_char,
+    n_models: usize,
+    algorithm: *const c_char,
+    weights: *const f64,
+    n_weights: usize,
+    options: *const splitsound_options,
+    out: *mut *mut splitsound_separator,
+) -> splitsound_status {
+    guard(|| {
+        // SAFETY: `n_models` strings; a string or NULL; a live handle or NULL.
+        let (specs, opts) = unsafe { (arg_strs(models, n_models, "models")?, options.as_ref()) };
+        need(out, "out")?;
+        let algorithm = if algorithm.is_null() {
+            EnsembleAlgorithm::default()
+        } else {
+            // SAFETY: a string.
+            unsafe { arg_str(algorithm, "algorithm") }?.parse()?
+        };
+        let weights = if weights.is_null() {
+            None
+        } else {
+            // SAFETY: the caller's `n_weights` doubles.
+            Some(unsafe { std::slice::from_raw_parts(weights, n_weights) }.to_vec())
+        };
+        let neural = opts.map(|o| o.neural.clone()).unwrap_or_default();
+        let inner = splitsound_core::load_ensemble(&specs, algorithm, weights, neural)?;
         give(splitsound_separator { inner }, out);
         Ok(())
     })

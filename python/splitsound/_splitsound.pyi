@@ -46,7 +46,7 @@ def resolve_query(query: str, stems: list[str]) -> dict[str, Any]: ...
 class Separator:
     def __new__(
         cls,
-        model: str = "builtin:hpss",
+        model: Union[str, list[str]] = "builtin:hpss",
         device: Optional[str] = None,
         *,
         strict: bool = False,
@@ -56,6 +56,8 @@ class Separator:
         threads: Optional[int] = None,
         seed: int = 0,
         options: Optional[str] = None,
+        ensemble: Optional[str] = None,
+        weights: Optional[list[float]] = None,
     ) -> Separator: ...
     @property
     def name(self) -> str: ...

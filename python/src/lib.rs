@@ -332,6 +332,19 @@ fn eval<'py>(
     Ok(out)
 }
 
+/// `model`: one name or path, or a list of them for an ensemble.
+#[derive(FromPyObject)]
+enum ModelArg {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<String> for ModelArg {
+    fn from(s: String) -> Self {
+        ModelArg::One(s)
+    }
+}
+
 /// A separator: a built-in or a model package, ready to separate arrays and files.
 #[pyclass(module = "splitsound._splitsound", name = "Separator", subclass, frozen)]
 struct PySeparator {
@@ -345,11 +358,14 @@ struct PySeparator {
 #[pymethods]
 impl PySeparator {
     #[new]
-    #[pyo3(signature = (model="builtin:hpss", device=None, *, strict=false, overlap=None, shifts=None, batch=1, threads=None, seed=0, options=None))]
+    #[pyo3(
+        signature = (model="builtin:hpss".to_string().into(), device=None, *, strict=false, overlap=None, shifts=None, batch=1, threads=None, seed=0, options=None, ensemble=None, weights=None),
+        text_signature = "(model='builtin:hpss', device=None, *, strict=False, overlap=None, shifts=None, batch=1, threads=None, seed=0, options=None, ensemble=None, weights=None)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        model: &str,
+        model: ModelArg,
         device: Option<&str>,
         strict: bool,
         overlap: Option<f64>,
@@ -358,6 +374,8 @@ impl PySeparator {
         threads: Option<usize>,
         seed: u64,
         options: Option<&str>,
+        ensemble: Option<&str>,
+        weights: Option<Vec<f64>>,
     ) -> PyResult<Self> {
         let mut opts: NeuralOptions = match options {
             Some(json) => serde_json::from_str(json).map_err(|e| invalid(py, "options", "NeuralOptions JSON", e))?,
@@ -374,8 +392,22 @@ impl PySeparator {
         opts.batch = batch;
         opts.seed = seed;
         opts.model.intra_threads = threads.or(opts.model.intra_threads);
-        let spec = model.to_string();
-        let sep = py.detach(move || core::load_separator(&spec, opts)).map_err(|e| py_err(py, e))?;
+        let sep = match model {
+            ModelArg::One(spec) => {
+                if ensemble.is_some() || weights.is_some() {
+                    return Err(invalid(py, "ensemble", "a list of models", "one model"));
+                }
+                py.detach(move || core::load_separator(&spec, opts))
+            }
+            ModelArg::Many(specs) => {
+                let algorithm = match ensemble {
+                    Some(a) => a.parse().map_err(|e| py_err(py, e))?,
+                    None => core::EnsembleAlgorithm::default(),
+                };
+                py.detach(move || core::load_ensemble(&specs, algorithm, weights, opts))
+            }
+        }
+        .map_err(|e| py_err(py, e))?;
         Ok(Self {
             name: sep.name().to_string(),
             stems: sep.stems().to_vec(),

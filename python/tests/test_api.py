@@ -198,3 +198,25 @@ def test_model_package(model):
     stems = sep(mono, sr)
     assert all(s.shape == (2, sr) and np.isfinite(s).all() for s in stems.values())
     assert sep.output_channels(1) == 2
+
+
+def test_ensemble_of_models(model):
+    """A list of models is an ensemble: stems matched by name, combined by
+    audio-separator's algorithms (core/tests/ensemble.rs checks the numbers)."""
+    msst = model.parent.parent / "msst"
+    paths = [str(msst / "bs-roformer/ci.json"), str(msst / "mdx23c/ci.json"), str(model)]
+    sep = ss.Separator(paths, ensemble="avg_wave", weights=[2.0, 1.0, 1.0])
+    assert sep.stems == ["vocals", "instrumental", "drums", "bass", "other"]
+    sr = 44100
+    x = (0.3 * np.sin(2 * np.pi * 220 * np.arange(sr // 4) / sr)).astype(np.float32)
+    stems = sep(np.stack([x, x]), sr)
+    singles = [ss.Separator(p)(np.stack([x, x]), sr) for p in paths]
+    want = (2 * singles[0]["vocals"] + singles[1]["vocals"] + singles[2]["vocals"]) / 4
+    assert np.abs(stems["vocals"] - want).max() <= 1e-6 * max(1.0, np.abs(want).max())
+    np.testing.assert_array_equal(stems["drums"], singles[2]["drums"])
+    with pytest.raises(ss.InvalidArgumentError):
+        ss.Separator(paths, ensemble="avg")
+    with pytest.raises(ss.InvalidArgumentError):
+        ss.Separator(paths, ensemble="min_wave", weights=[2.0, 1.0, 1.0])
+    with pytest.raises(ss.InvalidArgumentError):
+        ss.Separator(str(model), ensemble="avg_wave")

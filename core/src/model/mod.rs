@@ -28,7 +28,7 @@ pub use manifest::{
     Defaults, Family, MANIFEST_FORMAT_VERSION, Manifest, MdxParams, ModelFile, MsstParams, Normalisation,
     RoformerParams, TensorSpec, manifest_path,
 };
-pub use neural::{NeuralBuilder, NeuralOptions, NeuralSeparator};
+pub use neural::{Chunking, NeuralBuilder, NeuralOptions, NeuralSeparator};
 #[cfg(feature = "onnx")]
 pub use onnx::provider_usable;
 pub use providers::{Fallback, Provider};

@@ -452,6 +452,191 @@ pub(crate) fn separate(
 }
 
 // ---------------------------------------------------------------------------
+// audio-separator's chunking
+
+/// Separates a mix (model channels) as audio-separator 0.47's `MDXCSeparator`
+/// does (`separate` → `demix`), for people moving from it:
+/// - the mix scaled down to a peak of 0.9 when it is louder (`spec_utils.normalize`),
+///   and never scaled back;
+/// - RoFormers: chunks every `chunk // num_overlap` samples, unpadded, the last
+///   one ending at the end of the input; each weighted by a symmetric Hamming
+///   window of the chunk (every chunk, the first and last too); the weighted sum
+///   divided by the summed weights (at least 1e-10); one chunk per network call;
+/// - MDX23C: the mix zero-padded by `chunk − step` in front and by
+///   `step − (len − chunk) mod step` plus as much again at the end; chunks every
+///   `step`, summed unweighted and divided by `num_overlap` (where the chunk is
+///   not a multiple of `num_overlap`, some samples are covered once more, and
+///   louder, as they are there);
+/// - a single-target model's rest is the scaled mix minus the target;
+/// - each stem scaled down to a peak of 0.9 when it is louder, as it writes them;
+/// - the RoFormers' DC bin is not zeroed: audio-separator's RoFormer classes
+///   take `zero_dc` and ignore it.
+///
+/// Its `num_overlap` is the manifest's (audio-separator's default, the config's
+/// `inference.num_overlap`); msst's `normalize` does not apply (audio-separator
+/// does not normalise). A RoFormer input shorter than one chunk is refused:
+/// audio-separator runs the network on the shorter input, and the package's
+/// graph has a fixed frame count.
+pub(crate) fn separate_mdxc(
+    model: &mut Model,
+    ms: &mut Msst,
+    mix: &[Vec<f32>],
+    opts: &SeparateOptions<'_>,
+) -> Result<StemAudio> {
+    // audio-separator's RoFormer classes take `zero_dc` and never apply it.
+    let zero_dc = match &mut ms.net {
+        Net::Roformer(r) => std::mem::replace(&mut r.zero_dc, false),
+        Net::Spectral(_) => false,
+    };
+    let out = mdxc_chunks(model, ms, mix, opts);
+    if let Net::Roformer(r) = &mut ms.net {
+        r.zero_dc = zero_dc;
+    }
+    out
+}
+
+fn mdxc_chunks(model: &mut Model, ms: &mut Msst, mix: &[Vec<f32>], opts: &SeparateOptions<'_>) -> Result<StemAudio> {
+    let chunk = ms.p.chunk_size;
+    let n = mix[0].len();
+    let step = ms.step;
+    let mut x: Vec<Vec<f32>> = mix.to_vec();
+    peak_limit(&mut x, 0.9);
+    let stems = ms.net_stems;
+    let mut result = vec![vec![vec![0.0f32; n]; ms.channels]; stems];
+    let mut progress = super::neural::Counter::new(0, opts);
+    match &ms.net {
+        Net::Roformer(_) => {
+            if n < chunk {
+                return Err(Error::invalid(
+                    "input",
+                    format!(
+                        "at least one chunk ({chunk} samples) with audio-separator's chunking: it runs the network on \
+                         a shorter input, and this package's graph has a fixed frame count (use msst's chunking)"
+                    ),
+                    format!("{n} samples"),
+                ));
+            }
+            let starts = mdxc_roformer_starts(n, chunk, step);
+            let window = hamming(chunk);
+            let mut counter = vec![0.0f32; n];
+            progress.total = starts.len() as u64;
+            progress.report();
+            for &s in &starts {
+                opts.check_cancel()?;
+                let part: Part = x.iter().map(|c| c[s..s + chunk].to_vec()).collect();
+                let out = ms.net.run(model, &[part])?;
+                for (stem, chans) in out[0].iter().enumerate() {
+                    for (c, y) in chans.iter().enumerate() {
+                        let r = &mut result[stem][c][s..s + chunk];
+                        r.iter_mut().zip(y).zip(&window).for_each(|((r, &y), &w)| *r += y * w);
+                    }
+                }
+                counter[s..s + chunk].iter_mut().zip(&window).for_each(|(d, &w)| *d += w);
+                progress.done += 1;
+                progress.report();
+            }
+            for chans in &mut result {
+                for r in chans.iter_mut() {
+                    r.iter_mut().zip(&counter).for_each(|(r, &d)| *r /= d.max(1e-10));
+                }
+            }
+        }
+        Net::Spectral(_) => {
+            // Zeros: chunk − step in front; step − (n − chunk) mod step, plus chunk − step, at the end.
+            let front = chunk - step;
+            let tail = step - ((n as i64 - chunk as i64).rem_euclid(step as i64)) as usize;
+            let padded = front + n + tail + front;
+            let count = (padded - chunk) / step + 1;
+            let sample = |c: usize, p: usize| if p >= front && p - front < n { x[c][p - front] } else { 0.0 };
+            let mut acc = vec![vec![vec![0.0f32; padded]; ms.channels]; stems];
+            progress.total = count as u64;
+            progress.report();
+            for first in (0..count).step_by(ms.p.batch_size) {
+                opts.check_cancel()?;
+                let parts: Vec<Part> = (first..count.min(first + ms.p.batch_size))
+                    .map(|k| {
+                        (0..ms.channels).map(|c| (k * step..k * step + chunk).map(|p| sample(c, p)).collect()).collect()
+                    })
+                    .collect();
+                let outs = ms.net.run(model, &parts)?;
+                for (j, out) in outs.iter().enumerate() {
+                    let s = (first + j) * step;
+                    for (stem, chans) in out.iter().enumerate() {
+                        for (c, y) in chans.iter().enumerate() {
+                            acc[stem][c][s..s + chunk].iter_mut().zip(y).for_each(|(a, &y)| *a += y);
+                        }
+                    }
+                }
+                progress.done += parts.len() as u64;
+                progress.report();
+            }
+            let overlap = ms.p.num_overlap as f32;
+            for (r, a) in result.iter_mut().zip(&acc) {
+                for (r, a) in r.iter_mut().zip(a) {
+                    r.iter_mut().zip(&a[front..front + n]).for_each(|(r, &a)| *r = a / overlap);
+                }
+            }
+        }
+    }
+    if ms.p.residual {
+        let rest = result[0].iter().zip(&x).map(|(t, m)| m.iter().zip(t).map(|(m, t)| m - t).collect()).collect();
+        result.push(rest);
+    }
+    for stem in &mut result {
+        peak_limit(stem, 0.9);
+    }
+    Ok(result)
+}
+
+/// `spec_utils.normalize(wave, max_peak)`: the whole signal scaled by
+/// `max_peak / peak` (in f32, as numpy computes it) when its peak is above `max_peak`.
+fn peak_limit(x: &mut [Vec<f32>], max_peak: f32) {
+    let peak = x.iter().flatten().fold(0.0f32, |m, v| m.max(v.abs()));
+    if peak > max_peak {
+        let k = max_peak / peak;
+        x.iter_mut().flatten().for_each(|v| *v *= k);
+    }
+}
+
+/// `MDXCSeparator._roformer_chunk_starts`: every `step` until a chunk reaches
+/// the end, then one chunk ending at the end (unless it starts where the last did).
+fn mdxc_roformer_starts(n: usize, chunk: usize, step: usize) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut offset = 0;
+    while offset < n {
+        if offset + chunk >= n {
+            let tail = n.saturating_sub(chunk);
+            if starts.last() != Some(&tail) {
+                starts.push(tail);
+            }
+            break;
+        }
+        starts.push(offset);
+        offset += step;
+    }
+    starts
+}
+
+/// `scipy.signal.windows.hamming(m)` (symmetric) as float32: `0.54 + 0.46 ·
+/// cos(θ)` for θ = `np.linspace(−π, π, m)`, computed in f64.
+fn hamming(m: usize) -> Vec<f32> {
+    use std::f64::consts::PI;
+    match m {
+        0 => Vec::new(),
+        1 => vec![1.0],
+        _ => {
+            let step = 2.0 * PI / (m - 1) as f64;
+            (0..m)
+                .map(|i| {
+                    let theta = if i == m - 1 { PI } else { -PI + i as f64 * step };
+                    (0.54 + 0.46 * theta.cos()) as f32
+                })
+                .collect()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // BS-RoFormer and Mel-Band RoFormer
 
 /// The band-split RoFormers of `msst.models.bs_roformer`: a torch STFT of each
@@ -917,6 +1102,17 @@ mod tests {
         for (len, pad) in [(1, 1023), (1024, 2048), (2048, 1024), (3072, 2048), (485_100, 1300)] {
             assert_eq!(scnet_padding(len, 1024), pad, "{len}");
         }
+    }
+
+    #[test]
+    fn mdxc_roformer_chunks_end_at_the_end() {
+        assert_eq!(mdxc_roformer_starts(1000, 100, 25)[..3], [0, 25, 50]);
+        assert_eq!(*mdxc_roformer_starts(1000, 100, 25).last().unwrap(), 900);
+        // 0, 30, 60 (60 + 100 < 161), then at 90 the tail: 161 − 100.
+        assert_eq!(mdxc_roformer_starts(161, 100, 30), [0, 30, 60, 61]);
+        assert_eq!(mdxc_roformer_starts(100, 100, 25), [0]);
+        let w = hamming(5);
+        assert!((w[0] - 0.08).abs() < 1e-7 && (w[2] - 1.0).abs() < 1e-7 && w[1] == w[3]);
     }
 
     #[test]

@@ -47,6 +47,40 @@ pub struct NeuralOptions {
     /// is then bounded and the stream releases output as it goes, at a small
     /// difference from the reference (see the README). `None`: the whole input.
     pub segment_secs: Option<f64>,
+    /// msst's families: how the input is cut into chunks and put back together.
+    pub chunking: Chunking,
+}
+
+/// How an msst-family model (BS-/Mel-Band RoFormer, MDX23C, SCNet) is run over
+/// an input longer than its chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Chunking {
+    /// As msst's `demix` (the models' reference code): reflect-padded border,
+    /// linear fades, `normalize`; streams in bounded memory.
+    #[default]
+    Msst,
+    /// As audio-separator 0.47's `MDXCSeparator` (BS-/Mel-Band RoFormer and
+    /// MDX23C): the mix and each stem peak-limited to 0.9, Hamming-weighted
+    /// RoFormer chunks with the last one ending at the end, MDX23C's unweighted
+    /// zero-padded overlap-add. It needs the whole input (the stems' peaks).
+    AudioSeparator,
+}
+
+impl std::str::FromStr for Chunking {
+    type Err = Error;
+    /// `msst` or `audio-separator` (also `audio_separator`).
+    fn from_str(s: &str) -> Result<Self> {
+        Error::parse_name(
+            "chunking",
+            s,
+            &[
+                ("msst", Chunking::Msst),
+                ("audio-separator", Chunking::AudioSeparator),
+                ("audio_separator", Chunking::AudioSeparator),
+            ],
+        )
+    }
 }
 
 impl Default for NeuralOptions {
@@ -64,6 +98,7 @@ impl Default for NeuralOptions {
             residual: false,
             wiener_win_len: 300,
             segment_secs: None,
+            chunking: Chunking::Msst,
         }
     }
 }
@@ -283,6 +318,15 @@ impl NeuralSeparator {
                 Pipeline::Msst(msst::Msst::new(m).map_err(bad)?)
             }
         };
+        if opts.chunking == Chunking::AudioSeparator
+            && !matches!(m.family, Family::BsRoformer | Family::MelBandRoformer | Family::Mdx23c)
+        {
+            return Err(Error::invalid(
+                "chunking",
+                "msst for this family (audio-separator 0.47 runs BS-/Mel-Band RoFormer and MDX23C)",
+                "audio-separator",
+            ));
+        }
         if let Pipeline::Msst(_) = pipeline {
             // msst's demix is set by the model's config: its overlap is
             // `num_overlap` and its batch size changes the output.
@@ -375,6 +419,8 @@ impl Separator for NeuralSeparator {
         match self.pipeline {
             Pipeline::Demucs(_) | Pipeline::Mdx(_) => Some(self.model.manifest().segment_samples),
             // A batch of chunks, and the border demix pads by.
+            // audio-separator's chunking peak-limits each stem: the whole input first.
+            Pipeline::Msst(_) if self.opts.chunking == Chunking::AudioSeparator => None,
             Pipeline::Msst(ref ms) => {
                 let p = ms.params();
                 Some(p.chunk_size * (p.batch_size + 1) + p.chunk_size)
@@ -389,6 +435,9 @@ impl Separator for NeuralSeparator {
     /// is set: then it runs on overlapping windows.
     fn stream<'s>(&'s mut self, spec: StreamSpec, opts: SeparateOptions<'s>) -> Result<Box<dyn StemStream + 's>> {
         check_stream_rate(self.sample_rate(), &spec)?;
+        if matches!(self.pipeline, Pipeline::Msst(_)) && self.opts.chunking == Chunking::AudioSeparator {
+            return Ok(Box::new(Whole::new(self, spec, opts)));
+        }
         if matches!(self.pipeline, Pipeline::Umx(_)) {
             if self.umx_reach().is_some() {
                 return Ok(Box::new(Windowed::new(self, spec, opts)));
@@ -498,6 +547,9 @@ impl NeuralSeparator {
                     win_len: self.opts.wiener_win_len,
                 };
                 umx::separate(&mut self.model, ux, input.channels(), w, &mut Counter::new(0, opts))?
+            }
+            Pipeline::Msst(ms) if self.opts.chunking == Chunking::AudioSeparator => {
+                msst::separate_mdxc(&mut self.model, ms, input.channels(), opts)?
             }
             Pipeline::Msst(ms) => msst::separate(&mut self.model, ms, input.channels(), opts)?,
         };

@@ -681,6 +681,31 @@ static void test_model(void) {
   splitsound_rt_free(rt);
 }
 
+/* Two built-ins and the model as one ensemble: stems matched by name (the
+   model's and hpss's differ, so each passes through); bad ensembles refused. */
+static void test_ensemble(void) {
+  splitsound_separator *sep = NULL;
+  const char *models[3] = {"builtin:hpss", "builtin:center", model};
+  const double weights[3] = {2.0, 1.0, 1.0};
+  size_t stems = 0;
+  OK(splitsound_ensemble_new(models, 3, "avg_wave", weights, 3, NULL, &sep));
+  OK(splitsound_separator_stem_count(sep, &stems));
+  CHECK(stems == 7); /* harmonic, percussive, vocals (center's and the model's), accompaniment, drums, bass, other */
+  char name[64];
+  OK(splitsound_separator_stem_name(sep, 2, name, sizeof name, NULL));
+  CHECK(strcmp(name, "vocals") == 0);
+  splitsound_separator_free(sep);
+  sep = NULL;
+  CHECK_STATUS(splitsound_ensemble_new(models, 1, NULL, NULL, 0, NULL, &sep), SPLITSOUND_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(splitsound_ensemble_new(models, 3, "avg", NULL, 0, NULL, &sep), SPLITSOUND_STATUS_INVALID_ARGUMENT);
+  CHECK(last_error_contains("median_wave"));
+  CHECK_STATUS(splitsound_ensemble_new(models, 3, "min_wave", weights, 3, NULL, &sep),
+               SPLITSOUND_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(splitsound_ensemble_new(models, 3, NULL, weights, 2, NULL, &sep), SPLITSOUND_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(splitsound_ensemble_new(NULL, 3, NULL, NULL, 0, NULL, &sep), SPLITSOUND_STATUS_NULL_ARGUMENT);
+  CHECK(sep == NULL);
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: test_abi DEMO.flac TMPDIR [MODEL.json]\n");
@@ -701,6 +726,7 @@ int main(int argc, char **argv) {
   }
   if (model) {
     test_model();
+    test_ensemble();
   } else {
     fprintf(stderr, "no model given: model tests skipped\n");
   }
