@@ -114,9 +114,9 @@ struct SeparateArgs {
     /// manifest, or an ensemble file. Give it more than once for an ensemble
     #[arg(short, long, default_value = "builtin:hpss")]
     model: Vec<String>,
-    /// With several models: how their matched stems are combined (avg_wave,
-    /// median_wave, min_wave, max_wave, avg_fft, median_fft, min_fft, max_fft,
-    /// uvr_max_spec, uvr_min_spec, ensemble_wav; audio-separator's algorithms)
+    /// With several models: how their matched stems are combined (avg_wave, the
+    /// default, median_wave, min_wave, max_wave, avg_fft, median_fft, min_fft,
+    /// max_fft, uvr_max_spec, uvr_min_spec, ensemble_wav; audio-separator's algorithms)
     #[arg(long)]
     ensemble: Option<core::EnsembleAlgorithm>,
     /// With several models: one weight per model (avg_wave and avg_fft)
@@ -161,9 +161,10 @@ struct SeparateArgs {
     /// small difference from openunmix's whole-track run
     #[arg(long)]
     segment_secs: Option<f64>,
-    /// msst-family models (BS-/Mel-Band RoFormer, MDX23C, SCNet): msst (their
-    /// reference code's demix) or audio-separator (its MDXCSeparator: the same
-    /// output as audio-separator 0.47 gives, peak-limited stems, whole input)
+    /// BS-/Mel-Band RoFormer and MDX23C models: msst (their reference code's
+    /// demix) or audio-separator (its MDXCSeparator: the same output as
+    /// audio-separator 0.47 gives, peak-limited stems, whole input). Other
+    /// families ignore it; SCNet refuses audio-separator (it does not run SCNet)
     #[arg(long, default_value = "msst")]
     chunking: core::model::Chunking,
     /// Neural models: threads per operator (default: ONNX Runtime's choice)
@@ -614,7 +615,8 @@ fn separate(args: SeparateArgs) -> ExitCode {
         }
         ExitCode::from(EXIT_USAGE)
     };
-    let ensemble = args.model.len() > 1 || core::EnsembleSpec::read(Path::new(&args.model[0])).ok().flatten().is_some();
+    // A malformed ensemble file is reported as one (by load_ensemble), not as a bad manifest.
+    let ensemble = args.model.len() > 1 || !matches!(core::EnsembleSpec::read(Path::new(&args.model[0])), Ok(None));
     if !ensemble && (args.ensemble.is_some() || args.weights.is_some()) {
         return fail_usage(Error::InvalidArgument {
             name: "ensemble",

@@ -480,7 +480,7 @@ fn ensembles_of_several_models() {
         files_in(&out_dir),
         ["mixture/accompaniment.wav", "mixture/harmonic.wav", "mixture/percussive.wav", "mixture/vocals.wav"]
     );
-    // The same model twice averages to itself (up to the STFT round trip).
+    // The same model twice averages to itself, exactly.
     let single = scratch("ensemble-single");
     let o = run(&[
         "separate",

@@ -308,7 +308,7 @@ pub fn canonical_stem(name: &str, model_stems: &[String]) -> String {
 
 /// Separators run one after another on the same input, each stem the
 /// [`ensemble`] of the models that produce it (matched by [`canonical_stem`]);
-/// a stem only one model produces is that model's.
+/// a stem only one model produces is that model's, under its own name.
 pub struct EnsembleSeparator {
     members: Vec<Box<dyn Separator>>,
     algorithm: EnsembleAlgorithm,
@@ -345,6 +345,8 @@ impl EnsembleSeparator {
             check_weights(algorithm, w, members.len())?;
         }
         let mut stems: Vec<String> = Vec::new();
+        // The names the models gave each ensemble stem.
+        let mut given: Vec<Vec<String>> = Vec::new();
         let mut slots = Vec::with_capacity(members.len());
         for m in &members {
             let own = m.stems();
@@ -353,8 +355,10 @@ impl EnsembleSeparator {
                 let name = canonical_stem(s, own);
                 let k = stems.iter().position(|t| *t == name).unwrap_or_else(|| {
                     stems.push(name.clone());
+                    given.push(Vec::new());
                     stems.len() - 1
                 });
+                given[k].push(s.clone());
                 if slot.contains(&k) {
                     return Err(Error::invalid(
                         "ensemble",
@@ -365,6 +369,26 @@ impl EnsembleSeparator {
                 slot.push(k);
             }
             slots.push(slot);
+        }
+        // A stem only one model produces keeps that model's name.
+        for (name, g) in stems.iter_mut().zip(&given) {
+            if let [only] = &g[..] {
+                name.clone_from(only);
+            }
+        }
+        // Each stem's weights are those of the models that produce it: checked
+        // here, before anything runs.
+        if let Some(w) = &weights {
+            for (k, name) in stems.iter().enumerate() {
+                let group: Vec<f64> = slots.iter().zip(w).filter(|(s, _)| s.contains(&k)).map(|(_, &w)| w).collect();
+                if group.len() > 1 && group.iter().sum::<f64>() == 0.0 {
+                    return Err(Error::invalid(
+                        "weights",
+                        format!("not summing to zero over the models that produce `{name}`"),
+                        format!("{group:?}"),
+                    ));
+                }
+            }
         }
         // Their common rate when they share one (audio-separator ensembles at 44.1 kHz).
         let first = members[0].sample_rate();
@@ -405,34 +429,49 @@ impl Separator for EnsembleSeparator {
     }
 
     fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
-        let channels = self.output_channels(audio.num_channels());
+        // Members whose stems' channels cannot meet (a 5.1 input to a built-in,
+        // which keeps it, beside a stereo model) are refused before anything runs.
+        let counts: Vec<usize> = self.members.iter().map(|m| m.output_channels(audio.num_channels())).collect();
+        let channels = counts.iter().copied().max().unwrap_or(1);
+        if counts.iter().any(|&c| c != channels && c != 1) {
+            return Err(Error::invalid(
+                "ensemble",
+                "models whose stems have the same channels (or mono ones)",
+                format!("{counts:?} channels for this input"),
+            ));
+        }
         // For each ensemble stem: (member, its output) in member order.
-        let mut groups: Vec<Vec<(usize, Vec<Vec<f32>>)>> = vec![Vec::new(); self.stems.len()];
+        let mut groups: Vec<Vec<(usize, AudioBuffer)>> = vec![Vec::new(); self.stems.len()];
         for (m, member) in self.members.iter_mut().enumerate() {
             opts.check_cancel()?;
             let out = separate_audio(member.as_mut(), audio, opts)?;
             for ((_, buf), &k) in out.into_vec().into_iter().zip(&self.slots[m]) {
-                // A mono stem beside stereo ones is duplicated, as audio-separator reads it.
-                let buf = if buf.num_channels() == channels { buf } else { buf.to_channels(channels)? };
-                groups[k].push((m, buf.into_channels()));
+                groups[k].push((m, buf));
             }
         }
         let mut stems = Vec::with_capacity(self.stems.len());
         for (name, group) in self.stems.iter().zip(groups) {
             opts.check_cancel()?;
-            let inputs: Vec<&[Vec<f32>]> = group.iter().map(|(_, x)| &x[..]).collect();
+            if let [(_, only)] = &group[..] {
+                // Only one model has it: its stem, as it is.
+                stems.push((name.clone(), only.clone()));
+                continue;
+            }
+            // A mono stem beside stereo ones is duplicated, as audio-separator reads it.
+            let chans = group
+                .iter()
+                .map(|(_, b)| {
+                    Ok(if b.num_channels() == channels {
+                        b.channels().to_vec()
+                    } else {
+                        b.to_channels(channels)?.into_channels()
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let inputs: Vec<&[Vec<f32>]> = chans.iter().map(|x| &x[..]).collect();
             // The weights of the models that produce this stem.
             let weights: Option<Vec<f64>> = self.weights.as_ref().map(|w| group.iter().map(|&(m, _)| w[m]).collect());
-            let mixed = match weights.as_deref() {
-                Some(w) if group.len() > 1 && w.iter().sum::<f64>() == 0.0 => {
-                    return Err(Error::invalid(
-                        "weights",
-                        format!("not summing to zero over the models that produce `{name}`"),
-                        format!("{w:?}"),
-                    ));
-                }
-                w => ensemble(&inputs, self.algorithm, w)?,
-            };
+            let mixed = ensemble(&inputs, self.algorithm, weights.as_deref())?;
             stems.push((name.clone(), AudioBuffer::new(audio.sample_rate(), mixed)?));
         }
         Stems::new(stems)

@@ -91,9 +91,11 @@ impl EnsembleSpec {
         };
         let mut e: Self = serde_json::from_value(v)
             .map_err(|e| Error::Model { path: path.to_path_buf(), detail: format!("ensemble: {e}") })?;
+        // Relative to the file: every entry but a built-in's name.
         let dir = path.parent().unwrap_or(Path::new("."));
         for m in &mut e.models {
-            if !m.starts_with("builtin:") && Path::new(m).is_relative() && dir.join(&m).exists() {
+            let builtin = m.starts_with("builtin:") || crate::BUILTIN_NAMES.contains(&m.as_str());
+            if !builtin && Path::new(m).is_relative() {
                 *m = dir.join(&m).to_string_lossy().into_owned();
             }
         }
@@ -106,8 +108,10 @@ impl RealtimeSeparator {
     /// a model package on a worker thread ([`RealtimeSeparator::threaded`]) with `rt`.
     pub fn load(spec: &str, opts: NeuralOptions, rt: ThreadedOptions) -> Result<Self> {
         if EnsembleSpec::read(Path::new(spec))?.is_some() {
-            // Refused by `threaded`: an ensemble needs the whole input.
-            return Self::threaded(load_separator(spec, opts)?, rt);
+            return Err(Error::Unsupported {
+                what: "an ensemble in real time (it runs every model over the whole input)".into(),
+                suggestion: Some("run one of its models in real time".into()),
+            });
         }
         if is_model_package(spec) {
             Self::threaded(Box::new(NeuralSeparator::load(spec, opts)?), rt)

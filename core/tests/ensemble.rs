@@ -38,7 +38,10 @@ fn matches_audio_separators_ensembler() {
                 assert!(g[n..].iter().all(|&v| v == 0.0), "{alg}: the tail beyond the reference is zeros");
             }
             println!("{alg} of {count}: max error {:.2e} of peak", err / peak);
-            assert!(err / peak < 1e-5, "{alg} of {count}: max error {:.2e} of the peak", err / peak);
+            // The waveform ones are the same arithmetic; the spectral ones differ by
+            // librosa's float64 STFT against our float32 one.
+            let bound = if alg.name().ends_with("_wave") || alg == EnsembleAlgorithm::EnsembleWav { 0.0 } else { 2e-6 };
+            assert!(err / peak <= bound, "{alg} of {count}: max error {:.2e} of the peak", err / peak);
         }
     }
 }

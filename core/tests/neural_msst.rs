@@ -238,7 +238,7 @@ fn rejects_what_does_not_fit() {
     ];
     let scnet: [(&str, Edit); 4] = [
         ("window", |m| m["stft"]["window"] = "hann".into()),
-        ("win_length", |m| m["stft"]["win_length"] = 512.into()),
+        ("win_shorter_than_hop", |m| m["stft"]["win_length"] = 32.into()),
         // 2700 samples pad to 43 hops: 44 frames, not the graph's 42.
         ("frames", |m| {
             m["segment_samples"] = 2700.into();

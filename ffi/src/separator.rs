@@ -371,11 +371,14 @@ pub unsafe extern "C" fn splitsound_ensemble_new(
             // SAFETY: a string.
             unsafe { arg_str(algorithm, "algorithm") }?.parse()?
         };
-        let weights = if weights.is_null() {
-            None
-        } else {
-            // SAFETY: the caller's `n_weights` doubles.
-            Some(unsafe { std::slice::from_raw_parts(weights, n_weights) }.to_vec())
+        let weights = match (weights.is_null(), n_weights) {
+            (true, 0) => None,
+            (true, _) => return Err(Failure::null("weights")),
+            (false, n) if n != n_models => {
+                return Err(Failure::invalid(format!("{n} weights for {n_models} models: one per model")));
+            }
+            // SAFETY: the caller's `n_weights` doubles, as many as the models.
+            (false, n) => Some(unsafe { std::slice::from_raw_parts(weights, n) }.to_vec()),
         };
         let neural = opts.map(|o| o.neural.clone()).unwrap_or_default();
         let inner = splitsound_core::load_ensemble(&specs, algorithm, weights, neural)?;

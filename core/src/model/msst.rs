@@ -463,7 +463,7 @@ pub(crate) fn separate(
 ///   window of the chunk (every chunk, the first and last too); the weighted sum
 ///   divided by the summed weights (at least 1e-10); one chunk per network call;
 /// - MDX23C: the mix zero-padded by `chunk − step` in front and by
-///   `step − (len − chunk) mod step` plus as much again at the end; chunks every
+///   `step − (len − chunk) mod step` plus `chunk − step` at the end; chunks every
 ///   `step`, summed unweighted and divided by `num_overlap` (where the chunk is
 ///   not a multiple of `num_overlap`, some samples are covered once more, and
 ///   louder, as they are there);
@@ -907,9 +907,14 @@ impl Spectral {
     fn scnet(m: &Manifest, stems: usize) -> std::result::Result<Self, String> {
         let cfg = m.stft.ok_or("scnet needs `stft` in the manifest")?;
         let win = cfg.win_length.unwrap_or(cfg.n_fft);
-        if cfg.window != WindowKind::Rectangular || !cfg.center || cfg.pad_mode != PadMode::Reflect || win > cfg.n_fft {
+        // A window shorter than the hop leaves gaps no inverse can fill (torch's NOLA check).
+        if cfg.window != WindowKind::Rectangular
+            || !cfg.center
+            || cfg.pad_mode != PadMode::Reflect
+            || win < cfg.hop_length
+        {
             return Err(format!(
-                "scnet uses a centred, reflect-padded STFT with a rectangular window of at most n_fft; got {cfg:?}"
+                "scnet uses a centred, reflect-padded STFT with a rectangular window at least a hop long; got {cfg:?}"
             ));
         }
         if m.mdx23c.is_some() || m.roformer.is_some() {

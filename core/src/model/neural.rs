@@ -47,7 +47,9 @@ pub struct NeuralOptions {
     /// is then bounded and the stream releases output as it goes, at a small
     /// difference from the reference (see the README). `None`: the whole input.
     pub segment_secs: Option<f64>,
-    /// msst's families: how the input is cut into chunks and put back together.
+    /// BS-/Mel-Band RoFormer and MDX23C: how the input is cut into chunks and
+    /// put back together (other families ignore it; SCNet refuses
+    /// `AudioSeparator`).
     pub chunking: Chunking,
 }
 
@@ -318,12 +320,12 @@ impl NeuralSeparator {
                 Pipeline::Msst(msst::Msst::new(m).map_err(bad)?)
             }
         };
-        if opts.chunking == Chunking::AudioSeparator
-            && !matches!(m.family, Family::BsRoformer | Family::MelBandRoformer | Family::Mdx23c)
-        {
+        // Other families chunk as their own reference does whatever this says
+        // (an ensemble gives every member the same options).
+        if opts.chunking == Chunking::AudioSeparator && m.family == Family::Scnet {
             return Err(Error::invalid(
                 "chunking",
-                "msst for this family (audio-separator 0.47 runs BS-/Mel-Band RoFormer and MDX23C)",
+                "msst for SCNet (audio-separator 0.47 does not run SCNet)",
                 "audio-separator",
             ));
         }
@@ -413,7 +415,8 @@ impl Separator for NeuralSeparator {
     }
 
     /// HT-Demucs and MDX-Net release output at most a segment after its input,
-    /// msst's families a batch of chunks and demix's border after it;
+    /// msst's families a batch of chunks and demix's border after it (with
+    /// audio-separator's chunking, which needs the whole input: none);
     /// Open-Unmix a window and its context when `segment_secs` is set.
     fn stream_lag(&self) -> Option<usize> {
         match self.pipeline {

@@ -702,8 +702,10 @@ static void test_ensemble(void) {
   CHECK_STATUS(splitsound_ensemble_new(models, 3, "min_wave", weights, 3, NULL, &sep),
                SPLITSOUND_STATUS_INVALID_ARGUMENT);
   CHECK_STATUS(splitsound_ensemble_new(models, 3, NULL, weights, 2, NULL, &sep), SPLITSOUND_STATUS_INVALID_ARGUMENT);
-  CHECK_STATUS(splitsound_ensemble_new(NULL, 3, NULL, NULL, 0, NULL, &sep), SPLITSOUND_STATUS_NULL_ARGUMENT);
-  CHECK(sep == NULL);
+  CHECK_STATUS(splitsound_ensemble_new(models, 3, NULL, NULL, 3, NULL, &sep), SPLITSOUND_STATUS_NULL_ARGUMENT);
+  splitsound_separator *untouched = (splitsound_separator *)(void *)&stems; /* a failing call does not write `out` */
+  CHECK_STATUS(splitsound_ensemble_new(NULL, 3, NULL, NULL, 0, NULL, &untouched), SPLITSOUND_STATUS_NULL_ARGUMENT);
+  CHECK(untouched == (splitsound_separator *)(void *)&stems);
 }
 
 int main(int argc, char **argv) {
