@@ -41,6 +41,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _manifest import embed  # noqa: E402
+from _onnx_attention import chunked_attention  # noqa: E402
 from _onnx_precision import accumulate_in_double  # noqa: E402
 
 FAMILIES = {"bs_roformer": "bs-roformer", "mel_band_roformer": "mel-band-roformer", "mdx23c": "mdx23c",
@@ -329,7 +330,7 @@ def stems_of(config, heads):
     return instruments, None, False
 
 
-def export(model_type, config, model, out_dir, name, opset=17):
+def export(model_type, config, model, out_dir, name, opset=17, attention_block=128):
     fam = FAMILIES[model_type]
     m = config.model
     sr = int(config.audio.get("sample_rate", 44100))
@@ -342,6 +343,8 @@ def export(model_type, config, model, out_dir, name, opset=17):
             raise ExportError(f"inference.{key} must be a positive integer (msst's demix needs it), got {v!r}")
         return v
 
+    if attention_block < 1:
+        raise ExportError(f"--attention-block must be at least 1, got {attention_block}")
     msst = {"chunk_size": chunk, "num_overlap": positive_int("num_overlap"), "batch_size": positive_int("batch_size"),
             "normalize": bool(inf.get("normalize", False))}
     if msst["num_overlap"] > chunk:
@@ -405,9 +408,11 @@ def export(model_type, config, model, out_dir, name, opset=17):
         stems, stem_ids, residual = stems_of(config, heads_of(model))
         net_stems = 1 if stem_ids else heads_of(model)
         for mod in model.modules():
-            # The einsum path of msst's Attend (the same math as SDPA) exports everywhere.
+            # msst's Attend through SDPA, which the export computes a block of query
+            # rows at a time (chunked_attention): at the released 801 frames the
+            # time attention's whole score matrix is 1.3 GB per layer.
             if type(mod).__name__ == "Attend" and hasattr(mod, "flash"):
-                mod.flash = False
+                mod.flash = True
         width = input_width(model)
         in_shape, out_shape = [-1, frames, width], [-1, net_stems, frames, width]
         names = ("x", "mask")
@@ -441,12 +446,17 @@ def export(model_type, config, model, out_dir, name, opset=17):
     onnx_name = f"{name}.onnx"
     onnx_path = os.path.join(out_dir, onnx_name)
     x = torch.randn(1, *in_shape[1:])
-    with torch.no_grad(), dft_as_matmul(model, in_shape[-1]):
-        y = net(x)
-        assert list(y.shape[1:]) == out_shape[1:], (tuple(y.shape), out_shape)
-        torch.onnx.export(net, (x,), onnx_path, input_names=[names[0]], output_names=[names[1]],
-                          dynamic_axes={names[0]: {0: "batch"}, names[1]: {0: "batch"}}, opset_version=opset,
-                          do_constant_folding=True, dynamo=False)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    torch.nn.functional.scaled_dot_product_attention = chunked_attention(attention_block)
+    try:
+        with torch.no_grad(), dft_as_matmul(model, in_shape[-1]):
+            y = net(x)
+            assert list(y.shape[1:]) == out_shape[1:], (tuple(y.shape), out_shape)
+            torch.onnx.export(net, (x,), onnx_path, input_names=[names[0]], output_names=[names[1]],
+                              dynamic_axes={names[0]: {0: "batch"}, names[1]: {0: "batch"}}, opset_version=opset,
+                              do_constant_folding=True, dynamo=False)
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = sdpa
     accumulate_in_double(onnx_path)
     share_constants(onnx_path)
     manifest = {
@@ -480,6 +490,8 @@ def main(argv=None):
     src.add_argument("--seed", type=int, help="random weights from this seed instead (tests, benchmarks)")
     ap.add_argument("--out", required=True, help="the package's folder")
     ap.add_argument("--name", help="the package's name (default: the config file's)")
+    ap.add_argument("--attention-block", type=int, default=128,
+                    help="RoFormers: query rows per attention block in the graph; bounds its memory")
     args = ap.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -499,7 +511,7 @@ def main(argv=None):
             load_checkpoint(model, args.checkpoint)
         model.eval()
         name = args.name or os.path.splitext(os.path.basename(args.config))[0]
-        manifest = export(model_type, config, model, args.out, name)
+        manifest = export(model_type, config, model, args.out, name, attention_block=args.attention_block)
     except ExportError as e:
         sys.exit(f"export_msst: {e}")
     print(f"wrote {args.out}/{manifest['name']}.json ({manifest['family']}, stems {manifest['stems']})")

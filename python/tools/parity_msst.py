@@ -159,9 +159,12 @@ def main():
     for family in args.family or sorted(CONFIGS):
         cfg = (RELEASED if args.released else CONFIGS)[family]
         out = os.path.join(OUT, family + ("-released" if args.released else ""))
-        if os.path.isdir(out):
-            shutil.rmtree(out)
-        os.makedirs(out)
+        # What this script writes (parity_mdxc.py's refs-mdxc/ beside it stay).
+        shutil.rmtree(os.path.join(out, "refs"), ignore_errors=True)
+        for f in ("ci.json", "ci.onnx", "config.yaml"):
+            if os.path.exists(os.path.join(out, f)):
+                os.remove(os.path.join(out, f))
+        os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "config.yaml"), "w") as f:
             yaml.dump(cfg, f, sort_keys=False)  # freqs_per_bands as a !!python/tuple, as msst's configs have it
         torch.manual_seed(0)
@@ -202,7 +205,7 @@ def main():
                       normalize=normalize, num_overlap=overlap)
             print(f"{family} {name}: stems {names}, peak {max(np.abs(stems[n]).max() for n in names):.3f}")
         refs.close()
-        # The package (after the references: export switches attention to its einsum path).
+        # The package (after the references: export switches attention to its SDPA path, chunked).
         config = export_msst.load_config(os.path.join(out, "config.yaml"))
         manifest = export_msst.export(cfg["model_type"], config, model, out, "ci")
         # The graph against the module's own network on one random input.
