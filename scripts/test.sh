@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every splitsound test on a fresh Debian machine that has Rust.
-# Installs what the tests need (ffmpeg, cmake, gcc, g++, pkg-config and valgrind, from Debian) and builds once, in release
+# Installs what the tests need (ffmpeg, cmake, gcc, g++, pkg-config, valgrind, LV2 hosts, from Debian) and builds once, in release
 # mode, into a target directory outside the checkout so later runs reuse it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,11 @@ command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+# The LV2 plugin's tests: the SDK and real hosts (lilv's lv2apply and lv2info, jalv on a dummy JACK server).
+pkg-config --exists lv2 2>/dev/null || missing+=(lv2-dev)
+command -v lv2apply >/dev/null 2>&1 || missing+=(lilv-utils)
+command -v jalv >/dev/null 2>&1 || missing+=(jalv)
+command -v jackd >/dev/null 2>&1 || missing+=(jackd2)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)   # the Python package's tests
 command -v node >/dev/null 2>&1 || missing+=(nodejs)   # the WebAssembly package's tests
 command -v npm >/dev/null 2>&1 || missing+=(npm)   # playwright-core for the web demo's test
@@ -84,6 +89,9 @@ fi
 grep -q "opus" "$opus/out" && grep -qi "unsupported" "$opus/out" || { cat "$opus/out"; exit 1; }
 echo "typed error: $(tail -n 1 "$opus/out")"
 rm -rf "$opus"
+
+echo "==> the LV2 plugin (examples/lv2) in lv2apply and jalv"
+./scripts/test-lv2.sh 2>&1 | tee -a "$log"
 
 echo "==> the Python package (a fresh venv: pip install ./python, pytest, mypy, stubtest)"
 ./scripts/test-python.sh 2>&1 | tee -a "$log"
