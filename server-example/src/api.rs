@@ -23,6 +23,7 @@ use crate::db::{new_id, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::{self, JobRequest, JobView};
 use crate::storage::{GetOptions, PartEtag, StoreError, display_name, safe_name};
+use crate::uploads::{discard_upload_objects, release_upload_lease, take_upload_lease};
 
 type AppState = State<Arc<App>>;
 
@@ -531,55 +532,6 @@ pub struct AssetEnvelope {
     asset: Asset,
 }
 
-/// Takes the upload for completing (or rolling back): from `pending` (with
-/// `pending_expired_before`, only one whose part URLs expired before then), or
-/// from a `completing` whose holder's lease ran out (it died mid-way).
-/// Returns the new lease's token, or `None` when someone else holds it or
-/// the upload is no longer pending.
-pub(crate) async fn take_upload_lease(
-    app: &App,
-    id: &str,
-    now: i64,
-    pending_expired_before: Option<i64>,
-) -> sqlx::Result<Option<String>> {
-    let token = new_id();
-    let until = now.saturating_add((app.cfg.limits.upload_complete_lease_secs as i64).saturating_mul(1000));
-    let r = sqlx::query(
-        "UPDATE uploads SET status = 'completing', lease_token = $1, lease_until = $2 \
-         WHERE id = $3 AND ((status = 'pending' AND expires_at < $5) OR (status = 'completing' AND lease_until < $4))",
-    )
-    .bind(&token)
-    .bind(until)
-    .bind(id)
-    .bind(now)
-    .bind(pending_expired_before.unwrap_or(i64::MAX))
-    .execute(&app.db.pool)
-    .await?;
-    Ok((r.rows_affected() == 1).then_some(token))
-}
-
-/// Ends the lease `token` holds, moving the upload to `to`; false when the
-/// lease was taken over meanwhile (then the upload is the new holder's).
-pub(crate) async fn release_upload_lease(
-    app: &App,
-    id: &str,
-    token: &str,
-    to: &str,
-    code: Option<&str>,
-) -> sqlx::Result<bool> {
-    let r = sqlx::query(
-        "UPDATE uploads SET status = $1, failure_code = $2, lease_token = NULL, lease_until = NULL \
-         WHERE id = $3 AND status = 'completing' AND lease_token = $4",
-    )
-    .bind(to)
-    .bind(code)
-    .bind(id)
-    .bind(token)
-    .execute(&app.db.pool)
-    .await?;
-    Ok(r.rows_affected() == 1)
-}
-
 /// The answer while another request holds the upload.
 fn upload_busy(up: &UploadRow, now: i64) -> ApiError {
     if up.status == "completing" {
@@ -591,16 +543,6 @@ fn upload_busy(up: &UploadRow, now: i64) -> ApiError {
         .with_retry_after(wait);
     }
     ApiError::conflict("upload_not_pending", format!("this upload is {}", up.status))
-}
-
-/// Rolls back what a completion may have left in the store: the multipart
-/// upload and the assembled object. Both may already be gone.
-pub(crate) async fn discard_upload_objects(app: &App, key: &str, storage_upload: &str) -> Result<(), StoreError> {
-    match app.store.abort_multipart(key, storage_upload).await {
-        Ok(()) | Err(StoreError::NotFound) => {}
-        Err(e) => return Err(e),
-    }
-    app.store.delete(key).await
 }
 
 /// Completes the upload with the parts' ETags, then checks and probes the

@@ -34,6 +34,7 @@ pub mod queue;
 pub mod ratelimit;
 pub mod retention;
 pub mod storage;
+mod uploads;
 mod web;
 pub mod worker;
 

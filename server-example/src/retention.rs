@@ -106,16 +106,16 @@ pub async fn run_once(app: &App, now: i64) -> Result<CleanupReport, CleanupError
             (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
         // Still as selected: a completion resumed and put back to pending meanwhile is not abandoned.
         let stale = if status == "pending" { Some(grace) } else { None };
-        let Some(lease) = crate::api::take_upload_lease(app, &id, now, stale).await? else { continue };
-        if let Err(e) = crate::api::discard_upload_objects(app, &key, &upload).await {
+        let Some(lease) = crate::uploads::take_upload_lease(app, &id, now, stale).await? else { continue };
+        if let Err(e) = crate::uploads::discard_upload_objects(app, &key, &upload).await {
             // Pending again, for the next run; one upload the store refuses
             // to let go of does not hold up the rest of the cleanup.
-            crate::api::release_upload_lease(app, &id, &lease, "pending", None).await?;
+            crate::uploads::release_upload_lease(app, &id, &lease, "pending", None).await?;
             tracing::warn!(upload = %id, error = %e, "could not discard an abandoned upload; next run will retry");
             continue;
         }
         let code = if status == "pending" { "abandoned" } else { "interrupted" };
-        if crate::api::release_upload_lease(app, &id, &lease, "aborted", Some(code)).await? {
+        if crate::uploads::release_upload_lease(app, &id, &lease, "aborted", Some(code)).await? {
             match code {
                 "abandoned" => report.uploads_aborted += 1,
                 _ => report.uploads_rolled_back += 1,
