@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The LV2 plugin (examples/lv2) in real LV2 hosts (run by scripts/test.sh, which installs lv2-dev,
-# lilv-utils, jalv, jackd2 and valgrind from Debian):
+# liblilv-dev, lilv-utils, jalv, jackd2 and valgrind from Debian):
 #  - builds it against the installed C library (pkg-config splitsound lv2) and checks its TTL with lv2info;
 #  - lv2apply (lilv's offline host) renders the demo through it, built-in separators, every stem, isolate
 #    and remove, dry/wet: each render equals the library's own real-time path (lv2_check expect), sample
@@ -9,6 +9,8 @@
 #  - jalv (a real-time host, on a dummy JACK server) restores a saved state that names a model package,
 #    reports the model's latency, switches to a built-in through the worker while running, and exits
 #    cleanly; states naming a missing file or a corrupt package give a clear message and no crash;
+#  - a lilv host of our own (tests/lv2_rt_host.c) that interposes malloc counts the allocations made in
+#    run() while it runs hpss, switches to center and then to a model sent by patch:Set: none;
 #  - valgrind over an lv2apply render: no memory errors, no definite leaks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -121,6 +123,9 @@ for bad in missing:no-such-model corrupt:corrupt; do
   echo "$out" | grep -q "Exiting" || { echo "$out"; exit 1; }
 done
 echo "jalv: a missing model and a corrupt package are reported, the output is dry, jalv exits cleanly"
+
+echo "==> LV2: run() allocates nothing (a lilv host that interposes malloc): built-ins, switches, the model"
+"$work/build/lv2_rt_host" "$uri" "$model" 2>rt_host.log || { cat rt_host.log; exit 1; }
 
 echo "==> LV2: valgrind over an lv2apply render (no memory errors, no definite leaks)"
 valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite \

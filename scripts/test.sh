@@ -17,6 +17,7 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 # The LV2 plugin's tests: the SDK and real hosts (lilv's lv2apply and lv2info, jalv on a dummy JACK server).
 pkg-config --exists lv2 2>/dev/null || missing+=(lv2-dev)
+pkg-config --exists lilv-0 2>/dev/null || missing+=(liblilv-dev)
 command -v lv2apply >/dev/null 2>&1 || missing+=(lilv-utils)
 command -v jalv >/dev/null 2>&1 || missing+=(jalv)
 command -v jackd >/dev/null 2>&1 || missing+=(jackd2)

@@ -4,8 +4,9 @@
  *
  * Ports: stereo audio in and out; `separator` (0 hpss, 1 center, 2 the model
  * package set by the `model` parameter), `stem` (its index), `mode` (0
- * isolate, 1 remove), `mix` (dry/wet), `latency` (reported to the host), and a
- * control atom port taking patch:Set of the model path.
+ * isolate, 1 remove), `mix` (dry/wet), `latency` (reported to the host), a
+ * control atom port taking patch:Set of the model path (and patch:Get), and a
+ * notify port that tells the host the path (patch:Set) for its UI.
  *
  * Threads, as LV2 defines them:
  * - run() only calls splitsound_rt_process and does arithmetic on buffers
@@ -29,6 +30,7 @@
 #include <string.h>
 
 #include <lv2/atom/atom.h>
+#include <lv2/atom/forge.h>
 #include <lv2/atom/util.h>
 #include <lv2/core/lv2.h>
 #include <lv2/log/log.h>
@@ -43,7 +45,7 @@
 #define PLUGIN_URI "https://splitsound.dev/lv2/splitsound"
 #define MODEL_URI PLUGIN_URI "#model"
 
-enum { IN_L, IN_R, OUT_L, OUT_R, SEPARATOR, STEM, MODE, MIX, LATENCY, CONTROL };
+enum { IN_L, IN_R, OUT_L, OUT_R, SEPARATOR, STEM, MODE, MIX, LATENCY, CONTROL, NOTIFY };
 enum { BLOCK = 1024, MAX_PATH = 2048, CHANNELS = 2 };
 enum { KIND_HPSS, KIND_CENTER, KIND_MODEL, KIND_NONE = -1 };
 
@@ -70,12 +72,15 @@ typedef struct {
   const float *separator, *stem, *mode, *mix;
   float *latency_port;
   const LV2_Atom_Sequence *control;
+  LV2_Atom_Sequence *notify;
+  LV2_Atom_Forge forge;
+  bool tell_path; /* send the model path to the host (after restore, a change, a patch:Get) */
 
   LV2_URID_Map *map;
   LV2_Worker_Schedule *schedule;
   LV2_Log_Logger logger;
   struct {
-    LV2_URID atom_path, atom_urid, atom_object, patch_set, patch_property, patch_value, model;
+    LV2_URID atom_path, atom_urid, atom_object, patch_set, patch_get, patch_property, patch_value, model;
   } uris;
 
   double rate;
@@ -196,6 +201,8 @@ static LV2_Handle instantiate(const LV2_Descriptor *d, double rate, const char *
     p->uris.atom_urid = p->map->map(p->map->handle, LV2_ATOM__URID);
     p->uris.atom_object = p->map->map(p->map->handle, LV2_ATOM__Object);
     p->uris.patch_set = p->map->map(p->map->handle, LV2_PATCH__Set);
+    p->uris.patch_get = p->map->map(p->map->handle, LV2_PATCH__Get);
+    lv2_atom_forge_init(&p->forge, p->map);
     p->uris.patch_property = p->map->map(p->map->handle, LV2_PATCH__property);
     p->uris.patch_value = p->map->map(p->map->handle, LV2_PATCH__value);
     p->uris.model = p->map->map(p->map->handle, MODEL_URI);
@@ -234,6 +241,9 @@ static void connect_port(LV2_Handle h, uint32_t port, void *data) {
   case CONTROL:
     p->control = data;
     break;
+  case NOTIFY:
+    p->notify = data;
+    break;
   default:
     break;
   }
@@ -255,6 +265,10 @@ static void handle_control(plugin *p) {
   }
   LV2_ATOM_SEQUENCE_FOREACH(p->control, ev) {
     const LV2_Atom_Object *obj = (const LV2_Atom_Object *)&ev->body;
+    if (ev->body.type == p->uris.atom_object && obj->body.otype == p->uris.patch_get) {
+      p->tell_path = true;
+      continue;
+    }
     if (ev->body.type != p->uris.atom_object || obj->body.otype != p->uris.patch_set) {
       continue;
     }
@@ -267,12 +281,37 @@ static void handle_control(plugin *p) {
     memcpy(p->model_path, LV2_ATOM_BODY_CONST(value), value->size);
     p->model_path[value->size - 1] = '\0';
     p->model_changed = true;
+    p->tell_path = true;
   }
+}
+
+/* The notify port: a patch:Set of the model path when the host should learn it. */
+static void notify_host(plugin *p) {
+  if (!p->notify || !p->map) {
+    return;
+  }
+  uint32_t capacity = p->notify->atom.size;
+  lv2_atom_forge_set_buffer(&p->forge, (uint8_t *)p->notify, capacity);
+  LV2_Atom_Forge_Frame seq;
+  lv2_atom_forge_sequence_head(&p->forge, &seq, 0);
+  if (p->tell_path && p->model_path[0]) {
+    LV2_Atom_Forge_Frame obj;
+    lv2_atom_forge_frame_time(&p->forge, 0);
+    lv2_atom_forge_object(&p->forge, &obj, 0, p->uris.patch_set);
+    lv2_atom_forge_key(&p->forge, p->uris.patch_property);
+    lv2_atom_forge_urid(&p->forge, p->uris.model);
+    lv2_atom_forge_key(&p->forge, p->uris.patch_value);
+    lv2_atom_forge_path(&p->forge, p->model_path, (uint32_t)strlen(p->model_path) + 1);
+    lv2_atom_forge_pop(&p->forge, &obj);
+  }
+  p->tell_path = false;
+  lv2_atom_forge_pop(&p->forge, &seq);
 }
 
 static void run(LV2_Handle h, uint32_t frames) {
   plugin *p = h;
   handle_control(p);
+  notify_host(p);
   int want = wanted_kind(p);
   if (p->schedule && !p->pending && (want != p->kind || (want == KIND_MODEL && p->model_changed))) {
     message m;
@@ -427,6 +466,7 @@ static LV2_State_Status restore(LV2_Handle h, LV2_State_Retrieve_Function retrie
   }
   strcpy(p->model_path, path);
   free(absolute);
+  p->tell_path = true;
   /* Restore is not concurrent with run(): open the model now if it is the separator. */
   p->model_changed = true;
   if (wanted_kind(p) == KIND_MODEL) {
