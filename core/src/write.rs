@@ -270,7 +270,7 @@ impl<W: Write + Seek> Encoder<W> {
         match self.opts.format {
             OutputFormat::Wav => {
                 let data = self.frames * self.channels as u64 * bits as u64 / 8;
-                if wav_riff_len(data, self.opts.encoding) > u32::MAX as u64 {
+                if wav_riff_len(data, self.channels as u16, self.opts.encoding) > u32::MAX as u64 {
                     return Err(Error::Encode {
                         detail: format!("{data} bytes of samples exceed WAV's 4 GiB limit; write FLAC instead"),
                     });
@@ -391,10 +391,43 @@ fn flac_bytes(stream: &flacenc::component::Stream) -> Result<Vec<u8>> {
     Ok(sink.as_slice().to_vec())
 }
 
-fn wav_riff_len(data_len: u64, encoding: SampleEncoding) -> u64 {
-    let is_float = encoding == SampleEncoding::F32;
-    let (fmt_len, fact_len) = if is_float { (18, 12) } else { (16, 0) };
-    4 + (8 + fmt_len) + fact_len + 8 + data_len
+/// Whether the WAV needs WAVE_FORMAT_EXTENSIBLE: more than two channels, or
+/// PCM of more than 16 bits (Microsoft's rule, which players and libsndfile follow).
+fn wav_extensible(channels: u16, encoding: SampleEncoding) -> bool {
+    channels > 2 || (encoding != SampleEncoding::F32 && encoding.bits() > 16)
+}
+
+/// The `fmt ` chunk's body length: 16 for PCM, 18 for float, 40 extensible.
+fn wav_fmt_len(channels: u16, encoding: SampleEncoding) -> u32 {
+    if wav_extensible(channels, encoding) {
+        40
+    } else if encoding == SampleEncoding::F32 {
+        18
+    } else {
+        16
+    }
+}
+
+fn wav_riff_len(data_len: u64, channels: u16, encoding: SampleEncoding) -> u64 {
+    // Float data carries a `fact` chunk (12 bytes).
+    let fact_len = if encoding == SampleEncoding::F32 { 12 } else { 0 };
+    4 + (8 + wav_fmt_len(channels, encoding) as u64) + fact_len + 8 + data_len
+}
+
+/// The speakers of `channels` channels in WAV order, as ffmpeg lays them out
+/// by default (mono, stereo, 3.0, quad, 5.0, 5.1, 6.1, 7.1); none above 8.
+fn wav_channel_mask(channels: u16) -> u32 {
+    match channels {
+        1 => 0x4,
+        2 => 0x3,
+        3 => 0x7,
+        4 => 0x33,
+        5 => 0x37,
+        6 => 0x3F,
+        7 => 0x70F,
+        8 => 0x63F,
+        _ => 0,
+    }
 }
 
 /// A WAV header for `frames` frames (0 while the length is not yet known).
@@ -403,27 +436,45 @@ fn wav_header(sample_rate: u32, channels: u16, encoding: SampleEncoding, frames:
     let bytes_per_sample = bits as u64 / 8;
     let data_len = frames * channels as u64 * bytes_per_sample;
     let is_float = encoding == SampleEncoding::F32;
-    let riff_len = wav_riff_len(data_len, encoding);
+    let riff_len = wav_riff_len(data_len, channels, encoding);
     if riff_len > u32::MAX as u64 {
         return Err(Error::Encode {
             detail: format!("{data_len} bytes of samples exceed WAV's 4 GiB limit; write FLAC instead"),
         });
     }
-    let fmt_len: u32 = if is_float { 18 } else { 16 };
-    let mut out = Vec::with_capacity(58);
+    let extensible = wav_extensible(channels, encoding);
+    let fmt_len = wav_fmt_len(channels, encoding);
+    // WAVE_FORMAT_PCM, _IEEE_FLOAT, _EXTENSIBLE.
+    let tag: u16 = if extensible {
+        0xFFFE
+    } else if is_float {
+        3
+    } else {
+        1
+    };
+    let mut out = Vec::with_capacity(80);
     out.extend_from_slice(b"RIFF");
     out.extend_from_slice(&(riff_len as u32).to_le_bytes());
     out.extend_from_slice(b"WAVEfmt ");
     out.extend_from_slice(&fmt_len.to_le_bytes());
-    out.extend_from_slice(&(if is_float { 3u16 } else { 1u16 }).to_le_bytes());
+    out.extend_from_slice(&tag.to_le_bytes());
     out.extend_from_slice(&channels.to_le_bytes());
     out.extend_from_slice(&sample_rate.to_le_bytes());
     let block_align = channels as u32 * bytes_per_sample as u32;
     out.extend_from_slice(&(sample_rate * block_align).to_le_bytes());
     out.extend_from_slice(&(block_align as u16).to_le_bytes());
     out.extend_from_slice(&bits.to_le_bytes());
-    if is_float {
+    if extensible {
+        out.extend_from_slice(&22u16.to_le_bytes()); // cbSize
+        out.extend_from_slice(&bits.to_le_bytes()); // wValidBitsPerSample
+        out.extend_from_slice(&wav_channel_mask(channels).to_le_bytes());
+        // The SubFormat GUID: the format tag, then 0000-0010-8000-00AA00389B71.
+        out.extend_from_slice(&(if is_float { 3u32 } else { 1u32 }).to_le_bytes());
+        out.extend_from_slice(&[0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71]);
+    } else if is_float {
         out.extend_from_slice(&0u16.to_le_bytes());
+    }
+    if is_float {
         out.extend_from_slice(b"fact");
         out.extend_from_slice(&4u32.to_le_bytes());
         out.extend_from_slice(&(frames as u32).to_le_bytes());

@@ -43,6 +43,52 @@ fn every_format_round_trips_through_us_and_ffmpeg() {
     }
 }
 
+/// WAVE_FORMAT_EXTENSIBLE where Microsoft's rule asks for it (more than two
+/// channels, PCM above 16 bits), with the channel mask of ffmpeg's default
+/// layout; plain PCM and float otherwise. ffprobe reads the tag, the bits and
+/// the layout back; the samples round-trip as above.
+#[test]
+fn wav_headers_are_extensible_where_the_format_calls_for_it() {
+    require("ffprobe");
+    let dir = scratch("write_extensible");
+    let probe = |path: &std::path::Path| -> serde_json::Value {
+        let out =
+            Command::new("ffprobe").args(["-v", "error", "-show_streams", "-of", "json"]).arg(path).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["streams"][0].clone()
+    };
+    for (channels, encoding, extensible, codec, layout) in [
+        // Plain PCM and float carry no speaker positions.
+        (2, SampleEncoding::I16, false, "pcm_s16le", ""),
+        (2, SampleEncoding::F32, false, "pcm_f32le", ""),
+        (2, SampleEncoding::I24, true, "pcm_s24le", "stereo"),
+        (1, SampleEncoding::I24, true, "pcm_s24le", "mono"),
+        (6, SampleEncoding::I16, true, "pcm_s16le", "5.1"),
+        (6, SampleEncoding::F32, true, "pcm_f32le", "5.1"),
+        (8, SampleEncoding::I24, true, "pcm_s24le", "7.1"),
+    ] {
+        let audio = AudioBuffer::new(44100, (0..channels).map(|c| noise(4410, 30 + c as u64, 0.5)).collect()).unwrap();
+        let opts = WriteOptions { format: OutputFormat::Wav, encoding, clip: ClipMode::None, dither: false };
+        let path = dir.join(format!("{channels}-{encoding:?}.wav"));
+        write_file(&path, &audio, &opts).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let tag = u16::from_le_bytes([bytes[20], bytes[21]]);
+        assert_eq!(tag == 0xFFFE, extensible, "{channels} × {encoding:?}: format tag {tag:#x}");
+        let s = probe(&path);
+        assert_eq!(s["codec_name"], codec, "{channels} × {encoding:?}: {s}");
+        assert_eq!(s["channels"], channels, "{channels} × {encoding:?}");
+        let want = if layout.is_empty() { serde_json::Value::Null } else { layout.into() };
+        assert_eq!(s["channel_layout"], want, "{channels} × {encoding:?}: {s}");
+        let back = decode_file(&path, &DecodeOptions::default()).unwrap();
+        assert_eq!((back.num_channels(), back.frames()), (channels, 4410));
+        let lsb = if encoding == SampleEncoding::F32 { 0.0 } else { 1.0 / (1u32 << (encoding.bits() - 1)) as f32 };
+        for (a, b) in audio.channels().iter().zip(back.channels()) {
+            assert!(max_abs_diff(a, b) <= lsb * 0.5 + 1e-9, "{channels} × {encoding:?}");
+        }
+    }
+}
+
 #[test]
 fn dither_is_tpdf_within_one_lsb_and_reproducible() {
     let dir = scratch("write_dither");

@@ -109,6 +109,21 @@ def test_separate_file_options(demo, tmp_path):
     assert i["bytes"] >= 4 * i["channels"] * i["frames"]  # 32-bit samples
 
 
+def test_wav_headers_read_by_libsndfile(demo, tmp_path):
+    """libsndfile (soundfile) reads our WAVs as the format they declare: plain
+    PCM at 16 bits, WAVE_FORMAT_EXTENSIBLE at 24 bits, IEEE float at 32."""
+    import soundfile as sf
+
+    sep = ss.Separator("builtin:hpss")
+    for bits, fmt, subtype in [(16, "WAV", "PCM_16"), (24, "WAVEX", "PCM_24"), (32, "WAV", "FLOAT")]:
+        out = sep.separate_file(demo, tmp_path / str(bits), stems=["harmonic"], bits=bits, clip="none")
+        info = sf.info(out["harmonic"])
+        assert (info.format, info.subtype, info.channels) == (fmt, subtype, 2), (bits, info)
+        mine, sr = ss.load(out["harmonic"])
+        theirs, sr2 = sf.read(out["harmonic"], dtype="float32", always_2d=True)
+        assert sr == sr2 and np.array_equal(mine, theirs.T)
+
+
 def test_resample():
     sr_in, sr_out = 44100, 16000
     t = np.arange(sr_in) / sr_in
