@@ -286,6 +286,42 @@ impl Config {
         serde_json::from_slice(&text).map_err(|e| StartupError::Config(format!("{}: {e}", path.display())))
     }
 
+    /// The configuration as JSON with its secrets replaced by `"<redacted>"`:
+    /// every field whose name holds `secret`, `token` or `password`, and the
+    /// password of any URL (`postgres://user:…@host`). For printing and logs.
+    pub fn redacted(&self) -> serde_json::Value {
+        fn walk(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    for (k, v) in map.iter_mut() {
+                        let k = k.to_ascii_lowercase();
+                        if ["secret", "token", "password"].iter().any(|s| k.contains(s)) && !v.is_null() {
+                            *v = serde_json::Value::String("<redacted>".into());
+                        } else {
+                            walk(v);
+                        }
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+                serde_json::Value::String(s) => {
+                    // scheme://user:password@host…: the password.
+                    if let Some(start) = s.find("://").map(|i| i + 3) {
+                        let authority_end = s[start..].find(['/', '?', '#']).map_or(s.len(), |i| start + i);
+                        if let Some(at) = s[start..authority_end].rfind('@').map(|i| start + i)
+                            && let Some(colon) = s[start..at].find(':').map(|i| start + i)
+                        {
+                            s.replace_range(colon + 1..at, "<redacted>");
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        walk(&mut v);
+        v
+    }
+
     pub fn database_url(&self) -> String {
         self.database_url
             .clone()
@@ -294,5 +330,34 @@ impl Config {
 
     pub fn public_url(&self) -> String {
         self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_config_hides_secrets() {
+        let mut cfg = Config {
+            database_url: Some("postgres://splitsound:hunter2@db.internal:5432/app".into()),
+            ..Config::default()
+        };
+        cfg.auth.session_secret = Some("s3ssion-secret-value".into());
+        cfg.ops.metrics_token = Some("metrics-token-value-1234".into());
+        cfg.billing = Some(crate::billing::BillingConfig {
+            stripe_secret_key: "sk_test_abcdef".into(),
+            webhook_secret: "whsec_abcdef".into(),
+            ..Default::default()
+        });
+        let text = cfg.redacted().to_string();
+        for secret in ["hunter2", "s3ssion-secret-value", "metrics-token-value-1234", "sk_test_abcdef", "whsec_abcdef"]
+        {
+            assert!(!text.contains(secret), "{secret} printed: {text}");
+        }
+        assert!(text.contains("postgres://splitsound:<redacted>@db.internal:5432/app"), "{text}");
+        assert!(text.contains("\"session_secret\":\"<redacted>\""), "{text}");
+        // Unset secrets stay null, so the output still says they are unset.
+        assert!(Config::default().redacted()["auth"]["session_secret"].is_null());
     }
 }

@@ -36,7 +36,7 @@ enum Command {
     Cleanup,
     /// Print the OpenAPI document and exit
     Openapi,
-    /// Print the effective configuration as JSON and exit
+    /// Print the effective configuration as JSON (secrets redacted) and exit
     Config,
 }
 
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, mut cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     if let Command::Config = command {
-        println!("{}", serde_json::to_string_pretty(&cfg)?);
+        println!("{}", serde_json::to_string_pretty(&cfg.redacted())?);
         return Ok(());
     }
     if let Command::Migrate = command {
