@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Peak memory against input length: `splitsound separate` on a 1-minute and a
 60-minute input, for the built-in separators and the CI-size HT-Demucs, MDX-Net
-and (segmented) Open-Unmix models, and the full-size HT-Demucs when --full
-names its manifest. Writes the `streaming` section of benches/RESULTS.md.
+and (segmented) Open-Unmix models, the msst families at their released STFTs,
+band layouts and chunks (the narrow `*-released` test packages), and the
+full-size HT-Demucs when --full names its manifest. Writes the `streaming`
+section of benches/RESULTS.md (--section for another).
 
     python3 benches/stream_memory.py [--minutes 1,60] [--only hpss,center,repet,demucs-ci,mdx-ci,umx-ci-segmented]
                                      [--full /path/htdemucs-random-full-seed0.json]
+    python3 benches/stream_memory.py --section streaming-msst \
+        --only bs-roformer-released,mel-band-roformer-released,mdx23c-released,scnet-released
 
 Needs a release build of the CLI (`cargo build --release -p splitsound-cli`),
 GNU time (`/usr/bin/time`), numpy and soundfile. Inputs are 16-bit stereo
@@ -82,6 +86,8 @@ def main():
         "mdx-ci": ["-m", os.path.join(ROOT, "core/tests/data/neural/mdx/mdx-random.json")],
         "umx-ci-segmented": ["-m", os.path.join(ROOT, "core/tests/data/neural/umx/umx-ci.json"), "--segment-secs", "10"],
     }
+    for family in ("bs-roformer", "mel-band-roformer", "mdx23c", "scnet"):
+        separators[f"{family}-released"] = ["-m", os.path.join(ROOT, f"core/tests/data/neural/msst/{family}-released/ci.json")]
     if args.full:
         separators["demucs-full"] = ["-m", args.full, "--shifts", "0", "--overlap", "0.25"]
     chosen = [s for s in args.only.split(",") if s] + (["demucs-full"] if args.full else [])
@@ -106,12 +112,15 @@ def main():
         + ("" if args.section == "streaming" else f": {', '.join(chosen)}"),
         "",
         f"Measured {datetime.date.today().isoformat()} by `python3 benches/stream_memory.py --minutes {args.minutes}"
-        f" --only {args.only or repr('')}{' --full …' if args.full else ''}` on {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}.",
+        f" --only {args.only or repr('')}{' --full …' if args.full else ''}"
+        f"{'' if args.section == 'streaming' else ' --section ' + args.section}` on {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}.",
         "`splitsound separate` on 16-bit stereo 44.1 kHz WAV input, default output (16-bit WAV, rescaled: stems are",
         "spooled to disk, then encoded). Peak RSS of the whole process (GNU time), including the ONNX Runtime",
         "library and the model for the neural ones. demucs-ci, mdx-ci and umx-ci are the CI-size models of the tests",
         "(HT-Demucs with shifts 1, overlap 0.25; MDX-Net at overlap 0.25; Open-Unmix with `--segment-secs 10`);",
-        "demucs-full the released htdemucs shape with random weights (shifts 0, overlap 0.25).",
+        "demucs-full the released htdemucs shape with random weights (shifts 0, overlap 0.25); the `*-released`",
+        "ones the msst families at their released STFTs, band layouts and 8-11 s chunks with narrow networks",
+        "(the tests' `*-released` packages: the buffers of the released shapes, not their weights).",
     ] + ([args.note] if args.note else []) + [
         "",
         "| separator | " + " | ".join(f"{m} min: peak RSS | {m} min: wall" for m in minutes) + f" | RSS {hi} min / {lo} min |",
