@@ -198,10 +198,16 @@ pub fn ensemble(
         }
         _ => {
             let mut stft = Stft::new(StftConfig::librosa(2048, 1024))?;
-            let padded: Vec<Vec<Vec<f32>>> =
-                (0..n).map(|m| (0..channels).map(|c| (0..len).map(|i| sample(m, c, i)).collect()).collect()).collect();
+            let mut padded = Vec::with_capacity(len);
             for (c, o) in out.iter_mut().enumerate() {
-                let specs = padded.iter().map(|x| stft.forward(&x[c])).collect::<Result<Vec<Spectrogram>>>()?;
+                // One channel of one model at a time, zero-padded to the longest.
+                let specs = (0..n)
+                    .map(|m| {
+                        padded.clear();
+                        padded.extend((0..len).map(|i| sample(m, c, i)));
+                        stft.forward(&padded)
+                    })
+                    .collect::<Result<Vec<Spectrogram>>>()?;
                 let mut mixed = Spectrogram::zeros(specs[0].bins, specs[0].frames);
                 combine_spectra(algorithm, &specs, weights, &mut mixed);
                 // `*_fft`: the padded length; `uvr_*`: hop · (frames − 1), then zeros to the length.

@@ -47,11 +47,19 @@ pub(crate) enum Net {
     Spectral(Spectral),
 }
 
+/// Whether the RoFormers zero the DC bin as their config says (`zero_dc`):
+/// msst does; audio-separator's RoFormer classes take the flag and ignore it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dc {
+    AsConfigured,
+    Kept,
+}
+
 impl Net {
     /// `parts` are [chunk][channel][chunk samples]; returns [chunk][network stem][channel][chunk samples].
-    fn run(&mut self, model: &mut Model, parts: &[Part]) -> Result<Vec<Vec<Part>>> {
+    fn run(&mut self, model: &mut Model, parts: &[Part], dc: Dc) -> Result<Vec<Vec<Part>>> {
         match self {
-            Net::Roformer(r) => r.run(model, parts),
+            Net::Roformer(r) => r.run(model, parts, r.zero_dc && dc == Dc::AsConfigured),
             Net::Spectral(r) => r.run(model, parts),
         }
     }
@@ -306,7 +314,7 @@ impl<'m> MsstStream<'m> {
                 parts.push(part);
                 lens.push(len);
             }
-            let outs = self.ms.net.run(self.model, &parts)?;
+            let outs = self.ms.net.run(self.model, &parts, Dc::AsConfigured)?;
             // The batch's window: `i` after its last chunk is (last + 1) · step.
             let last = first + count - 1;
             let mut window = self.ms.window.clone();
@@ -483,19 +491,6 @@ pub(crate) fn separate_mdxc(
     mix: &[Vec<f32>],
     opts: &SeparateOptions<'_>,
 ) -> Result<StemAudio> {
-    // audio-separator's RoFormer classes take `zero_dc` and never apply it.
-    let zero_dc = match &mut ms.net {
-        Net::Roformer(r) => std::mem::replace(&mut r.zero_dc, false),
-        Net::Spectral(_) => false,
-    };
-    let out = mdxc_chunks(model, ms, mix, opts);
-    if let Net::Roformer(r) = &mut ms.net {
-        r.zero_dc = zero_dc;
-    }
-    out
-}
-
-fn mdxc_chunks(model: &mut Model, ms: &mut Msst, mix: &[Vec<f32>], opts: &SeparateOptions<'_>) -> Result<StemAudio> {
     let chunk = ms.p.chunk_size;
     let n = mix[0].len();
     let step = ms.step;
@@ -524,7 +519,7 @@ fn mdxc_chunks(model: &mut Model, ms: &mut Msst, mix: &[Vec<f32>], opts: &Separa
             for &s in &starts {
                 opts.check_cancel()?;
                 let part: Part = x.iter().map(|c| c[s..s + chunk].to_vec()).collect();
-                let out = ms.net.run(model, &[part])?;
+                let out = ms.net.run(model, &[part], Dc::Kept)?;
                 for (stem, chans) in out[0].iter().enumerate() {
                     for (c, y) in chans.iter().enumerate() {
                         let r = &mut result[stem][c][s..s + chunk];
@@ -558,7 +553,7 @@ fn mdxc_chunks(model: &mut Model, ms: &mut Msst, mix: &[Vec<f32>], opts: &Separa
                         (0..ms.channels).map(|c| (k * step..k * step + chunk).map(|p| sample(c, p)).collect()).collect()
                     })
                     .collect();
-                let outs = ms.net.run(model, &parts)?;
+                let outs = ms.net.run(model, &parts, Dc::Kept)?;
                 for (j, out) in outs.iter().enumerate() {
                     let s = (first + j) * step;
                     for (stem, chans) in out.iter().enumerate() {
@@ -756,7 +751,7 @@ impl Roformer {
         })
     }
 
-    fn run(&mut self, model: &mut Model, parts: &[Part]) -> Result<Vec<Vec<Part>>> {
+    fn run(&mut self, model: &mut Model, parts: &[Part], zero_dc: bool) -> Result<Vec<Vec<Part>>> {
         let (b, t, s) = (parts.len(), self.frames, self.channels);
         let rows = self.gather.len() * s;
         // STFT of every chunk and channel, then the network's input.
@@ -810,7 +805,7 @@ impl Roformer {
                             let v = spec.frame(ti)[f];
                             frame[f] = Complex32::new(v.re * mr - v.im * mi, v.re * mi + v.im * mr);
                         }
-                        if self.zero_dc {
+                        if zero_dc {
                             frame[0] = Complex32::new(0.0, 0.0);
                         }
                     }
