@@ -8,8 +8,8 @@
 use ndarray::{Array3, Array4, ArrayViewD, Axis, Ix5};
 
 use super::Model;
+use super::chunked::{StemAudio, Tape, feed_whole, to_model_channels};
 use super::manifest::Manifest;
-use super::neural::{StemAudio, Tape, feed_whole, to_model_channels};
 use crate::error::{Error, Result};
 use crate::separator::SeparateOptions;
 use crate::stft::{PadMode, Spectrogram, Stft, StftConfig, WindowKind};

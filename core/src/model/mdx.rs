@@ -9,8 +9,8 @@
 use ndarray::{Array4, ArrayD, Ix4};
 
 use super::Model;
+use super::chunked::{StemAudio, Tape, feed_whole, take_block};
 use super::manifest::{Manifest, MdxParams};
-use super::neural::{StemAudio, Tape, feed_whole, take_block};
 use crate::error::{Error, Result};
 use crate::separator::SeparateOptions;
 use crate::stft::{Spectrogram, Stft};

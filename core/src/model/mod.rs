@@ -7,6 +7,7 @@
 //! or tract (feature `tract`, pure Rust, compiled in: no library to install, and
 //! the engine of the WebAssembly build). Anything else can implement [`Graph`].
 
+mod chunked;
 mod demucs;
 mod manifest;
 mod mdx;

@@ -26,9 +26,9 @@ use ndarray::{Array3, Array4, Ix4, Ix5};
 use realfft::num_complex::Complex32;
 
 use super::Model;
+use super::chunked::{Counter, StemAudio, Tape, feed_whole, take_block, to_model_channels};
 use super::demucs::MixStats;
 use super::manifest::{Family, Manifest, Mdx23cParams, MsstParams, RoformerParams};
-use super::neural::{StemAudio, Tape, feed_whole, take_block, to_model_channels};
 use crate::error::{Error, Result};
 use crate::separator::SeparateOptions;
 use crate::stft::{PadMode, Spectrogram, Stft, WindowKind};
@@ -498,7 +498,7 @@ pub(crate) fn separate_mdxc(
     peak_limit(&mut x, 0.9);
     let stems = ms.net_stems;
     let mut result = vec![vec![vec![0.0f32; n]; ms.channels]; stems];
-    let mut progress = super::neural::Counter::new(0, opts);
+    let mut progress = Counter::new(0, opts);
     match &ms.net {
         Net::Roformer(_) => {
             if n < chunk {

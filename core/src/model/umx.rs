@@ -13,8 +13,8 @@ use ndarray::{Array4, Ix4};
 use realfft::num_complex::{Complex32, Complex64};
 
 use super::Model;
+use super::chunked::{Counter, StemAudio};
 use super::manifest::Manifest;
-use super::neural::{Counter, StemAudio};
 use crate::error::{Error, Result};
 use crate::stft::{Spectrogram, Stft};
 
