@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 
 use crate::App;
 use crate::auth::{AuthUser, find_or_create_user};
-use crate::db::{new_id, now_ms};
+use crate::db::{new_sorted_id, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::jobs::{self, JobRequest, JobView};
 use crate::storage::{GetOptions, PartEtag, StoreError, display_name, safe_name};
@@ -445,7 +445,7 @@ async fn upload_initialize(
             format!("audio/* or video/*, not {:?}", body.content_type),
         ));
     }
-    let id = new_id();
+    let id = new_sorted_id();
     let key = format!("user_{}/originals/{id}/{}", user.id, safe_name(&filename));
     let storage_upload = app.store.create_multipart(&key, &body.content_type).await.map_err(ApiError::storage)?;
     let part_size = limits.part_size;
@@ -627,7 +627,7 @@ async fn complete_inner(
         .await
         .map_err(|e| retry(ApiError::internal("probe", e)))?;
     let info = probe.map_err(reject)?;
-    let asset_id = new_id();
+    let asset_id = new_sorted_id();
     let now = now_ms();
     let insert = async {
         let mut tx = app.db.pool.begin().await?;

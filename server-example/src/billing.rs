@@ -26,7 +26,7 @@ use utoipa_axum::routes;
 use crate::App;
 use crate::api::JsonBody;
 use crate::auth::AuthUser;
-use crate::db::{new_id, now_ms};
+use crate::db::{new_sorted_id, now_ms};
 use crate::error::{ApiError, ApiResult};
 
 /// Stripe's API version our requests and the webhook payloads we read follow.
@@ -140,7 +140,7 @@ async fn checkout_session(
         .iter()
         .find(|p| p.id == req.pack_id)
         .ok_or_else(|| ApiError::unprocessable("unknown_pack", format!("no credit pack {:?}", req.pack_id)))?;
-    let id = new_id();
+    let id = new_sorted_id();
     sqlx::query(
         "INSERT INTO checkouts (id, user_id, pack_id, credits, amount, currency, status, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, 'creating', $7, $7)",

@@ -5,7 +5,7 @@
 
 use sqlx::{Any, Row, Transaction};
 
-use crate::db::{is_check_violation, new_id, now_ms};
+use crate::db::{is_check_violation, new_sorted_id, now_ms};
 
 /// Credits a job costs for audio of `secs`: up to 30 s, 1; up to 2 min, 2; up to 5 min, 4.
 pub fn job_cost(secs: f64) -> i64 {
@@ -41,7 +41,7 @@ pub async fn insert_entry(
         "INSERT INTO credit_ledger (id, user_id, delta, reason, ref, job_id, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (ref) DO NOTHING",
     )
-    .bind(new_id())
+    .bind(new_sorted_id())
     .bind(user)
     .bind(delta)
     .bind(reason)
@@ -76,7 +76,7 @@ pub async fn refund_job(tx: &mut Transaction<'_, Any>, user: &str, job_id: &str,
         "INSERT INTO credit_ledger (id, user_id, delta, reason, ref, job_id, created_at) \
          VALUES ($1, $2, $3, 'job_refund', $4, $5, $6) ON CONFLICT (ref) DO NOTHING",
     )
-    .bind(new_id())
+    .bind(new_sorted_id())
     .bind(user)
     .bind(credits)
     .bind(format!("job:{job_id}:refund"))

@@ -157,9 +157,18 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// A fresh random id.
+/// A fresh random id, for what must not be guessable or ordered: users,
+/// upload tokens, queue receipts.
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A fresh id for a row that lists sort by `(created_at, id)`: jobs, assets,
+/// ledger entries. A UUIDv7 (a millisecond timestamp, then a counter and
+/// random bits), so rows made by one process in the same millisecond still
+/// sort in the order they were made; a random tie-break reordered them.
+pub fn new_sorted_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
 }
 
 /// Whether `e` is a uniqueness violation (a duplicate idempotency key, ledger ref, …).

@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 
 use crate::App;
 use crate::credits::{LedgerError, insert_entry, job_cost, refund_job};
-use crate::db::{Db, new_id, now_ms};
+use crate::db::{Db, new_sorted_id, now_ms};
 use crate::error::{ApiError, ApiResult};
 
 /// The body of `POST /v1/jobs`.
@@ -348,7 +348,7 @@ pub async fn create(
     let cfg = resolve(app, req)?;
     let asset = owned_asset(db, user, &req.asset_id).await?;
     let cost = job_cost(asset.duration_secs);
-    let id = new_id();
+    let id = new_sorted_id();
     let now = now_ms();
     let config = serde_json::to_string(&cfg).map_err(|e| ApiError::internal("job config", e))?;
 

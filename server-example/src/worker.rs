@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::App;
-use crate::db::{new_id, now_ms};
+use crate::db::{new_sorted_id, now_ms};
 use crate::jobs::{self, ACTIVE, JobConfig, JobRow};
 use crate::queue::Message;
 use crate::storage::{StoreError, safe_name};
@@ -187,7 +187,7 @@ async fn handle_inner(app: &Arc<App>, cache: &mut Cache, m: &Message) -> sqlx::R
         "INSERT INTO usage_logs (id, user_id, job_id, outcome, audio_secs, wall_secs, cpu_secs, gpu_secs, runs_on, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
-    .bind(new_id())
+    .bind(new_sorted_id())
     .bind(&job.user_id)
     .bind(&job.id)
     .bind(logged)
@@ -431,7 +431,7 @@ async fn record_success(
             "INSERT INTO output_tracks (id, job_id, stem, object_key, content_type, size, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(new_id())
+        .bind(new_sorted_id())
         .bind(&job.id)
         .bind(stem)
         .bind(key)
