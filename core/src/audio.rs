@@ -76,7 +76,7 @@ impl AudioBuffer {
         if channels == 0 {
             return Err(Error::InvalidChannels { detail: "zero channels".into() });
         }
-        if samples.len() % channels != 0 {
+        if !samples.len().is_multiple_of(channels) {
             return Err(Error::invalid(
                 "samples",
                 format!("a multiple of {channels} interleaved samples"),

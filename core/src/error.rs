@@ -116,6 +116,27 @@ pub enum Error {
     #[error("inference failed: {detail}")]
     Inference { detail: String },
 
+    // ----- models by name (the `download` feature) -----------------------------------------
+    /// A registry document (or a cached model's entry) is malformed.
+    #[error("registry {origin}: {detail}")]
+    Registry { origin: String, detail: String },
+
+    /// No registry lists a model of that name.
+    #[error("unknown model `{name}`; the registries list: {}", if available.is_empty() { "nothing".to_string() } else { available.join(", ") })]
+    UnknownModel { name: String, available: Vec<String> },
+
+    /// The model is listed but not in the local cache (and may not be fetched now).
+    #[error("model `{name}` is not in the cache {}; fetch it with `splitsound model pull {name}`{}", cache.display(), if urls.is_empty() { String::new() } else { format!(" (it downloads {})", urls.join(", ")) })]
+    ModelNotInstalled { name: String, cache: PathBuf, urls: Vec<String> },
+
+    /// A download failed.
+    #[error("download of {url} failed: {detail}")]
+    Download { url: String, detail: String },
+
+    /// A downloaded file is not the one the registry describes; nothing was installed.
+    #[error("{url}: SHA-256 {actual} does not match the registry's {expected}; nothing was installed")]
+    Checksum { url: String, expected: String, actual: String },
+
     // ----- processing ---------------------------------------------------------------------
     /// The operation was cancelled through a [`crate::CancelToken`].
     #[error("cancelled")]
@@ -179,6 +200,11 @@ impl Error {
             Error::Model { .. } => "model",
             Error::ProviderUnavailable { .. } => "provider_unavailable",
             Error::Inference { .. } => "inference",
+            Error::Registry { .. } => "registry",
+            Error::UnknownModel { .. } => "unknown_model",
+            Error::ModelNotInstalled { .. } => "model_not_installed",
+            Error::Download { .. } => "download",
+            Error::Checksum { .. } => "checksum",
             Error::Cancelled => "cancelled",
             Error::Encode { .. } => "encode",
             Error::Resample { .. } => "resample",

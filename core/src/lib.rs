@@ -16,6 +16,8 @@ pub mod model;
 mod mp4edit;
 mod query;
 pub mod realtime;
+#[cfg(feature = "download")]
+pub mod registry;
 mod resample;
 mod separator;
 mod stft;

@@ -127,7 +127,7 @@ impl StftConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.n_fft < 2 || self.n_fft % 2 != 0 {
+        if self.n_fft < 2 || !self.n_fft.is_multiple_of(2) {
             return Err(Error::invalid("n_fft", "an even number ≥ 2", self.n_fft));
         }
         if self.hop_length == 0 || self.hop_length > self.n_fft {

@@ -579,7 +579,7 @@ impl StemWriter {
 
     /// Appends interleaved frames.
     pub fn write_interleaved(&mut self, samples: &[f32]) -> Result<()> {
-        if samples.len() % self.channels != 0 {
+        if !samples.len().is_multiple_of(self.channels) {
             return Err(Error::InvalidChannels { detail: "a block must hold whole frames".into() });
         }
         match &mut self.state {

@@ -5,8 +5,9 @@ Wrap a real model (its parameters are in UVR's model data, e.g. `mdx_dim_f_set`,
 `mdx_dim_t_set`, `mdx_n_fft_scale_set`, `compensate`, `primary_stem`):
     python3 python/tools/mdx_package.py wrap UVR-MDX-NET-Inst_HQ_3.onnx \\
         --n-fft 6144 --dim-f 3072 --dim-t 8 --compensate 1.022 --primary Instrumental --secondary Vocals
-Build a random MDX-shaped test graph (CI; needs only numpy and onnx):
-    python3 python/tools/mdx_package.py random --out core/tests/data/neural/mdx --seed 0
+Build a random MDX-shaped test graph (CI; needs only numpy and onnx), and the
+same graph bare (no manifest anywhere, as UVR ships its files):
+    python3 python/tools/mdx_package.py random --out core/tests/data/neural/mdx --seed 0 --bare
 
 The graph maps the complex-as-channels spectrogram `input` [B, 4, dim_f, 2^dim_t]
 (left re, left im, right re, right im; the first dim_f bins of a 1024-hop STFT)
@@ -15,6 +16,7 @@ to the primary stem's spectrogram `output` of the same shape.
 import argparse
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -104,6 +106,7 @@ def main():
     r.add_argument("--dim-f", type=int, default=512)
     r.add_argument("--dim-t", type=int, default=5)
     r.add_argument("--compensate", type=float, default=1.035)
+    r.add_argument("--bare", action="store_true", help="also write NAME-bare.onnx, without a manifest")
     args = p.parse_args()
     if args.cmd == "wrap":
         import onnx
@@ -123,6 +126,8 @@ def main():
         os.makedirs(args.out, exist_ok=True)
         onnx_file = args.name + ".onnx"
         random_graph(os.path.join(args.out, onnx_file), args.dim_f, 2 ** args.dim_t, args.seed)
+        if args.bare:
+            shutil.copyfile(os.path.join(args.out, onnx_file), os.path.join(args.out, args.name + "-bare.onnx"))
         m = manifest(args.name, onnx_file, args.n_fft, args.dim_f, args.dim_t, args.compensate, "vocals",
                      "instrumental", -1)
         print("wrote", write_manifest(args.out, m))

@@ -21,6 +21,7 @@ mod runtime;
 #[cfg(feature = "tract")]
 mod tract;
 mod umx;
+pub mod uvr;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -131,6 +132,10 @@ pub struct ModelOptions {
     /// change nothing audible, and arithmetic on them is slow: with it, full-size
     /// HT-Demucs runs about 9 % faster on x86 (benches/RESULTS.md).
     pub flush_denormals: bool,
+    /// Parameters of a bare UVR MDX-Net `.onnx` file (one with no manifest),
+    /// over those its UVR hash finds in UVR's model data ([`uvr`]). A package
+    /// with a manifest does not use them.
+    pub mdx: uvr::MdxOverrides,
 }
 
 impl Default for ModelOptions {
@@ -146,6 +151,7 @@ impl Default for ModelOptions {
             io_binding: false,
             optimization_level: 3,
             flush_denormals: true,
+            mdx: uvr::MdxOverrides::default(),
         }
     }
 }
@@ -308,12 +314,23 @@ impl Model {
         let name = onnx.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let (graph, used) = open_graph(src, &name, opts)?;
         let bad = |detail: String| Error::Model { path: onnx.clone(), detail };
-        let json = graph.metadata(MANIFEST_METADATA_KEY).ok_or_else(|| {
-            bad(format!(
-                "no manifest: neither {} nor `{MANIFEST_METADATA_KEY}` in the ONNX metadata",
-                manifest_path(&onnx).display()
-            ))
-        })?;
+        let Some(json) = graph.metadata(MANIFEST_METADATA_KEY) else {
+            // A bare UVR MDX-Net file: its hash says what it is, as in UVR.
+            let io = graph.io();
+            let ([input], [output]) = (&io.inputs[..], &io.outputs[..]) else {
+                return Err(bad(format!(
+                    "no manifest: neither {} nor `{MANIFEST_METADATA_KEY}` in the ONNX metadata (and not a \
+                     one-input, one-output MDX-Net graph that UVR's model data could describe)",
+                    manifest_path(&onnx).display()
+                )));
+            };
+            let hash = match src {
+                Source::File(p) => uvr::uvr_hash(p)?,
+                Source::Memory { bytes, .. } => uvr::uvr_hash_bytes(bytes),
+            };
+            let manifest = uvr::manifest(&onnx, &hash, &opts.mdx, input, output)?;
+            return Self::assemble(manifest, onnx.clone(), vec![(onnx, graph)], used, opts.engine);
+        };
         let mut manifest = Manifest::from_json(json.as_bytes(), &onnx)?;
         if manifest.files.len() != 1 {
             return Err(bad("an embedded manifest describes a single-file package".into()));

@@ -889,7 +889,7 @@ impl Spectral {
         if p.dim_f == 0 || p.dim_f > cfg.bins() {
             return Err(format!("mdx23c: dim_f must be in 1..={}, got {}", cfg.bins(), p.dim_f));
         }
-        if chunk % cfg.hop_length != 0 || chunk <= cfg.n_fft / 2 {
+        if !chunk.is_multiple_of(cfg.hop_length) || chunk <= cfg.n_fft / 2 {
             return Err(format!(
                 "mdx23c: the chunk ({chunk}) must be a multiple of the hop ({}) longer than n_fft/2: its inverse \
                  STFT is hop · (frames − 1) long (msst itself fails otherwise)",
