@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 
+mod models;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -29,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Separate one or more files into stems: DIR/<track>/<stem>.<ext>
-    Separate(SeparateArgs),
+    Separate(Box<SeparateArgs>),
     /// Show a file's container, codec, rate, channels and duration
     Info {
         input: PathBuf,
@@ -48,7 +50,8 @@ enum Command {
     /// MUSDB18-HQ layout (`<track>/mixture.wav`, `<track>/<stem>.wav`) separated
     /// with --model
     Eval(EvalArgs),
-    /// Neural model packages (ONNX Runtime)
+    /// Models: fetch them by name into the cache, list, remove and verify
+    /// them, inspect a package
     Model {
         #[command(subcommand)]
         command: ModelCommand,
@@ -89,8 +92,8 @@ enum ModelCommand {
     /// Load a model package and print its manifest, its graphs' inputs and
     /// outputs, and the execution providers usable here
     Inspect {
-        /// The manifest (model.json) or an ONNX file with a sidecar manifest
-        model: PathBuf,
+        /// The manifest (model.json), an ONNX file, or an installed model's name
+        model: String,
         /// Providers to try, in order (cpu, cuda:N, tensorrt:N, coreml, directml:N)
         #[arg(long, value_delimiter = ',', default_value = "cpu")]
         device: Vec<String>,
@@ -98,6 +101,38 @@ enum ModelCommand {
         /// onnxruntime Python package, the system's)
         #[arg(long)]
         ort_lib: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch a model into the cache ($SPLITSOUND_MODELS, else the platform's
+    /// cache folder): by name, or by a URL a registry lists. Resumes an
+    /// interrupted download; checks every file's SHA-256 before installing
+    Pull {
+        /// A model name (`splitsound model list`) or the URL of its file
+        model: String,
+        /// A registry (file or URL) consulted after the compiled-in one and
+        /// $SPLITSOUND_REGISTRY; give it more than once
+        #[arg(long)]
+        registry: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The models the registries offer, marking those in the cache
+    List {
+        /// Only the models in the cache
+        #[arg(long)]
+        installed: bool,
+        #[arg(long)]
+        registry: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a model from the cache
+    Rm { model: String },
+    /// Check the cached files of a model (every installed model without a
+    /// name) against their sizes and SHA-256; exit 1 if one is damaged
+    Verify {
+        model: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -109,11 +144,43 @@ struct SeparateArgs {
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Separator: builtin:hpss (default; harmonic/percussive), builtin:center
-    /// (stereo vocals/accompaniment), builtin:repet (foreground/background), or
-    /// a model package: its manifest (model.json) or ONNX file with a sidecar
-    /// manifest, or an ensemble file. Give it more than once for an ensemble
+    /// (stereo vocals/accompaniment), builtin:repet (foreground/background); a
+    /// model package: its manifest (model.json) or ONNX file (a bare UVR
+    /// MDX-Net file configures itself); the name of a model in the cache
+    /// (`splitsound model list`); or an ensemble file. Give it more than once
+    /// for an ensemble
     #[arg(short, long, default_value = "builtin:hpss")]
     model: Vec<String>,
+    /// Fetch a named model that is not in the cache yet. Without it a missing
+    /// model is an error that names what to fetch (unless its registry entry
+    /// allows fetching on first use): a separation never starts a download of
+    /// tens of megabytes that was not asked for
+    #[arg(long)]
+    download: bool,
+    /// A registry (file or URL) for model names, consulted after the
+    /// compiled-in one and $SPLITSOUND_REGISTRY; give it more than once
+    #[arg(long)]
+    registry: Vec<String>,
+    /// Bare MDX-Net .onnx files: UVR's mdx_n_fft_scale_set (overrides the
+    /// model data its hash finds)
+    #[arg(long)]
+    mdx_n_fft: Option<usize>,
+    /// Bare MDX-Net files: bins fed to the network (UVR's mdx_dim_f_set)
+    #[arg(long)]
+    mdx_dim_f: Option<usize>,
+    /// Bare MDX-Net files: frames per segment (2^mdx_dim_t_set, e.g. 256)
+    #[arg(long)]
+    mdx_dim_t: Option<usize>,
+    /// Bare MDX-Net files: the secondary stem is mix − compensate · primary
+    #[arg(long)]
+    mdx_compensate: Option<f32>,
+    /// Bare MDX-Net files: the stem the network outputs (Vocals, Instrumental, …)
+    #[arg(long)]
+    mdx_primary_stem: Option<String>,
+    /// Bare MDX-Net files: a model-data file in UVR's format (hash → parameters)
+    /// consulted before the shipped table
+    #[arg(long)]
+    mdx_model_data: Option<PathBuf>,
     /// With several models: how their matched stems are combined (avg_wave, the
     /// default, median_wave, min_wave, max_wave, avg_fft, median_fft, min_fft,
     /// max_fft, uvr_max_spec, uvr_min_spec, ensemble_wav; audio-separator's algorithms)
@@ -265,11 +332,15 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Info { input, json } => info(&input, json),
         Command::List { json } => list(json),
-        Command::Separate(args) => separate(args),
+        Command::Separate(args) => separate(*args),
         Command::Eval(args) => eval(args),
-        Command::Model { command: ModelCommand::Inspect { model, device, ort_lib, json } } => {
-            inspect(&model, &device, ort_lib, json)
-        }
+        Command::Model { command } => match command {
+            ModelCommand::Inspect { model, device, ort_lib, json } => inspect(&model, &device, ort_lib, json),
+            ModelCommand::Pull { model, registry, json } => models::pull_cmd(&model, &registry, json),
+            ModelCommand::List { installed, registry, json } => models::list_cmd(installed, &registry, json),
+            ModelCommand::Rm { model } => models::rm_cmd(&model),
+            ModelCommand::Verify { model, json } => models::verify_cmd(model.as_deref(), json),
+        },
     }
 }
 
@@ -341,8 +412,9 @@ fn list(as_json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn inspect(path: &Path, devices: &[String], ort_lib: Option<PathBuf>, as_json: bool) -> ExitCode {
+fn inspect(spec: &str, devices: &[String], ort_lib: Option<PathBuf>, as_json: bool) -> ExitCode {
     use splitsound_core::model::{Model, provider_usable};
+    let path = Path::new(spec);
     let fail = |e: Error, code: u8| {
         if as_json {
             println!("{}", error_json(Some(path), &e));
@@ -357,7 +429,15 @@ fn inspect(path: &Path, devices: &[String], ort_lib: Option<PathBuf>, as_json: b
         Err(e) => return fail(e, EXIT_USAGE),
     };
     let opts = ModelOptions { runtime_library: ort_lib, providers, ..Default::default() };
-    let model = match Model::load(path, &opts) {
+    let resolved = if models::is_model_name(spec) {
+        match models::resolve(spec, &[], false, as_json) {
+            Ok(p) => PathBuf::from(p),
+            Err(e) => return fail(e, EXIT_FAILED),
+        }
+    } else {
+        path.to_path_buf()
+    };
+    let model = match Model::load(&resolved, &opts) {
         Ok(m) => m,
         Err(e) => return fail(e, EXIT_FAILED),
     };
@@ -434,6 +514,14 @@ fn neural_options(args: &SeparateArgs) -> Result<NeuralOptions, Error> {
             intra_threads: args.threads,
             io_binding: args.io_binding,
             memory_arena: !args.no_arena,
+            mdx: core::model::uvr::MdxOverrides {
+                n_fft: args.mdx_n_fft,
+                dim_f: args.mdx_dim_f,
+                dim_t: args.mdx_dim_t,
+                compensate: args.mdx_compensate,
+                primary_stem: args.mdx_primary_stem.clone(),
+                model_data: args.mdx_model_data.clone(),
+            },
             ..ModelOptions::default()
         },
         overlap: args.overlap,
@@ -601,7 +689,28 @@ fn fraction(p: &Progress) -> f64 {
     start + span * if p.total == 0 { 1.0 } else { p.done as f64 / p.total as f64 }
 }
 
-fn separate(args: SeparateArgs) -> ExitCode {
+fn separate(mut args: SeparateArgs) -> ExitCode {
+    // Model names become the cache's paths (fetched first with --download).
+    for i in 0..args.model.len() {
+        if models::is_model_name(&args.model[i]) {
+            match models::resolve(&args.model[i], &args.registry, args.download, args.json) {
+                Ok(path) => args.model[i] = path,
+                Err(e) => {
+                    let code = match &e {
+                        Error::Cancelled => EXIT_CANCELLED,
+                        e if is_usage_error(e) || matches!(e, Error::Registry { .. }) => EXIT_USAGE,
+                        _ => EXIT_FAILED,
+                    };
+                    if args.json {
+                        println!("{}", error_json(None, &e));
+                    } else {
+                        eprintln!("error: {e}");
+                    }
+                    return ExitCode::from(code);
+                }
+            }
+        }
+    }
     let emit = |v: serde_json::Value| {
         if args.json {
             println!("{v}");

@@ -17,8 +17,11 @@ pub fn is_model_package(spec: &str) -> bool {
 }
 
 /// A built-in (`builtin:hpss`, or a bare built-in name) with its defaults, or the
-/// model package at the path `spec` loaded with `opts`. A name that is neither
-/// fails with [`crate::Error::UnknownSeparator`], listing the built-ins.
+/// model package at the path `spec` loaded with `opts`, or (with the `download`
+/// feature) the model installed in the cache under the name `spec`. A name that
+/// is none of these fails with [`crate::Error::UnknownSeparator`], listing the
+/// built-ins, or with [`crate::Error::ModelNotInstalled`] when a registry lists
+/// it (nothing is downloaded here: `registry::ModelCache::pull` does that).
 ///
 /// A JSON file with an `"ensemble"` object ([`EnsembleSpec`]) opens an
 /// ensemble of the separators it names (paths relative to the file).
@@ -26,11 +29,25 @@ pub fn load_separator(spec: &str, opts: NeuralOptions) -> Result<Box<dyn Separat
     if let Some(e) = EnsembleSpec::read(Path::new(spec))? {
         return load_ensemble(&e.models, e.algorithm, e.weights, opts);
     }
-    if is_model_package(spec) {
-        Ok(Box::new(NeuralSeparator::load(spec, opts)?))
-    } else {
-        crate::builtin::builtin_separator(spec)
+    match package_path(spec)? {
+        Some(path) => Ok(Box::new(NeuralSeparator::load(path, opts)?)),
+        None => crate::builtin::builtin_separator(spec),
     }
+}
+
+/// The model package `spec` names: a path that exists, or (with the
+/// `download` feature) the name of a model in the cache. `None` for a built-in.
+fn package_path(spec: &str) -> Result<Option<std::path::PathBuf>> {
+    if is_model_package(spec) {
+        return Ok(Some(spec.into()));
+    }
+    if spec.starts_with("builtin:") || crate::BUILTIN_NAMES.contains(&spec) {
+        return Ok(None);
+    }
+    #[cfg(feature = "download")]
+    return crate::registry::installed_path(spec);
+    #[cfg(not(feature = "download"))]
+    Ok(None)
 }
 
 /// Several separators ([`load_separator`]'s names, each with `opts`) as one
@@ -113,10 +130,9 @@ impl RealtimeSeparator {
                 suggestion: Some("run one of its models in real time".into()),
             });
         }
-        if is_model_package(spec) {
-            Self::threaded(Box::new(NeuralSeparator::load(spec, opts)?), rt)
-        } else {
-            Self::builtin(spec)
+        match package_path(spec)? {
+            Some(path) => Self::threaded(Box::new(NeuralSeparator::load(path, opts)?), rt),
+            None => Self::builtin(spec),
         }
     }
 }

@@ -249,7 +249,10 @@ fn verify_finds_corruption_and_rm_removes() {
     assert!(matches!(&cache.verify("pkg-rm").unwrap()[1], FileCheck::WrongSize { actual: 100, .. }));
     std::fs::remove_file(&path).unwrap();
     assert!(matches!(&cache.verify("pkg-rm").unwrap()[1], FileCheck::Missing { .. }));
-    // A pull repairs it (the entry's files differ from what is there: fetched again).
+    // A pull fetches a missing file again.
+    cache.pull(reg.entry("pkg-rm").unwrap(), &mut quiet, &CancelToken::new()).unwrap();
+    assert!(cache.verify("pkg-rm").unwrap().iter().all(FileCheck::is_ok));
+    assert_eq!(srv.requests("pkg-rm/ci.onnx").len(), 2);
     assert!(cache.remove("pkg-rm").unwrap());
     assert!(!m.dir.exists());
     assert!(cache.get("pkg-rm").unwrap().is_none());
@@ -257,12 +260,39 @@ fn verify_finds_corruption_and_rm_removes() {
     assert!(matches!(cache.verify("pkg-rm"), Err(Error::ModelNotInstalled { .. })));
 }
 
+/// The one test that sets the environment (tests run in parallel threads).
 #[test]
-fn the_cache_folder_comes_from_the_environment() {
-    // SAFETY: this test binary reads SPLITSOUND_MODELS nowhere else.
-    unsafe { std::env::set_var("SPLITSOUND_MODELS", "/some/where") };
-    assert_eq!(ModelCache::from_env().unwrap().root(), std::path::Path::new("/some/where"));
-    unsafe { std::env::remove_var("SPLITSOUND_MODELS") };
+fn names_resolve_through_the_environment_for_every_binding() {
+    let srv = Server::start();
+    let (reg, _) = serve_package(&srv, "pkg-env");
+    let cache = cache("names_resolve_through_the_environment_for_every_binding");
+    let registry_file = cache.root().parent().unwrap().join("registry.json");
+    let doc = serde_json::json!({"registry_version": 1, "models": reg.entries()});
+    std::fs::write(&registry_file, doc.to_string()).unwrap();
+    // SAFETY: no other test of this binary reads or writes these variables.
+    unsafe {
+        std::env::set_var("SPLITSOUND_MODELS", cache.root());
+        std::env::set_var("SPLITSOUND_REGISTRY", &registry_file);
+    }
+    assert_eq!(&ModelCache::from_env().unwrap(), &cache);
+    let opts = splitsound_core::model::NeuralOptions::default();
+    // Listed but not installed: the typed miss, from load_separator too.
+    let Err(e) = load_separator("pkg-env", opts.clone()) else { panic!("loaded") };
+    assert!(matches!(e, Error::ModelNotInstalled { .. }), "{e}");
+    // Neither listed nor installed: still the built-ins' error.
+    let Err(e) = load_separator("no-such-model", opts.clone()) else { panic!("loaded") };
+    assert!(matches!(e, Error::UnknownSeparator { .. }), "{e}");
+    cache.pull(reg.entry("pkg-env").unwrap(), &mut quiet, &CancelToken::new()).unwrap();
+    let sep = load_separator("pkg-env", opts.clone()).unwrap();
+    assert_eq!(sep.stems(), ["drums", "bass", "other", "vocals"]);
+    let rt = splitsound_core::RealtimeSeparator::load("pkg-env", opts, Default::default()).unwrap();
+    assert_eq!(rt.stems(), ["drums", "bass", "other", "vocals"]);
+    // Built-in names stay built-ins.
+    assert_eq!(load_separator("hpss", Default::default()).unwrap().stems(), ["harmonic", "percussive"]);
+    unsafe {
+        std::env::remove_var("SPLITSOUND_MODELS");
+        std::env::remove_var("SPLITSOUND_REGISTRY");
+    }
     let default = ModelCache::from_env().unwrap();
     assert!(default.root().ends_with("splitsound/models"), "{}", default.root().display());
 }

@@ -74,9 +74,14 @@ impl ModelCache {
         let name = entry.name.as_str();
         std::fs::create_dir_all(self.root()).map_err(|e| Error::io(self.root(), e))?;
         let _lock = self.lock(name)?;
-        // Whoever held the lock before may have installed it.
+        // Whoever held the lock before may have installed it. A file gone or
+        // of the wrong size is fetched again (a full check is `verify`'s job).
         if let Some(m) = self.get(name)?
             && m.entry.files == entry.files
+            && m.entry
+                .files
+                .iter()
+                .all(|f| std::fs::metadata(m.dir.join(f.file_name())).is_ok_and(|md| md.len() == f.size))
         {
             return Ok(m);
         }

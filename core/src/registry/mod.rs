@@ -201,6 +201,18 @@ impl Registry {
         Ok(r)
     }
 
+    /// [`Registry::load`] without the network: registries named by URL in
+    /// [`REGISTRY_ENV`] are skipped.
+    pub fn load_local() -> Result<Self> {
+        let mut r = Self::builtin();
+        let env = std::env::var(REGISTRY_ENV).unwrap_or_default();
+        for src in env.split_whitespace().filter(|s| !(s.starts_with("https://") || s.starts_with("http://"))) {
+            let bytes = std::fs::read(src).map_err(|e| Error::io(src, e))?;
+            r.add_json(&bytes, src)?;
+        }
+        Ok(r)
+    }
+
     /// Adds one registry document; `origin` names it in errors.
     pub fn add_json(&mut self, json: &[u8], origin: &str) -> Result<()> {
         let bad = |detail: String| Error::Registry { origin: origin.to_string(), detail };
@@ -256,6 +268,27 @@ impl Registry {
                 .into(),
         })
     }
+}
+
+/// What a model name means to [`crate::load_separator`] (and so to every
+/// binding): the path that opens the model installed under that name in
+/// [`ModelCache::from_env`]'s cache. `None` when `spec` is not shaped like a
+/// name, or no model of that name is installed or listed (a built-in's name,
+/// say); [`Error::ModelNotInstalled`] when a registry lists it but the cache
+/// lacks it. Never touches the network.
+pub fn installed_path(spec: &str) -> Result<Option<std::path::PathBuf>> {
+    if check_name(spec).is_err() {
+        return Ok(None);
+    }
+    let Ok(cache) = ModelCache::from_env() else { return Ok(None) };
+    if let Some(m) = cache.get(spec)? {
+        return Ok(Some(m.load_path()));
+    }
+    let registry = Registry::load_local()?;
+    if registry.get(spec).is_none() {
+        return Ok(None);
+    }
+    cache.resolve(spec, &registry).map(Some)
 }
 
 /// The bytes of a registry named by a path or an http(s) URL.
