@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use splitsound_core::registry::{Entry, Installed, ModelCache, PullProgress, Registry, check_name};
+use splitsound_core::registry::{Entry, Installed, Listed, ModelCache, PullProgress, Registry, check_name};
 use splitsound_core::{CancelToken, Error};
 
 use crate::{EXIT_CANCELLED, EXIT_FAILED, EXIT_USAGE, error_json, is_usage_error};
@@ -105,12 +105,7 @@ pub fn pull_cmd(target: &str, registries: &[String], as_json: bool) -> ExitCode 
     let run = || -> Result<Installed, Error> {
         let cache = ModelCache::from_env()?;
         let registry = Registry::load(registries)?;
-        let entry = if target.starts_with("https://") || target.starts_with("http://") {
-            registry.entry_for_url(target)?
-        } else {
-            registry.entry(target)?
-        };
-        pull(&cache, entry, as_json)
+        pull(&cache, registry.lookup(target)?, as_json)
     };
     match run() {
         Ok(m) => {
@@ -127,62 +122,30 @@ pub fn pull_cmd(target: &str, registries: &[String], as_json: bool) -> ExitCode 
 
 /// `model list [--installed]`.
 pub fn list_cmd(installed_only: bool, registries: &[String], as_json: bool) -> ExitCode {
-    let run = || -> Result<Vec<serde_json::Value>, Error> {
+    let run = || -> Result<Vec<Listed>, Error> {
         let cache = ModelCache::from_env()?;
-        let installed = cache.installed()?;
-        let is_installed = |name: &str| installed.iter().find(|m| m.entry.name == name);
-        let mut rows = Vec::new();
-        if !installed_only {
-            for e in Registry::load(registries)?.entries() {
-                let path = is_installed(&e.name).map(|m| m.load_path());
-                rows.push(row(e, path.as_deref()));
-            }
-        }
-        // Installed models no registry lists any more are still listed.
-        for m in &installed {
-            if !rows.iter().any(|r| r["name"] == m.entry.name.as_str()) {
-                rows.push(row(&m.entry, Some(&m.load_path())));
-            }
-        }
-        Ok(rows)
+        let registry = if installed_only { None } else { Some(Registry::load(registries)?) };
+        splitsound_core::registry::list(&cache, registry.as_ref())
     };
     let rows = match run() {
         Ok(r) => r,
         Err(e) => return fail(e, as_json),
     };
     if as_json {
-        println!("{}", serde_json::Value::Array(rows));
+        println!("{}", serde_json::to_string(&rows).expect("serialises"));
         return ExitCode::SUCCESS;
     }
     for r in rows {
-        let mb = r["size"].as_u64().unwrap_or(0) as f64 / 1e6;
-        let mark = if r["installed"].as_bool() == Some(true) { "installed" } else { "" };
-        let stems: Vec<&str> = r["stems"].as_array().into_iter().flatten().filter_map(|s| s.as_str()).collect();
         println!(
             "{:<26} {:<15} {:>7.1} MB  {:<9}  {}",
-            r["name"].as_str().unwrap_or(""),
-            r["family"].as_str().unwrap_or(""),
-            mb,
-            mark,
-            stems.join(", ")
+            r.entry.name,
+            serde_json::to_value(r.entry.family).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            r.size as f64 / 1e6,
+            if r.installed { "installed" } else { "" },
+            r.entry.stems.join(", ")
         );
     }
     ExitCode::SUCCESS
-}
-
-fn row(e: &Entry, installed: Option<&Path>) -> serde_json::Value {
-    json!({
-        "name": e.name,
-        "family": e.family,
-        "stems": e.stems,
-        "description": e.description,
-        "license": e.license,
-        "sdr": e.sdr,
-        "size": e.files.iter().map(|f| f.size).sum::<u64>(),
-        "urls": e.files.iter().map(|f| &f.url).collect::<Vec<_>>(),
-        "installed": installed.is_some(),
-        "path": installed,
-    })
 }
 
 /// `model rm NAME`.

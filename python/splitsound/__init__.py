@@ -2,7 +2,7 @@
 
     >>> import splitsound
     >>> x, sr = splitsound.load("song.flac")          # float32 [channels, frames]
-    >>> sep = splitsound.Separator("builtin:hpss")     # or a model package's path
+    >>> sep = splitsound.Separator("builtin:hpss")     # or a model package's path, or a model's name
     >>> stems = sep(x, sr)                             # {"harmonic": array, "percussive": array}
 
 Heavy work runs without the GIL; Ctrl-C cancels it (raising KeyboardInterrupt).
@@ -14,13 +14,15 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from . import _splitsound
+from . import _splitsound, models
 from ._errors import (
     CancelledError,
     DecodeError,
+    DownloadError,
     FileError,
     InvalidArgumentError,
     ModelError,
+    ModelNotInstalledError,
     RuntimeUnavailableError,
     SplitsoundError,
     UnsupportedFormatError,
@@ -54,7 +56,9 @@ def _progress(progress: Union[bool, ProgressCallback, None], what: str) -> tuple
 
 class Separator(_splitsound.Separator):
     """A separator: ``"builtin:hpss"``, ``"builtin:center"``, ``"builtin:repet"``,
-    or the path of a model package (HT-Demucs, Open-Unmix, MDX-Net).
+    the path of a model package (HT-Demucs, Open-Unmix, MDX-Net, the msst
+    families; a bare UVR MDX-Net ``.onnx``), or the name of a model in the
+    cache (:mod:`splitsound.models`).
 
     ``device`` lists execution providers in order (``"cuda:0,cpu"``); one that
     cannot run falls back to the next unless ``strict=True``. ``provider`` says
@@ -81,9 +85,11 @@ __all__ = [
     "BUILTINS",
     "CancelledError",
     "DecodeError",
+    "DownloadError",
     "FileError",
     "InvalidArgumentError",
     "ModelError",
+    "ModelNotInstalledError",
     "ProgressCallback",
     "RuntimeUnavailableError",
     "Separator",
@@ -93,6 +99,7 @@ __all__ = [
     "info",
     "istft",
     "load",
+    "models",
     "resample",
     "resolve_query",
     "stft",

@@ -31,6 +31,14 @@ class ModelError(SplitsoundError):
     """A model package is malformed, or its execution provider or inference failed."""
 
 
+class ModelNotInstalledError(ModelError):
+    """A model name the registries list but the cache lacks (``splitsound.models.pull`` fetches it)."""
+
+
+class DownloadError(SplitsoundError):
+    """Fetching a model failed, or a fetched file did not match its checksum (nothing was installed)."""
+
+
 class RuntimeUnavailableError(SplitsoundError):
     """ONNX Runtime's library could not be found or loaded (``pip install onnxruntime``)."""
 
@@ -46,6 +54,8 @@ __all__ = [
     "DecodeError",
     "UnsupportedFormatError",
     "ModelError",
+    "ModelNotInstalledError",
+    "DownloadError",
     "RuntimeUnavailableError",
     "CancelledError",
 ]

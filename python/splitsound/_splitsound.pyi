@@ -11,7 +11,23 @@ _Path = Union[str, PathLike[str]]
 _Audio = npt.NDArray[Any]
 _Progress = Optional[Callable[[str, int, int], Any]]
 
-__all__ = ["__version__", "BUILTINS", "Separator", "eval", "info", "istft", "load", "resample", "resolve_query", "stft"]
+__all__ = [
+    "__version__",
+    "BUILTINS",
+    "Separator",
+    "eval",
+    "info",
+    "istft",
+    "load",
+    "resample",
+    "resolve_query",
+    "stft",
+    "_models_cache_dir",
+    "_models_list",
+    "_models_pull",
+    "_models_remove",
+    "_models_verify",
+]
 
 __version__: str
 BUILTINS: list[str]
@@ -41,6 +57,13 @@ def istft(
 ) -> npt.NDArray[np.float32]: ...
 def eval(references: dict[str, _Audio], estimates: dict[str, _Audio], sr: int) -> dict[str, dict[str, float]]: ...
 def resolve_query(query: str, stems: list[str]) -> dict[str, Any]: ...
+def _models_list(installed: bool = False, registry: Optional[list[str]] = None) -> str: ...
+def _models_pull(
+    target: str, registry: Optional[list[str]] = None, progress: Optional[Callable[[int, int], Any]] = None
+) -> str: ...
+def _models_remove(name: str) -> bool: ...
+def _models_verify(name: Optional[str] = None) -> str: ...
+def _models_cache_dir() -> str: ...
 
 @disjoint_base
 class Separator:

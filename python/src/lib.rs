@@ -18,6 +18,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use splitsound_core as core;
 use splitsound_core::model::{Fallback, NeuralOptions, Provider};
+use splitsound_core::registry::{ModelCache, PullProgress, Registry};
 use splitsound_core::{
     AudioBuffer, CancelToken, ClipMode, Error, FileJobOptions, OutputFormat, PadMode, Progress, SampleEncoding,
     SeparateOptions, Spectrogram, StemSelection, Stft, StftConfig, WindowKind,
@@ -41,7 +42,12 @@ fn exception_name(e: &Error) -> &'static str {
         | Error::Corrupt { .. }
         | Error::TooLarge { .. } => "DecodeError",
         Error::RuntimeUnavailable { .. } => "RuntimeUnavailableError",
-        Error::Model { .. } | Error::ProviderUnavailable { .. } | Error::Inference { .. } => "ModelError",
+        Error::UnknownModel { .. } => "InvalidArgumentError",
+        Error::ModelNotInstalled { .. } => "ModelNotInstalledError",
+        Error::Download { .. } | Error::Checksum { .. } => "DownloadError",
+        Error::Model { .. } | Error::ProviderUnavailable { .. } | Error::Inference { .. } | Error::Registry { .. } => {
+            "ModelError"
+        }
         Error::Cancelled => "CancelledError",
         _ => "SplitsoundError",
     }
@@ -101,38 +107,38 @@ fn audio_of(py: Python<'_>, x: &Bound<'_, PyAny>, sr: u32) -> PyResult<(AudioBuf
     Ok((AudioBuffer::new(sr, channels).map_err(|e| py_err(py, e))?, dims))
 }
 
-/// Runs `work` on a worker thread without the GIL. The calling thread relays
-/// progress reports to `progress(stage, done, total)` and turns Ctrl-C
-/// (KeyboardInterrupt) or an exception from `progress` into a cancellation,
-/// re-raising it once the worker has stopped.
-fn interruptible<T: Send>(
+/// Runs `work` on a worker thread without the GIL. The calling thread hands
+/// each message `work` reports to `relay`, and turns Ctrl-C (KeyboardInterrupt)
+/// or an error from `relay` into a cancellation, re-raising it once the worker
+/// has stopped.
+fn relayed<M: Send, T: Send>(
     py: Python<'_>,
-    progress: Option<&Bound<'_, PyAny>>,
-    work: impl FnOnce(&SeparateOptions<'_>) -> Result<T, Error> + Send,
+    mut relay: impl FnMut(M) -> PyResult<()>,
+    work: impl FnOnce(&(dyn Fn(M) + Sync), &CancelToken) -> Result<T, Error> + Send,
 ) -> PyResult<T> {
     let cancel = CancelToken::new();
-    let (tx, rx) = mpsc::channel::<Progress>();
+    let (tx, rx) = mpsc::channel::<M>();
     // Only this thread receives; the mutex makes the receiver shareable with `detach`.
     let rx = Mutex::new(rx);
     let mut raised: Option<PyErr> = None;
     let result = std::thread::scope(|scope| {
         let token = cancel.clone();
         let worker = scope.spawn(move || {
-            let report = move |p: Progress| {
-                let _ = tx.send(p);
+            let report = move |m: M| {
+                let _ = tx.send(m);
             };
-            work(&SeparateOptions { progress: Some(&report), cancel: Some(&token) })
+            work(&report, &token)
         });
         loop {
             let next =
                 py.detach(|| rx.lock().unwrap_or_else(|e| e.into_inner()).recv_timeout(Duration::from_millis(50)));
             match next {
-                Ok(p) => {
-                    if let (Some(cb), None) = (progress, &raised) {
-                        if let Err(e) = cb.call1((p.stage.name(), p.done, p.total)) {
-                            raised = Some(e);
-                            cancel.cancel();
-                        }
+                Ok(m) => {
+                    if raised.is_none()
+                        && let Err(e) = relay(m)
+                    {
+                        raised = Some(e);
+                        cancel.cancel();
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -152,6 +158,19 @@ fn interruptible<T: Send>(
         return Err(e);
     }
     result.map_err(|e| py_err(py, e))
+}
+
+/// [`relayed`] for a separation: progress goes to `progress(stage, done, total)`.
+fn interruptible<T: Send>(
+    py: Python<'_>,
+    progress: Option<&Bound<'_, PyAny>>,
+    work: impl FnOnce(&SeparateOptions<'_>) -> Result<T, Error> + Send,
+) -> PyResult<T> {
+    let relay = |p: Progress| match progress {
+        Some(cb) => cb.call1((p.stage.name(), p.done, p.total)).map(drop),
+        None => Ok(()),
+    };
+    relayed(py, relay, |report, cancel| work(&SeparateOptions { progress: Some(report), cancel: Some(cancel) }))
 }
 
 /// Decodes a file: `(audio, sample_rate)` with `audio` float32 `[channels, frames]`.
@@ -524,6 +543,81 @@ fn resolve_query<'py>(py: Python<'py>, query: &str, stems: Vec<String>) -> PyRes
     Ok(d)
 }
 
+/// The registries: the compiled-in one, $SPLITSOUND_REGISTRY's, then `registry`'s.
+fn registries(py: Python<'_>, registry: Option<Vec<String>>) -> PyResult<Registry> {
+    let sources = registry.unwrap_or_default();
+    py.detach(|| Registry::load(&sources)).map_err(|e| py_err(py, e))
+}
+
+fn model_cache(py: Python<'_>) -> PyResult<ModelCache> {
+    ModelCache::from_env().map_err(|e| py_err(py, e))
+}
+
+/// The models (JSON): those the registries offer, or only the installed ones.
+#[pyfunction]
+#[pyo3(signature = (installed=false, registry=None))]
+fn _models_list(py: Python<'_>, installed: bool, registry: Option<Vec<String>>) -> PyResult<String> {
+    let cache = model_cache(py)?;
+    let reg = if installed { None } else { Some(registries(py, registry)?) };
+    let rows = py.detach(|| core::registry::list(&cache, reg.as_ref())).map_err(|e| py_err(py, e))?;
+    Ok(serde_json::to_string(&rows).expect("listings serialise"))
+}
+
+/// Fetches a model by name or URL into the cache; the path that opens it.
+/// `progress(done, total)` (bytes) is called on this thread.
+#[pyfunction]
+#[pyo3(signature = (target, registry=None, progress=None))]
+fn _models_pull(
+    py: Python<'_>,
+    target: &str,
+    registry: Option<Vec<String>>,
+    progress: Option<&Bound<'_, PyAny>>,
+) -> PyResult<String> {
+    let cache = model_cache(py)?;
+    let reg = registries(py, registry)?;
+    let entry = reg.lookup(target).map_err(|e| py_err(py, e))?.clone();
+    let relay = |p: PullProgress| match progress {
+        Some(cb) => cb.call1((p.done, p.total)).map(drop),
+        None => Ok(()),
+    };
+    let installed = relayed(py, relay, |report, cancel| cache.pull(&entry, &mut |p| report(p.clone()), cancel))?;
+    Ok(installed.load_path().to_string_lossy().into_owned())
+}
+
+/// Removes a model from the cache; False when it was not installed.
+#[pyfunction]
+fn _models_remove(py: Python<'_>, name: &str) -> PyResult<bool> {
+    let cache = model_cache(py)?;
+    py.detach(|| cache.remove(name)).map_err(|e| py_err(py, e))
+}
+
+/// `{model: [file checks]}` (JSON) for one installed model, or all of them.
+#[pyfunction]
+#[pyo3(signature = (name=None))]
+fn _models_verify(py: Python<'_>, name: Option<&str>) -> PyResult<String> {
+    let cache = model_cache(py)?;
+    let run = || -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+        let names: Vec<String> = match name {
+            Some(n) => vec![n.to_string()],
+            None => cache.installed()?.into_iter().map(|m| m.entry.name).collect(),
+        };
+        let mut out = serde_json::Map::new();
+        for n in names {
+            let checks = cache.verify(&n)?;
+            out.insert(n, serde_json::to_value(checks).expect("checks serialise"));
+        }
+        Ok(out)
+    };
+    let out = py.detach(run).map_err(|e| py_err(py, e))?;
+    Ok(serde_json::Value::Object(out).to_string())
+}
+
+/// The cache folder ($SPLITSOUND_MODELS, else the platform's cache dir).
+#[pyfunction]
+fn _models_cache_dir(py: Python<'_>) -> PyResult<String> {
+    Ok(model_cache(py)?.root().to_string_lossy().into_owned())
+}
+
 #[pymodule]
 fn _splitsound(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", core::VERSION)?;
@@ -536,5 +630,10 @@ fn _splitsound(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(istft, m)?)?;
     m.add_function(wrap_pyfunction!(eval, m)?)?;
     m.add_function(wrap_pyfunction!(resolve_query, m)?)?;
+    m.add_function(wrap_pyfunction!(_models_list, m)?)?;
+    m.add_function(wrap_pyfunction!(_models_pull, m)?)?;
+    m.add_function(wrap_pyfunction!(_models_remove, m)?)?;
+    m.add_function(wrap_pyfunction!(_models_verify, m)?)?;
+    m.add_function(wrap_pyfunction!(_models_cache_dir, m)?)?;
     Ok(())
 }

@@ -257,6 +257,16 @@ impl Registry {
         })
     }
 
+    /// The entry `target` names: a model name, or the URL of one of its files
+    /// ([`Registry::entry_for_url`]).
+    pub fn lookup(&self, target: &str) -> Result<&Entry> {
+        if target.starts_with("https://") || target.starts_with("http://") {
+            self.entry_for_url(target)
+        } else {
+            self.entry(target)
+        }
+    }
+
     /// The entry for a bare URL (`model pull https://…/x.onnx`): the registry's
     /// entry that lists that URL, when one does. A URL no registry lists has no
     /// checksum to verify against, so it is refused.
@@ -289,6 +299,40 @@ pub fn installed_path(spec: &str) -> Result<Option<std::path::PathBuf>> {
         return Ok(None);
     }
     cache.resolve(spec, &registry).map(Some)
+}
+
+/// A model as `model list` shows it: its entry, its size, and where it is
+/// installed if it is.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Listed {
+    #[serde(flatten)]
+    pub entry: Entry,
+    /// Bytes of all its files.
+    pub size: u64,
+    pub installed: bool,
+    /// The path that opens it, when installed.
+    pub path: Option<std::path::PathBuf>,
+}
+
+/// The models of `registry` (every installed one alone when `None`), each
+/// marked installed or not; installed models no registry lists come last.
+pub fn list(cache: &ModelCache, registry: Option<&Registry>) -> Result<Vec<Listed>> {
+    let installed = cache.installed()?;
+    let listed = |entry: &Entry, at: Option<&Installed>| Listed {
+        entry: entry.clone(),
+        size: entry.files.iter().map(|f| f.size).sum(),
+        installed: at.is_some(),
+        path: at.map(Installed::load_path),
+    };
+    let mut out: Vec<Listed> = registry
+        .map(|r| r.entries().iter().map(|e| listed(e, installed.iter().find(|m| m.entry.name == e.name))).collect())
+        .unwrap_or_default();
+    for m in &installed {
+        if !out.iter().any(|l| l.entry.name == m.entry.name) {
+            out.push(listed(&m.entry, Some(m)));
+        }
+    }
+    Ok(out)
 }
 
 /// The bytes of a registry named by a path or an http(s) URL.
