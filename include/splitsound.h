@@ -111,6 +111,10 @@ enum splitsound_status
    */
   SPLITSOUND_STATUS_UNRESOLVED_QUERY = 103,
   /**
+   * No registry lists a model of that name.
+   */
+  SPLITSOUND_STATUS_UNKNOWN_MODEL = 104,
+  /**
    * Reading or writing a file failed.
    */
   SPLITSOUND_STATUS_IO = 200,
@@ -166,6 +170,22 @@ enum splitsound_status
    * ONNX Runtime failed while running a model.
    */
   SPLITSOUND_STATUS_INFERENCE = 303,
+  /**
+   * A malformed registry document.
+   */
+  SPLITSOUND_STATUS_REGISTRY = 304,
+  /**
+   * A listed model that is not in the cache (`splitsound_model_pull` fetches it).
+   */
+  SPLITSOUND_STATUS_MODEL_NOT_INSTALLED = 305,
+  /**
+   * Fetching a model failed (the server refused, or kept failing).
+   */
+  SPLITSOUND_STATUS_DOWNLOAD = 306,
+  /**
+   * A model's file does not match its registry's SHA-256 (nothing was installed).
+   */
+  SPLITSOUND_STATUS_CHECKSUM = 307,
   /**
    * Cancelled through a `splitsound_cancel`.
    */
@@ -408,6 +428,13 @@ typedef struct {
 } splitsound_decode_limits;
 
 /**
+ * Called while a model downloads: `done` of `total` bytes of all its files.
+ * Calls come from the calling thread; to stop, call
+ * `splitsound_cancel_request` on the flag given to the pull.
+ */
+typedef void (*splitsound_pull_callback)(void *userdata, uint64_t done, uint64_t total);
+
+/**
  * Counters of a real-time separator since it was prepared or reset.
  */
 typedef struct {
@@ -525,6 +552,58 @@ splitsound_status splitsound_audio_copy_interleaved(const splitsound_audio *audi
                                                     float *buf,
                                                     size_t len,
                                                     size_t *out_n);
+
+/**
+ * Fetches `model` (a name, or the URL of a file a registry lists) into the
+ * cache: resumes an interrupted download, checks every file's SHA-256 before
+ * installing (`SPLITSOUND_STATUS_CHECKSUM` otherwise, with nothing
+ * installed), and returns at once when it is installed already. Then
+ * `splitsound_model_path` gives the path that opens it. `registries`,
+ * `progress`, `userdata` and `cancel` may be NULL; a cancelled pull returns
+ * `SPLITSOUND_STATUS_CANCELLED` and the next one resumes it.
+ *
+ * Thread safety: any thread; pulls of one model in several threads or
+ * processes fetch it once.
+ */
+splitsound_status splitsound_model_pull(const char *model,
+                                        const char *registries,
+                                        splitsound_pull_callback progress,
+                                        void *userdata,
+                                        const splitsound_cancel *cancel);
+
+/**
+ * Copies the path that opens the installed model `name` into `buf` (string
+ * convention). `SPLITSOUND_STATUS_MODEL_NOT_INSTALLED` when a registry lists
+ * it but the cache lacks it (the last error names its URLs),
+ * `SPLITSOUND_STATUS_UNKNOWN_MODEL` when none does. Never uses the network.
+ * `splitsound_separator_new` also takes an installed model's name.
+ */
+splitsound_status splitsound_model_path(const char *name, char *buf, size_t len, size_t *out_n);
+
+/**
+ * Removes model `name` from the cache; `*out_removed` (may be NULL) says
+ * whether it was there.
+ */
+splitsound_status splitsound_model_remove(const char *name, bool *out_removed);
+
+/**
+ * Checks every cached file of model `name` against its size and SHA-256:
+ * `SPLITSOUND_STATUS_OK` when all match, `SPLITSOUND_STATUS_CHECKSUM` when
+ * one is missing or different (the last error lists them, as JSON).
+ */
+splitsound_status splitsound_model_verify(const char *name);
+
+/**
+ * Copies the models as a JSON array into `buf` (string convention): those
+ * the registries list, or only the installed ones when `installed_only`;
+ * each with name, family, stems, description, license, sdr, files, size,
+ * installed, path.
+ */
+splitsound_status splitsound_model_list_json(const char *registries,
+                                             bool installed_only,
+                                             char *buf,
+                                             size_t len,
+                                             size_t *out_n);
 
 /**
  * Resolves a description (`"remove the vocals"`, `"just the bass"`,
@@ -763,9 +842,10 @@ splitsound_status splitsound_cancel_is_requested(const splitsound_cancel *cancel
 
 /**
  * Opens a separator: `model` is a built-in's name (`"builtin:hpss"`,
- * `"builtin:center"`, `"builtin:repet"`, or the bare name) or the path of a
+ * `"builtin:center"`, `"builtin:repet"`, or the bare name), the path of a
  * model package (its manifest `.json`, or an `.onnx` with one beside it or
- * inside it). `options` may be NULL for the defaults; it is copied.
+ * inside it, or a bare UVR MDX-Net `.onnx`), or the name of a model in the
+ * cache (`splitsound_model_pull`). `options` may be NULL for the defaults; it is copied.
  *
  * Thread safety: any thread. Loading a model takes time; not for an audio thread.
  */

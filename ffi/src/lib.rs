@@ -12,6 +12,7 @@
 
 mod audio;
 mod handle;
+mod models;
 mod query;
 mod realtime;
 mod separator;
@@ -21,6 +22,7 @@ mod strings;
 use std::ffi::c_char;
 
 pub use audio::*;
+pub use models::*;
 pub use query::*;
 pub use realtime::*;
 pub use separator::*;

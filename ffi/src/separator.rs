@@ -41,6 +41,12 @@ pub struct splitsound_cancel {
     token: CancelToken,
 }
 
+impl splitsound_cancel {
+    pub(crate) fn token(&self) -> &CancelToken {
+        &self.token
+    }
+}
+
 /// Options of `splitsound_separator_separate_file`: output format, sample
 /// encoding, clipping, which stems, decoding limits.
 #[allow(non_camel_case_types)]
@@ -315,9 +321,10 @@ pub unsafe extern "C" fn splitsound_cancel_is_requested(
 // ----- the separator ------------------------------------------------------------------------
 
 /// Opens a separator: `model` is a built-in's name (`"builtin:hpss"`,
-/// `"builtin:center"`, `"builtin:repet"`, or the bare name) or the path of a
+/// `"builtin:center"`, `"builtin:repet"`, or the bare name), the path of a
 /// model package (its manifest `.json`, or an `.onnx` with one beside it or
-/// inside it). `options` may be NULL for the defaults; it is copied.
+/// inside it, or a bare UVR MDX-Net `.onnx`), or the name of a model in the
+/// cache (`splitsound_model_pull`). `options` may be NULL for the defaults; it is copied.
 ///
 /// Thread safety: any thread. Loading a model takes time; not for an audio thread.
 #[unsafe(no_mangle)]

@@ -38,6 +38,8 @@ pub enum splitsound_status {
     UnknownStem = 102,
     /// A description that names none of the separator's stems.
     UnresolvedQuery = 103,
+    /// No registry lists a model of that name.
+    UnknownModel = 104,
     /// Reading or writing a file failed.
     Io = 200,
     /// No bytes, or no audio frames.
@@ -66,6 +68,14 @@ pub enum splitsound_status {
     ProviderUnavailable = 302,
     /// ONNX Runtime failed while running a model.
     Inference = 303,
+    /// A malformed registry document.
+    Registry = 304,
+    /// A listed model that is not in the cache (`splitsound_model_pull` fetches it).
+    ModelNotInstalled = 305,
+    /// Fetching a model failed (the server refused, or kept failing).
+    Download = 306,
+    /// A model's file does not match its registry's SHA-256 (nothing was installed).
+    Checksum = 307,
     /// Cancelled through a `splitsound_cancel`.
     Cancelled = 400,
     /// Encoding an output file failed.
@@ -122,6 +132,11 @@ impl From<Error> for Failure {
             Error::Model { .. } => S::Model,
             Error::ProviderUnavailable { .. } => S::ProviderUnavailable,
             Error::Inference { .. } => S::Inference,
+            Error::UnknownModel { .. } => S::UnknownModel,
+            Error::Registry { .. } => S::Registry,
+            Error::ModelNotInstalled { .. } => S::ModelNotInstalled,
+            Error::Download { .. } => S::Download,
+            Error::Checksum { .. } => S::Checksum,
             Error::Cancelled => S::Cancelled,
             Error::Encode { .. } => S::Encode,
             Error::Resample { .. } => S::Resample,
@@ -225,6 +240,7 @@ pub extern "C" fn splitsound_status_name(status: u32) -> *const c_char {
         (S::UnknownSeparator, c"SPLITSOUND_STATUS_UNKNOWN_SEPARATOR"),
         (S::UnknownStem, c"SPLITSOUND_STATUS_UNKNOWN_STEM"),
         (S::UnresolvedQuery, c"SPLITSOUND_STATUS_UNRESOLVED_QUERY"),
+        (S::UnknownModel, c"SPLITSOUND_STATUS_UNKNOWN_MODEL"),
         (S::Io, c"SPLITSOUND_STATUS_IO"),
         (S::Empty, c"SPLITSOUND_STATUS_EMPTY"),
         (S::UnrecognizedFormat, c"SPLITSOUND_STATUS_UNRECOGNIZED_FORMAT"),
@@ -239,6 +255,10 @@ pub extern "C" fn splitsound_status_name(status: u32) -> *const c_char {
         (S::Model, c"SPLITSOUND_STATUS_MODEL"),
         (S::ProviderUnavailable, c"SPLITSOUND_STATUS_PROVIDER_UNAVAILABLE"),
         (S::Inference, c"SPLITSOUND_STATUS_INFERENCE"),
+        (S::Registry, c"SPLITSOUND_STATUS_REGISTRY"),
+        (S::ModelNotInstalled, c"SPLITSOUND_STATUS_MODEL_NOT_INSTALLED"),
+        (S::Download, c"SPLITSOUND_STATUS_DOWNLOAD"),
+        (S::Checksum, c"SPLITSOUND_STATUS_CHECKSUM"),
         (S::Cancelled, c"SPLITSOUND_STATUS_CANCELLED"),
         (S::Encode, c"SPLITSOUND_STATUS_ENCODE"),
         (S::Resample, c"SPLITSOUND_STATUS_RESAMPLE"),

@@ -708,6 +708,51 @@ static void test_ensemble(void) {
   CHECK(untouched == (splitsound_separator *)(void *)&stems);
 }
 
+/* Models by name, offline: a fresh, empty cache under TMPDIR. */
+static void test_models_offline(void) {
+  char cache[1024];
+  snprintf(cache, sizeof cache, "%s/models-cache", tmpdir);
+  CHECK(setenv("SPLITSOUND_MODELS", cache, 1) == 0);
+  char path[1024];
+  size_t n = 0;
+  CHECK_STATUS(splitsound_model_path("uvr-mdx-net-voc-ft", path, sizeof path, &n),
+               SPLITSOUND_STATUS_MODEL_NOT_INSTALLED);
+  CHECK(last_error_contains("splitsound model pull uvr-mdx-net-voc-ft"));
+  CHECK(last_error_contains("https://github.com/TRvlvr/model_repo/releases/download/"));
+  CHECK_STATUS(splitsound_model_path("no-such-model", path, sizeof path, &n), SPLITSOUND_STATUS_UNKNOWN_MODEL);
+  CHECK_STATUS(splitsound_model_path(NULL, path, sizeof path, &n), SPLITSOUND_STATUS_NULL_ARGUMENT);
+  CHECK_STATUS(splitsound_model_verify("uvr-mdx-net-voc-ft"), SPLITSOUND_STATUS_MODEL_NOT_INSTALLED);
+  bool removed = true;
+  OK(splitsound_model_remove("uvr-mdx-net-voc-ft", &removed));
+  CHECK(!removed);
+  OK(splitsound_model_remove("uvr-mdx-net-voc-ft", NULL));
+  CHECK_STATUS(splitsound_model_remove("../x", NULL), SPLITSOUND_STATUS_INVALID_ARGUMENT);
+  char json[64];
+  OK(splitsound_model_list_json(NULL, true, json, sizeof json, &n));
+  CHECK(strcmp(json, "[]") == 0);
+  /* The whole listing: ask for the size, then copy. */
+  CHECK_STATUS(splitsound_model_list_json(NULL, false, NULL, 0, &n), SPLITSOUND_STATUS_BUFFER_TOO_SMALL);
+  char *all = malloc(n);
+  OK(splitsound_model_list_json(NULL, false, all, n, NULL));
+  CHECK(strstr(all, "\"name\":\"uvr-mdx-net-inst-hq-3\"") != NULL);
+  free(all);
+  /* A malformed registry is a typed error; a pull of an unlisted URL refuses. */
+  char reg[1024];
+  snprintf(reg, sizeof reg, "%s/bad-registry.json", tmpdir);
+  FILE *f = fopen(reg, "w");
+  CHECK(f != NULL);
+  if (f) {
+    fputs("{\"registry_version\": 1", f);
+    fclose(f);
+  }
+  CHECK_STATUS(splitsound_model_pull("x", reg, NULL, NULL, NULL), SPLITSOUND_STATUS_REGISTRY);
+  CHECK_STATUS(splitsound_model_pull("https://example.invalid/x.onnx", NULL, NULL, NULL, NULL),
+               SPLITSOUND_STATUS_REGISTRY);
+  CHECK(last_error_contains("no registry lists this URL"));
+  CHECK(strcmp(splitsound_status_name(SPLITSOUND_STATUS_CHECKSUM), "SPLITSOUND_STATUS_CHECKSUM") == 0);
+  unsetenv("SPLITSOUND_MODELS");
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: test_abi DEMO.flac TMPDIR [MODEL.json]\n");
@@ -725,6 +770,7 @@ int main(int argc, char **argv) {
     test_separate_file();
     test_query();
     test_realtime();
+    test_models_offline();
   }
   if (model) {
     test_model();
