@@ -261,6 +261,17 @@ pub struct WorkerConfig {
     pub models: BTreeMap<String, PathBuf>,
     /// Extra options of the neural models (providers, threads, …), as the CLI's `--options` JSON.
     pub neural: Option<serde_json::Value>,
+    /// Models that jobs may name by their registry name (`splitsound model
+    /// list`), opened from the model cache.
+    pub named_models: Vec<String>,
+    /// Registries (files or URLs) for `named_models`, after the compiled-in
+    /// one and $SPLITSOUND_REGISTRY: a deployment's own mirror.
+    pub registries: Vec<String>,
+    /// The model cache's folder (else $SPLITSOUND_MODELS, else the platform's cache folder).
+    pub model_cache: Option<PathBuf>,
+    /// Fetch the `named_models` the cache lacks at startup. Off, a missing
+    /// one stops the startup with the command that fetches it.
+    pub pull_models: bool,
 }
 
 impl Default for WorkerConfig {
@@ -274,6 +285,10 @@ impl Default for WorkerConfig {
             default_separator: "builtin:hpss".into(),
             models: BTreeMap::new(),
             neural: None,
+            named_models: Vec::new(),
+            registries: Vec::new(),
+            model_cache: None,
+            pull_models: false,
         }
     }
 }

@@ -78,7 +78,7 @@ pub struct RateLimits {
 impl App {
     /// Connects to the database, the store and the queue that `cfg` names,
     /// and applies migrations when `cfg.auto_migrate`.
-    pub async fn new(cfg: Config) -> Result<Arc<App>, StartupError> {
+    pub async fn new(mut cfg: Config) -> Result<Arc<App>, StartupError> {
         std::fs::create_dir_all(&cfg.data_dir)?;
         let db = Db::connect(&cfg.database_url(), 16).await?;
         if cfg.auto_migrate {
@@ -118,7 +118,8 @@ impl App {
                  admin rights; the addresses in auth.admin_emails are admins only when signed in through OpenID Connect"
             );
         }
-        let catalog = catalog(&cfg)?;
+        let named = named_models(&mut cfg)?;
+        let catalog = catalog(&cfg, named)?;
         if !catalog.contains_key(&cfg.worker.default_separator) {
             return Err(StartupError::Config(format!(
                 "worker.default_separator {:?} is neither a built-in nor a configured model",
@@ -146,21 +147,66 @@ impl App {
     }
 }
 
+/// Resolves `worker.named_models` through the model cache (pulling what it
+/// lacks when `worker.pull_models` is on) into `worker.models` entries; returns
+/// their stems, from their registry entries.
+fn named_models(cfg: &mut Config) -> Result<BTreeMap<String, Vec<String>>, StartupError> {
+    use splitsound_core::registry::{ModelCache, Registry};
+    let mut out = BTreeMap::new();
+    if cfg.worker.named_models.is_empty() {
+        return Ok(out);
+    }
+    let bad = |name: &str, e: splitsound_core::Error| StartupError::Config(format!("worker.named_models.{name}: {e}"));
+    let cache = match &cfg.worker.model_cache {
+        Some(dir) => ModelCache::new(dir),
+        None => ModelCache::from_env().map_err(|e| StartupError::Config(format!("worker.model_cache: {e}")))?,
+    };
+    let (sources, pull) = (cfg.worker.registries.clone(), cfg.worker.pull_models);
+    for name in cfg.worker.named_models.clone() {
+        if cfg.worker.models.contains_key(&name) {
+            return Err(StartupError::Config(format!("{name:?} is both in worker.models and worker.named_models")));
+        }
+        let installed = match cache.get(&name).map_err(|e| bad(&name, e))? {
+            Some(m) => m,
+            None => {
+                // The blocking HTTP client on its own thread, outside the async runtime.
+                let (cache, sources, n) = (cache.clone(), sources.clone(), name.clone());
+                let fetched = std::thread::spawn(move || {
+                    let registry = Registry::load(&sources)?;
+                    if !pull {
+                        return Err(cache.resolve(&n, &registry).expect_err("not installed"));
+                    }
+                    tracing::info!(model = %n, cache = %cache.root().display(), "fetching a named model");
+                    cache.pull(registry.entry(&n)?, &mut |_| {}, &splitsound_core::CancelToken::new())
+                })
+                .join()
+                .map_err(|_| StartupError::Config(format!("worker.named_models.{name}: the fetch panicked")))?;
+                fetched.map_err(|e| bad(&name, e))?
+            }
+        };
+        cfg.worker.models.insert(name.clone(), installed.load_path());
+        out.insert(name, installed.entry.stems.clone());
+    }
+    Ok(out)
+}
+
 /// The built-ins and the configured model packages, with their stems (read
-/// from each package's manifest, so the API needs no ONNX Runtime).
-fn catalog(cfg: &Config) -> Result<BTreeMap<String, Vec<String>>, StartupError> {
+/// from each package's manifest, or a named model's registry entry, so the
+/// API needs no ONNX Runtime).
+fn catalog(cfg: &Config, named: BTreeMap<String, Vec<String>>) -> Result<BTreeMap<String, Vec<String>>, StartupError> {
     let mut out = BTreeMap::new();
     for name in splitsound_core::BUILTIN_NAMES {
         let spec = format!("builtin:{name}");
         let sep = splitsound_core::builtin_separator(&spec).map_err(|e| StartupError::Config(e.to_string()))?;
         out.insert(spec, sep.stems().to_vec());
     }
-    for (name, path) in &cfg.worker.models {
+    for (name, path) in cfg.worker.models.iter().filter(|(n, _)| !named.contains_key(*n)) {
         let manifest_path = splitsound_core::model::manifest_path(path);
         let manifest = splitsound_core::model::Manifest::from_file(&manifest_path)
             .map_err(|e| StartupError::Config(format!("worker.models.{name}: {e}")))?;
         out.insert(name.clone(), manifest.stems.clone());
     }
+    out.extend(named);
     Ok(out)
 }
 

@@ -3,6 +3,8 @@
 //! (OpenID Connect sign-in, a queue that is down).
 
 mod common;
+#[path = "../../core/tests/support/http.rs"]
+mod http;
 
 use std::time::Duration;
 
@@ -393,6 +395,54 @@ async fn video_uploads() {
 /// of their manifests (found beside the ONNX files), and a worker runs them on
 /// ONNX Runtime. A package that cannot separate fails its job with a refund;
 /// one that is not there stops the server at start.
+/// A model named by its registry name: a missing one stops the startup with
+/// the command that fetches it; with `pull_models` the startup fetches it from
+/// the (loopback) registry into the configured cache, and jobs run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn named_models_from_the_cache() {
+    use sha2::Digest;
+    let srv_http = http::Server::start();
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/tests/data/neural/demucs");
+    let files: Vec<_> = ["ci.json", "ci.onnx"]
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::read(format!("{data}/{f}")).unwrap();
+            let (size, sha) = (bytes.len(), hex::encode(sha2::Sha256::digest(&bytes)));
+            json!({"url": srv_http.put(&format!("demucs-srv/{f}"), bytes), "size": size, "sha256": sha})
+        })
+        .collect();
+    let (d, mut cfg) = cfg();
+    let registry = d.path().join("registry.json");
+    let doc = json!({"registry_version": 1, "models": [{"name": "demucs-srv", "family": "demucs-hybrid",
+        "stems": ["drums", "bass", "other", "vocals"], "license": "MIT", "files": files, "load": "ci.json"}]});
+    std::fs::write(&registry, doc.to_string()).unwrap();
+    cfg.worker.named_models = vec!["demucs-srv".into()];
+    cfg.worker.registries = vec![registry.to_string_lossy().into_owned()];
+    cfg.worker.model_cache = Some(d.path().join("models"));
+    let err = splitsound_server::App::new(cfg.clone()).await.unwrap_err().to_string();
+    assert!(
+        err.contains("worker.named_models.demucs-srv") && err.contains("splitsound model pull demucs-srv"),
+        "{err}"
+    );
+    assert!(srv_http.requests("demucs-srv/ci.onnx").is_empty());
+
+    cfg.worker.pull_models = true;
+    let srv = Server::start(cfg, 1).await;
+    assert_eq!(srv_http.requests("demucs-srv/ci.onnx").len(), 1);
+    assert!(d.path().join("models/demucs-srv/ci.onnx").is_file());
+    let (_, models) = srv.call("GET", "/v1/models", None, None).await;
+    let listed = models["models"].as_array().unwrap().iter().find(|m| m["name"] == "demucs-srv").cloned().unwrap();
+    assert_eq!(listed["stems"], json!(["drums", "bass", "other", "vocals"]));
+    let token = srv.login("nia@example.com").await;
+    let asset = srv.asset(&token, "a.wav", &wav(2.0, 44100)).await;
+    let body = json!({"asset_id": asset, "model": "demucs-srv", "description": "just the drums"});
+    let (s, job) = srv.call("POST", "/v1/jobs", Some(&token), Some(body)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let done = srv.wait_job(&token, job["id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    srv.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn configured_model_packages() {
     let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/tests/data");
