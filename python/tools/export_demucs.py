@@ -7,9 +7,16 @@ spectrogram `spec` [B, 2C, 2048, T]; outputs are the time branch `time` [B, S, C
 and the spectral branch `freq` [B, S, 2C, 2048, T]. splitsound computes the STFT, the
 ISTFT and the sum exactly as `HTDemucs.forward` does.
 
+With --stft-in-graph the graph is waveform in, waveform out (family `waveform`,
+as third-party exports such as demucs-onnx's are): `mix` [B, C, L] to `stems`
+[B, S, C, L], the STFT and its inverse inside (python/tools/_onnx_stft.py);
+splitsound then only chunks, as `apply_model` does.
+
 Random seeded weights (tests and benchmarks; no download):
     python3 python/tools/export_demucs.py --config ci --seed 0 --out core/tests/data/neural/demucs
     python3 python/tools/export_demucs.py --config full --seed 0 --out /tmp/htdemucs-random
+    python3 python/tools/export_demucs.py --config ci --seed 0 --stft-in-graph --name ci \
+        --out core/tests/data/neural/waveform
 Real weights, a single model or a bag with per-stem weights (a demucs checkpoint
 `.th` as saved by demucs, e.g. from the `remote/` files of a demucs release):
     python3 python/tools/export_demucs.py --checkpoint 955717e8-8726e21a.th --out htdemucs
@@ -117,6 +124,51 @@ def export(model, path, opset, attention_block):
     return length, frames, chans
 
 
+def export_waveform(model, path, opset, attention_block):
+    """The whole model, STFT included, as one graph: `mix` to `stems`. Checked
+    against the unpatched model on a random batch of two."""
+    import copy
+
+    import onnxruntime as ort
+    from _onnx_stft import patch
+
+    model.eval()
+    length = int(model.segment * model.samplerate)
+    chans = model.audio_channels
+    patched = patch(copy.deepcopy(model)).eval()
+    torch.backends.mha.set_fastpath_enabled(False)
+    original = torch.nn.functional.scaled_dot_product_attention
+    if attention_block:
+        torch.nn.functional.scaled_dot_product_attention = chunked_attention(attention_block)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                patched,
+                (torch.randn(1, chans, length),),
+                path,
+                input_names=["mix"],
+                output_names=["stems"],
+                opset_version=opset,
+                dynamic_axes={"mix": {0: "batch"}, "stems": {0: "batch"}},
+                dynamo=False,
+                # Folding would store the DFT basis the graph computes (64 MB at n_fft 4096).
+                do_constant_folding=False,
+            )
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = original
+    accumulate_in_double(path)
+    x = torch.randn(2, chans, length) * 0.3
+    with torch.no_grad():
+        want = model(x).numpy()
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (got,) = sess.run(None, {"mix": x.numpy()})
+    err = float(np.abs(got - want).max() / np.abs(want).max())
+    print(f"{path}: ONNX Runtime vs HTDemucs.forward, max error / peak {err:.2e}")
+    if err > 1e-5:
+        raise SystemExit(f"{path}: the graph is {err:.2e} of the peak away from the model")
+    return length, chans
+
+
 def _export(core, mix, spec, path, opset):
     with torch.no_grad():
         torch.onnx.export(
@@ -144,6 +196,8 @@ def main():
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--attention-block", type=int, default=256,
                    help="query rows per attention block in the graph (0: one block); bounds its memory")
+    p.add_argument("--stft-in-graph", action="store_true",
+                   help="one waveform-in, waveform-out graph (family `waveform`)")
     args = p.parse_args()
     models = build(args)
     name = args.name or (f"htdemucs-random-{args.config}-seed{args.seed}" if not args.checkpoint else "htdemucs")
@@ -155,7 +209,11 @@ def main():
     shapes = None
     for i, model in enumerate(models):
         fname = f"{name}.onnx" if len(models) == 1 else f"{name}.{i}.onnx"
-        got = export(model, os.path.join(args.out, fname), args.opset, args.attention_block)
+        fpath = os.path.join(args.out, fname)
+        if args.stft_in_graph:
+            got = export_waveform(model, fpath, args.opset, args.attention_block)
+        else:
+            got = export(model, fpath, args.opset, args.attention_block)
         if shapes is not None and got != shapes:
             raise SystemExit("all models of a bag need the same segment and channels")
         shapes = got
@@ -163,9 +221,29 @@ def main():
         if weights is not None:
             entry["stem_weights"] = [float(w) for w in weights[i]]
         files.append(entry)
-    length, frames, chans = shapes
     first = models[0]
     s = len(first.sources)
+    if args.stft_in_graph:
+        length, chans = shapes
+        manifest = {
+            "format_version": 1,
+            "name": name,
+            "family": "waveform",
+            "sample_rate": first.samplerate,
+            "channels": chans,
+            "stems": list(first.sources),
+            "segment_samples": length,
+            "normalisation": "mono_mean_std",
+            # demucs.apply.apply_model's chunking.
+            "waveform": {"window": "triangular", "transition_power": 1.0, "partial": "context"},
+            "defaults": {"overlap": 0.25, "shifts": 1},
+            "inputs": [{"name": "mix", "shape": [-1, chans, length]}],
+            "outputs": [{"name": "stems", "shape": [-1, s, chans, length]}],
+            "files": files,
+        }
+        write_package(args, name, manifest, files, first)
+        return
+    length, frames, chans = shapes
     bins = first.nfft // 2
     manifest = {
         "format_version": 1,
@@ -195,6 +273,10 @@ def main():
         ],
         "files": files,
     }
+    write_package(args, name, manifest, files, first)
+
+
+def write_package(args, name, manifest, files, first):
     with open(os.path.join(args.out, f"{name}.json"), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")

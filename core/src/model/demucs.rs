@@ -4,12 +4,17 @@
 //! segment padded with its real neighbours, random shifts, bags with per-stem
 //! weights — around a graph that holds the network without its STFT and ISTFT,
 //! which are computed here exactly as `HTDemucs._spec` and `HTDemucs._ispec` do.
+//!
+//! The `waveform` family runs through the same chunking ([`SegmentNet`]): its
+//! graph maps segments to stems whole, and its manifest may change the window,
+//! the partial segment and the normalisation to those of another exporter's
+//! inference code.
 
 use ndarray::{Array3, Array4, ArrayViewD, Axis, Ix5};
 
 use super::Model;
 use super::chunked::{StemAudio, Tape, feed_whole, to_model_channels};
-use super::manifest::Manifest;
+use super::manifest::{Manifest, Normalisation, Partial, WaveWindow};
 use crate::error::{Error, Result};
 use crate::separator::SeparateOptions;
 use crate::stft::{PadMode, Spectrogram, Stft, StftConfig, WindowKind};
@@ -90,6 +95,7 @@ pub(crate) struct Hybrid {
     spec: Spectrogram,
     padded: Vec<f32>,
     wave: Vec<f32>,
+    chunks: Segments,
 }
 
 impl Hybrid {
@@ -139,6 +145,7 @@ impl Hybrid {
             spec: Spectrogram::default(),
             padded: Vec::new(),
             wave: Vec::new(),
+            chunks: Segments::apply_model(m.segment_samples),
         })
     }
 
@@ -185,6 +192,180 @@ impl Hybrid {
             }
         }
         (mix, spec)
+    }
+}
+
+/// How segments are weighted and fed: `apply_model`'s, or a `waveform`
+/// manifest's.
+#[derive(Debug, Clone)]
+pub(crate) struct Segments {
+    /// The overlap-add weight of each sample of a segment.
+    pub weight: Vec<f32>,
+    pub partial: Partial,
+    /// Normalise by the mono mix's mean and standard deviation.
+    pub normalise: bool,
+}
+
+impl Segments {
+    /// `apply_model`'s: the triangle, real context around the last segment, normalised.
+    fn apply_model(segment: usize) -> Self {
+        Self { weight: window(WaveWindow::Triangular, segment, 1.0, None), partial: Partial::Context, normalise: true }
+    }
+}
+
+/// The weights of `kind` over `seg` samples.
+fn window(kind: WaveWindow, seg: usize, power: f32, fade: Option<usize>) -> Vec<f32> {
+    match kind {
+        WaveWindow::Triangular => {
+            // torch.cat([arange(1, seg//2 + 1), arange(seg - seg//2, 0, -1)]) / max, ** power
+            let peak = (seg / 2).max(seg - seg / 2) as f32;
+            (0..seg)
+                .map(|i| {
+                    let w = if i < seg / 2 { i + 1 } else { seg - i } as f32 / peak;
+                    if power == 1.0 { w } else { w.powf(power) }
+                })
+                .collect()
+        }
+        WaveWindow::Linear => {
+            // np.linspace(0, 1, fade) rising at the start, falling at the end.
+            let fade = fade.unwrap_or(0).min(seg);
+            let mut w = vec![1.0f32; seg];
+            if fade > 1 {
+                for i in 0..fade {
+                    let r = (i as f64 / (fade - 1) as f64) as f32;
+                    w[i] *= r;
+                    w[seg - fade + i] *= 1.0 - r;
+                }
+            } else if fade == 1 {
+                w[0] = 0.0;
+                w[seg - 1] = 0.0;
+            }
+            w
+        }
+        WaveWindow::Hann => {
+            // np.hanning(seg): 0.5 − 0.5 cos(2πn / (seg − 1)).
+            if seg == 1 {
+                return vec![1.0];
+            }
+            (0..seg)
+                .map(|n| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / (seg - 1) as f64).cos()) as f32)
+                .collect()
+        }
+    }
+}
+
+/// A graph that maps segments of the (normalised) mix to stem segments, and
+/// how its segments are chunked.
+pub(crate) trait SegmentNet: Send {
+    fn segment(&self) -> usize;
+    fn channels(&self) -> usize;
+    fn segments(&self) -> &Segments;
+    /// Runs file `file` of the package on `segments` (each `segment()` long).
+    fn run(&mut self, model: &mut Model, file: usize, segments: &[Vec<Vec<f32>>]) -> Result<Vec<StemAudio>>;
+}
+
+impl SegmentNet for Hybrid {
+    fn segment(&self) -> usize {
+        self.segment
+    }
+    fn channels(&self) -> usize {
+        self.channels
+    }
+    fn segments(&self) -> &Segments {
+        &self.chunks
+    }
+    fn run(&mut self, model: &mut Model, file: usize, segments: &[Vec<Vec<f32>>]) -> Result<Vec<StemAudio>> {
+        run_batch(model, file, self, segments)
+    }
+}
+
+/// A `waveform` graph: `input` [B, C, L] to `output` [B, S, C, L].
+pub(crate) struct WaveNet {
+    input: String,
+    output: String,
+    segment: usize,
+    channels: usize,
+    stems: usize,
+    chunks: Segments,
+}
+
+impl WaveNet {
+    pub fn new(m: &Manifest) -> std::result::Result<Self, String> {
+        let p = m.waveform.ok_or("the waveform family needs a `waveform` section in the manifest")?;
+        let (c, s, l) = (m.channels as i64, m.stems.len() as i64, m.segment_samples as i64);
+        let ([input], [output]) = (&m.inputs[..], &m.outputs[..]) else {
+            return Err(format!(
+                "a waveform graph has one input [batch, {c}, {l}] and one output [batch, {s}, {c}, {l}]; got {:?} and {:?}",
+                m.inputs, m.outputs
+            ));
+        };
+        if input.shape.len() != 3 || input.shape[1..] != [c, l] {
+            return Err(format!("input `{}` {:?}: expected [batch, {c}, {l}]", input.name, input.shape));
+        }
+        if output.shape.len() != 4 || output.shape[1..] != [s, c, l] {
+            return Err(format!("output `{}` {:?}: expected [batch, {s}, {c}, {l}]", output.name, output.shape));
+        }
+        if !(p.transition_power.is_finite() && p.transition_power > 0.0) {
+            return Err(format!("waveform.transition_power must be positive, got {}", p.transition_power));
+        }
+        match (p.window, p.fade_samples) {
+            (WaveWindow::Linear, None) => return Err("a linear window needs waveform.fade_samples".into()),
+            (WaveWindow::Linear, Some(f)) if 2 * f > m.segment_samples => {
+                return Err(format!("waveform.fade_samples {f} is more than half the segment"));
+            }
+            (WaveWindow::Triangular | WaveWindow::Hann, Some(_)) => {
+                return Err("waveform.fade_samples is for the linear window only".into());
+            }
+            _ => {}
+        }
+        Ok(Self {
+            input: input.name.clone(),
+            output: output.name.clone(),
+            segment: m.segment_samples,
+            channels: m.channels,
+            stems: m.stems.len(),
+            chunks: Segments {
+                weight: window(p.window, m.segment_samples, p.transition_power, p.fade_samples),
+                partial: p.partial,
+                normalise: m.normalisation == Normalisation::MonoMeanStd,
+            },
+        })
+    }
+}
+
+impl SegmentNet for WaveNet {
+    fn segment(&self) -> usize {
+        self.segment
+    }
+    fn channels(&self) -> usize {
+        self.channels
+    }
+    fn segments(&self) -> &Segments {
+        &self.chunks
+    }
+    fn run(&mut self, model: &mut Model, file: usize, segments: &[Vec<Vec<f32>>]) -> Result<Vec<StemAudio>> {
+        let (b, c, l, s) = (segments.len(), self.channels, self.segment, self.stems);
+        let mut mix = Array3::<f32>::zeros((b, c, l));
+        for (i, seg) in segments.iter().enumerate() {
+            for (ci, ch) in seg.iter().enumerate() {
+                mix.slice_mut(ndarray::s![i, ci, ..]).as_slice_mut().expect("contiguous").copy_from_slice(ch);
+            }
+        }
+        let name = self.output.clone();
+        model.run_with(file, vec![(self.input.clone(), mix.into_dyn())], |out| {
+            let Some((_, y)) = out.into_iter().find(|(n, _)| *n == name) else {
+                return Err(Error::Inference { detail: format!("the graph did not return `{name}`") });
+            };
+            let y =
+                y.into_dimensionality::<ndarray::Ix4>().ok().filter(|a| a.shape() == [b, s, c, l]).ok_or_else(
+                    || Error::Inference { detail: format!("output `{name}` is not [{b}, {s}, {c}, {l}]") },
+                )?;
+            Ok((0..b)
+                .map(|i| {
+                    (0..s).map(|k| (0..c).map(|ci| y.slice(ndarray::s![i, k, ci, ..]).to_vec()).collect()).collect()
+                })
+                .collect())
+        })
     }
 }
 
@@ -310,7 +491,7 @@ struct Lane {
 /// them. The whole-buffer path is this stream fed once.
 pub(crate) struct DemucsStream<'m> {
     model: &'m mut Model,
-    hy: &'m mut Hybrid,
+    hy: &'m mut dyn SegmentNet,
     channels_in: usize,
     rate: u32,
     batch: usize,
@@ -329,15 +510,16 @@ pub(crate) struct DemucsStream<'m> {
     finished: bool,
     /// Mix frames released so far.
     emitted: usize,
-    /// Triangle with its maximum in the middle, normalised to 1 (transition_power 1).
+    /// The overlap-add weights of a segment.
     tri: Vec<f32>,
+    partial: Partial,
     cancel: Option<&'m crate::separator::CancelToken>,
 }
 
 impl<'m> DemucsStream<'m> {
     pub fn new(
         model: &'m mut Model,
-        hy: &'m mut Hybrid,
+        hy: &'m mut dyn SegmentNet,
         spec: &StreamSpec,
         set: &mut ApplySettings,
         cancel: Option<&'m crate::separator::CancelToken>,
@@ -369,8 +551,7 @@ impl<'m> DemucsStream<'m> {
         let weights: Vec<Vec<f32>> =
             m.files.iter().map(|f| f.stem_weights.clone().unwrap_or_else(|| vec![1.0; stems])).collect();
         let totals = (0..stems).map(|k| weights.iter().map(|w| w[k]).sum()).collect();
-        let peak = (seg / 2).max(seg - seg / 2) as f32;
-        let tri = (0..seg).map(|i| if i < seg / 2 { i + 1 } else { seg - i } as f32 / peak).collect();
+        let chunks = hy.segments().clone();
         Ok(Self {
             model,
             hy,
@@ -384,12 +565,14 @@ impl<'m> DemucsStream<'m> {
             shifts: set.shifts as usize,
             lanes,
             stats: MixStats::default(),
-            norm: None,
+            // Without normalisation the stream needs no statistics first.
+            norm: if chunks.normalise { None } else { Some((0.0, 1.0)) },
             input: Tape::new(m.channels),
             received: 0,
             finished: false,
             emitted: 0,
-            tri,
+            tri: chunks.weight,
+            partial: chunks.partial,
             cancel,
         })
     }
@@ -417,7 +600,7 @@ impl<'m> DemucsStream<'m> {
 
     /// Runs every segment whose input is complete, `batch` at a time per model.
     fn run_ready(&mut self) -> Result<()> {
-        let seg = self.hy.segment;
+        let seg = self.hy.segment();
         let files = self.lanes.iter().map(|l| l.file).max().map_or(0, |f| f + 1);
         for file in 0..files {
             loop {
@@ -444,17 +627,19 @@ impl<'m> DemucsStream<'m> {
                 if self.cancel.is_some_and(|c| c.is_cancelled()) {
                     return Err(Error::Cancelled);
                 }
+                // A partial segment: centred with its context, or zeros after the end.
+                let lead = |chunk: usize| if self.partial == Partial::Context { (seg - chunk) / 2 } else { 0 };
                 let segments: Vec<Vec<Vec<f32>>> = ready
                     .iter()
                     .map(|&(li, o, chunk)| {
-                        let start = o as isize - ((seg - chunk) / 2) as isize;
+                        let start = o as isize - lead(chunk) as isize;
                         self.lane_input(self.lanes[li].delay, start, seg)
                     })
                     .collect();
-                let results = run_batch(self.model, file, self.hy, &segments)?;
+                let results = self.hy.run(self.model, file, &segments)?;
                 for (&(li, o, chunk), r) in ready.iter().zip(results) {
+                    let start = lead(chunk); // center_trim
                     let lane = &mut self.lanes[li];
-                    let start = (seg - chunk) / 2; // center_trim
                     lane.out.reach(o + chunk);
                     lane.weight.reach(o + chunk);
                     let base = o - lane.out.start;
@@ -485,7 +670,7 @@ impl<'m> DemucsStream<'m> {
             return Ok(());
         }
         let (mean, std) = self.norm.expect("normalisation is known before processing");
-        let c = self.hy.channels;
+        let c = self.hy.channels();
         let n = upto - self.emitted;
         let mut est = vec![vec![vec![0.0f32; n]; c]; self.stems];
         let mut first_file = true;
@@ -501,7 +686,12 @@ impl<'m> DemucsStream<'m> {
                     for (ci, rc) in rs.iter_mut().enumerate() {
                         let row = &lane.out.data[k * c + ci];
                         for (i, v) in rc.iter_mut().enumerate() {
-                            *v += row[ob + i] / wrow[wb + i];
+                            // A sample every window weighs 0 (a linear or Hann
+                            // window's first) comes out silent, as in those exporters' code.
+                            let w = wrow[wb + i];
+                            if w != 0.0 {
+                                *v += row[ob + i] / w;
+                            }
                         }
                     }
                 }
@@ -538,7 +728,7 @@ impl<'m> DemucsStream<'m> {
         }
         self.emitted = upto;
         // Release what no segment and no emission reads again.
-        let seg = self.hy.segment;
+        let seg = self.hy.segment();
         for lane in &mut self.lanes {
             lane.out.forget(self.emitted + lane.delay);
             lane.weight.forget(self.emitted + lane.delay);
@@ -560,7 +750,7 @@ impl StemStream for DemucsStream<'_> {
     }
     fn prepass(&mut self, block: &[Vec<f32>]) -> Result<()> {
         check_block(&StreamSpec { sample_rate: self.rate, channels: self.channels_in, frames: None }, block)?;
-        let block = to_model_channels(block, self.rate, self.hy.channels)?;
+        let block = to_model_channels(block, self.rate, self.hy.channels())?;
         self.stats.add(&block);
         Ok(())
     }
@@ -570,7 +760,7 @@ impl StemStream for DemucsStream<'_> {
             return Err(Error::invalid("StemStream::process", "a call before finish()", "a call after finish()"));
         }
         let (mean, std) = *self.norm.get_or_insert_with(|| self.stats.finish());
-        let block = to_model_channels(block, self.rate, self.hy.channels)?;
+        let block = to_model_channels(block, self.rate, self.hy.channels())?;
         self.input.reach(self.input.start.max(self.received));
         for (t, b) in self.input.data.iter_mut().zip(&block) {
             t.extend(b.iter().map(|x| (x - mean) / std));
@@ -593,7 +783,7 @@ impl StemStream for DemucsStream<'_> {
 /// the model's rate and channel count): returns stems × channels × frames.
 pub(crate) fn separate(
     model: &mut Model,
-    hy: &mut Hybrid,
+    hy: &mut dyn SegmentNet,
     mix: &[Vec<f32>],
     set: &mut ApplySettings,
     opts: &SeparateOptions<'_>,
@@ -601,10 +791,12 @@ pub(crate) fn separate(
     let n = mix[0].len();
     let rate = model.manifest().sample_rate;
     let spec = StreamSpec { sample_rate: rate, channels: mix.len(), frames: Some(n as u64) };
-    let block_len = hy.segment * 4;
+    let block_len = hy.segment() * 4;
     let mut stream = DemucsStream::new(model, hy, &spec, set, opts.cancel)?;
     // The whole input is one prepass block: the statistics of the two-pass formula.
-    stream.prepass(mix)?;
+    if stream.needs_prepass() {
+        stream.prepass(mix)?;
+    }
     let stems = stream.stems;
     feed_whole(&mut stream, mix, block_len, stems, opts)
 }

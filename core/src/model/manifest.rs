@@ -48,6 +48,11 @@
 //!   [B, 2 · channels, n_fft/2 + 1, frames] and output
 //!   [B, stems, 2 · channels, n_fft/2 + 1, frames], where the frames are those
 //!   of a chunk zero-padded to an odd number of hops.
+//! - `waveform` (`python/tools/export_demucs.py --stft-in-graph`, demucs-onnx):
+//!   one input [B, C, L] and one output [B, S, C, L], `L` = `segment_samples`;
+//!   a `"waveform"` section (`window`: `triangular` with `transition_power`,
+//!   `linear` with `fade_samples`, or `hann`; `partial`: `context` or
+//!   `zero_right`); `normalisation` `mono_mean_std` or `none`.
 
 use std::path::Path;
 
@@ -76,6 +81,56 @@ pub enum Family {
     Mdx23c,
     /// SCNet (`msst.models.scnet.SCNet`), run as msst's `demix`.
     Scnet,
+    /// A graph from mix segments to stem segments, its STFT (if any) inside:
+    /// our `export_demucs.py --stft-in-graph`, demucs-onnx's exports. Chunked
+    /// as its `"waveform"` section says.
+    Waveform,
+}
+
+/// The overlap-add window of the `waveform` family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaveWindow {
+    /// demucs `apply_model`'s: rising to the middle and falling, normalised to
+    /// 1, raised to `transition_power`.
+    Triangular,
+    /// Flat, with linear fades of `fade_samples` from 0 at each end (msst's
+    /// `_getWindowingArray`, demucs-onnx's inference).
+    Linear,
+    /// A symmetric Hann window over the segment (numpy's `hanning`).
+    Hann,
+}
+
+/// Where the last, partial segment's input comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Partial {
+    /// Centred on its chunk, with the real samples around it (demucs's
+    /// `TensorChunk.padded`), then trimmed back.
+    #[default]
+    Context,
+    /// Starting at its chunk, zeros after the input's end.
+    ZeroRight,
+}
+
+/// How the `waveform` family chunks: the window, and the partial segment.
+/// The overlap and shifts are `defaults` (and the options); the normalisation
+/// is the manifest's `normalisation`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaveformParams {
+    pub window: WaveWindow,
+    #[serde(default = "one")]
+    pub transition_power: f32,
+    /// The fades of the `linear` window.
+    #[serde(default)]
+    pub fade_samples: Option<usize>,
+    #[serde(default)]
+    pub partial: Partial,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 /// How the input is normalised before the network.
@@ -214,6 +269,9 @@ pub struct Manifest {
     /// Required for `mdx23c`.
     #[serde(default)]
     pub mdx23c: Option<Mdx23cParams>,
+    /// Required for `waveform`.
+    #[serde(default)]
+    pub waveform: Option<WaveformParams>,
     #[serde(default)]
     pub defaults: Defaults,
     pub inputs: Vec<TensorSpec>,

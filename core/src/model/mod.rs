@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use manifest::{
-    Defaults, Family, MANIFEST_FORMAT_VERSION, Manifest, MdxParams, ModelFile, MsstParams, Normalisation,
-    RoformerParams, TensorSpec, manifest_path,
+    Defaults, Family, MANIFEST_FORMAT_VERSION, Manifest, MdxParams, ModelFile, MsstParams, Normalisation, Partial,
+    RoformerParams, TensorSpec, WaveWindow, WaveformParams, manifest_path,
 };
 pub use neural::{Chunking, NeuralBuilder, NeuralOptions, NeuralSeparator};
 #[cfg(feature = "onnx")]

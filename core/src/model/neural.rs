@@ -161,7 +161,8 @@ pub struct NeuralSeparator {
 }
 
 enum Pipeline {
-    Demucs(demucs::Hybrid),
+    /// HT-Demucs and the `waveform` family: `apply_model`'s chunking.
+    Demucs(Box<dyn demucs::SegmentNet>),
     Mdx(mdx::Mdx),
     Umx(umx::Umx),
     Msst(msst::Msst),
@@ -210,7 +211,8 @@ impl NeuralSeparator {
             }
         }
         let pipeline = match m.family {
-            Family::DemucsHybrid => Pipeline::Demucs(demucs::Hybrid::new(m).map_err(bad)?),
+            Family::DemucsHybrid => Pipeline::Demucs(Box::new(demucs::Hybrid::new(m).map_err(bad)?)),
+            Family::Waveform => Pipeline::Demucs(Box::new(demucs::WaveNet::new(m).map_err(bad)?)),
             Family::Mdx => Pipeline::Mdx(mdx::Mdx::new(m).map_err(bad)?),
             Family::Umx => Pipeline::Umx(umx::Umx::new(m).map_err(bad)?),
             Family::BsRoformer | Family::MelBandRoformer | Family::Mdx23c | Family::Scnet => {
@@ -348,7 +350,7 @@ impl Separator for NeuralSeparator {
         match &mut self.pipeline {
             Pipeline::Demucs(hy) => {
                 let mut set = apply_settings(&self.opts, defaults);
-                Ok(Box::new(demucs::DemucsStream::new(&mut self.model, hy, &spec, &mut set, opts.cancel)?))
+                Ok(Box::new(demucs::DemucsStream::new(&mut self.model, hy.as_mut(), &spec, &mut set, opts.cancel)?))
             }
             Pipeline::Mdx(mx) => {
                 let overlap = self.opts.overlap.unwrap_or(defaults.overlap);
@@ -433,7 +435,7 @@ impl NeuralSeparator {
         let out = match &mut self.pipeline {
             Pipeline::Demucs(hy) => {
                 let mut set = apply_settings(&self.opts, defaults);
-                demucs::separate(&mut self.model, hy, input.channels(), &mut set, opts)?
+                demucs::separate(&mut self.model, hy.as_mut(), input.channels(), &mut set, opts)?
             }
             Pipeline::Mdx(mx) => {
                 let overlap = self.opts.overlap.unwrap_or(defaults.overlap);

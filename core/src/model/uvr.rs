@@ -206,6 +206,7 @@ pub(crate) fn manifest(
         msst: None,
         roformer: None,
         mdx23c: None,
+        waveform: None,
         defaults: Defaults { overlap: 0.25, shifts: 0 },
         inputs: vec![TensorSpec { name: input.name.clone(), shape: shape(input) }],
         outputs: vec![TensorSpec { name: output.name.clone(), shape: shape(output) }],

@@ -1,0 +1,115 @@
+//! The `waveform` family: graphs from mix segments to stems with the STFT
+//! inside. Our export of the CI and released-shape HT-Demucs
+//! (`export_demucs.py --stft-in-graph`) against demucs's `apply_model` on the
+//! same weights (parity_demucs.py's references), and the released-shape graph
+//! chunked as demucs-onnx's inference does against demucs-onnx 0.3.4's own
+//! loop (python/tools/parity_waveform.py).
+#![cfg(feature = "onnx")]
+
+mod common;
+use common::*;
+use std::path::PathBuf;
+
+use splitsound_core::model::{NeuralOptions, NeuralSeparator};
+use splitsound_core::{Error, SeparateOptions, Separator};
+
+fn dir() -> PathBuf {
+    repo_root().join("core/tests/data/neural/waveform")
+}
+
+fn demucs_refs() -> PathBuf {
+    repo_root().join("core/tests/data/neural/demucs/refs")
+}
+
+/// A case of parity_demucs.py through the waveform package of the same weights.
+fn apply_model_case(case: &str, batch: usize) -> f32 {
+    let want = reference_in(&demucs_refs(), &format!("{case}_output"));
+    let p = &want.params;
+    let offsets: Vec<usize> = p["offsets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let opts = NeuralOptions {
+        overlap: Some(p["overlap"].as_f64().unwrap()),
+        shifts: Some(p["shifts"].as_u64().unwrap() as u32),
+        shift_offsets: Some(offsets),
+        batch,
+        ..NeuralOptions::default()
+    };
+    let package = dir().join(format!("{}.json", p["package"].as_str().unwrap()));
+    let mut sep = NeuralSeparator::load(package, opts).unwrap();
+    let input = reference_input(&demucs_refs(), case, 44100);
+    let stems = sep.separate(&input, &SeparateOptions::default()).unwrap();
+    stems_error(&stems, &want)
+}
+
+#[test]
+fn matches_demucs_apply_model() {
+    for case in ["stereo", "short", "mono", "shifts", "overlap", "released"] {
+        let err = apply_model_case(case, 1);
+        println!("{case}: max error {err:.2e} of peak");
+        assert!(err < 1e-5, "{case}: max error {err:.2e} of the reference's peak");
+    }
+    let err = apply_model_case("stereo", 3);
+    assert!(err < 1e-5, "batch 3: max error {err:.2e}");
+}
+
+#[test]
+fn matches_demucs_onnx_inference() {
+    let mut sep = NeuralSeparator::load(dir().join("demucs-onnx.json"), NeuralOptions::default()).unwrap();
+    for case in ["three_chunks", "short"] {
+        let want = reference_in(&dir().join("refs"), &format!("{case}_output"));
+        let input = reference_input(&dir().join("refs"), case, 44100);
+        let stems = sep.separate(&input, &SeparateOptions::default()).unwrap();
+        let ranges: Vec<(usize, usize)> = want.params["ranges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r[0].as_u64().unwrap() as usize, r[1].as_u64().unwrap() as usize))
+            .collect();
+        let kept: usize = ranges.iter().map(|(a, b)| b - a).sum();
+        assert_eq!(want.shape, [4, 2, kept]);
+        let peak = peak(&want.real);
+        let mut err = 0f32;
+        for (k, (_, audio)) in stems.iter().enumerate() {
+            for (c, ch) in audio.channels().iter().enumerate() {
+                let mut at = 0;
+                for &(a, b) in &ranges {
+                    let row = &want.real[(k * 2 + c) * kept + at..(k * 2 + c) * kept + at + (b - a)];
+                    err = err.max(max_abs_diff(&ch[a..b], row));
+                    at += b - a;
+                }
+                // demucs-onnx's first sample has weight 0 and comes out silent.
+                assert_eq!(ch[0], 0.0);
+            }
+        }
+        println!("{case}: max error {:.2e} of peak", err / peak);
+        assert!(err / peak < 1e-5, "{case}: {:.2e} of the peak", err / peak);
+    }
+}
+
+#[test]
+fn manifests_that_do_not_fit_are_refused() {
+    let base: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir().join("demucs-onnx.json")).unwrap()).unwrap();
+    let d = scratch("waveform-bad");
+    std::fs::copy(dir().join("released.onnx"), d.join("released.onnx")).unwrap();
+    let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+        (
+            Box::new(|m| m["waveform"].as_object_mut().unwrap().remove("fade_samples").map(drop).unwrap()),
+            "fade_samples",
+        ),
+        (Box::new(|m| m["waveform"]["fade_samples"] = 300000.into()), "more than half"),
+        (Box::new(|m| m["waveform"]["transition_power"] = 0.into()), "transition_power"),
+        (Box::new(|m| m["waveform"]["window"] = "cosine".into()), "unknown variant"),
+        (Box::new(|m| m.as_object_mut().unwrap().remove("waveform").map(drop).unwrap()), "`waveform` section"),
+        (Box::new(|m| m["outputs"][0]["shape"][1] = 6.into()), "expected [batch, 4, 2, 343980]"),
+        (Box::new(|m| m["segment_samples"] = 1000.into()), "expected [batch, 2, 1000]"),
+    ];
+    for (edit, needle) in cases {
+        let mut m = base.clone();
+        edit(&mut m);
+        let path = d.join("bad.json");
+        std::fs::write(&path, m.to_string()).unwrap();
+        let e = NeuralSeparator::load(&path, NeuralOptions::default()).unwrap_err();
+        assert!(matches!(e, Error::Model { .. }), "{e}");
+        assert!(e.to_string().contains(needle), "{e} lacks {needle}");
+    }
+}
