@@ -181,6 +181,34 @@ struct SeparateArgs {
     /// consulted before the shipped table
     #[arg(long)]
     mdx_model_data: Option<PathBuf>,
+    /// A bare .onnx mapping mix segments [B, C, L] to stems [B, S, C, L] (a
+    /// demucs-onnx export, say): its stems, in output order. The flags below
+    /// say how its exporter's own code chunks
+    #[arg(long, value_delimiter = ',')]
+    waveform_stems: Option<Vec<String>>,
+    /// Bare waveform graphs: the overlap-add window (triangular: demucs's
+    /// apply_model; linear: fades of --waveform-fade samples, as msst and
+    /// demucs-onnx; hann)
+    #[arg(long, value_parser = ["triangular", "linear", "hann"])]
+    waveform_window: Option<String>,
+    /// Bare waveform graphs: samples of each linear fade (demucs-onnx: a
+    /// quarter segment, 85995)
+    #[arg(long)]
+    waveform_fade: Option<usize>,
+    /// Bare waveform graphs: the triangular window's transition_power
+    #[arg(long)]
+    waveform_power: Option<f32>,
+    /// Bare waveform graphs: the last, partial segment gets its real context
+    /// (demucs) or zeros after the end (demucs-onnx)
+    #[arg(long, value_parser = ["context", "zero-right"])]
+    waveform_partial: Option<String>,
+    /// Bare waveform graphs: normalise by the mono mix's mean and standard
+    /// deviation first (demucs's separate_tensor does; demucs-onnx does not)
+    #[arg(long)]
+    waveform_normalise: bool,
+    /// Bare waveform graphs: the sample rate they run at (default 44100)
+    #[arg(long)]
+    waveform_rate: Option<u32>,
     /// With several models: how their matched stems are combined (avg_wave, the
     /// default, median_wave, min_wave, max_wave, avg_fft, median_fft, min_fft,
     /// max_fft, uvr_max_spec, uvr_min_spec, ensemble_wav; audio-separator's algorithms)
@@ -521,6 +549,22 @@ fn neural_options(args: &SeparateArgs) -> Result<NeuralOptions, Error> {
                 compensate: args.mdx_compensate,
                 primary_stem: args.mdx_primary_stem.clone(),
                 model_data: args.mdx_model_data.clone(),
+            },
+            waveform: core::model::BareWaveform {
+                stems: args.waveform_stems.clone().unwrap_or_default(),
+                sample_rate: args.waveform_rate,
+                window: args.waveform_window.as_deref().map(|w| match w {
+                    "linear" => core::model::WaveWindow::Linear,
+                    "hann" => core::model::WaveWindow::Hann,
+                    _ => core::model::WaveWindow::Triangular,
+                }),
+                transition_power: args.waveform_power,
+                fade_samples: args.waveform_fade,
+                partial: args.waveform_partial.as_deref().map(|p| {
+                    if p == "zero-right" { core::model::Partial::ZeroRight } else { core::model::Partial::Context }
+                }),
+                normalise: args.waveform_normalise,
+                overlap: None,
             },
             ..ModelOptions::default()
         },

@@ -215,3 +215,35 @@ fn a_bare_mdx_file_runs_with_flags_and_says_which_are_missing() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(out.join("mixture/Vocals.wav").is_file() && out.join("mixture/Instrumental.wav").is_file());
 }
+
+#[test]
+fn a_bare_waveform_graph_runs_with_its_exporters_chunking() {
+    let demo = demo();
+    let out = scratch("bare-waveform");
+    let bare = data("waveform/released-bare.onnx");
+    let run = |m: &str, extra: &[&str]| {
+        let o = out.join(m.rsplit('/').next().unwrap());
+        let mut a = vec!["separate", demo.to_str().unwrap(), "-o", o.to_str().unwrap(), "-m", m, "--bits", "32f"];
+        a.extend_from_slice(extra);
+        let r = Command::new(env!("CARGO_BIN_EXE_splitsound")).args(&a).output().unwrap();
+        (r, o.join("mixture/vocals.wav"))
+    };
+    let (o, _) = run(bare.to_str().unwrap(), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("--waveform-stems"), "{}", text(&o));
+    let flags = [
+        "--waveform-stems",
+        "drums,bass,other,vocals",
+        "--waveform-window",
+        "linear",
+        "--waveform-fade",
+        "85995",
+        "--waveform-partial",
+        "zero-right",
+    ];
+    let (o, got) = run(bare.to_str().unwrap(), &flags);
+    assert!(o.status.success(), "{}", text(&o));
+    let (o, want) = run(data("waveform/demucs-onnx.json").to_str().unwrap(), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read(got).unwrap(), std::fs::read(want).unwrap(), "the flags say what the manifest says");
+}

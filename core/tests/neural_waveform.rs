@@ -100,7 +100,13 @@ fn manifests_that_do_not_fit_are_refused() {
         (Box::new(|m| m["waveform"]["transition_power"] = 0.into()), "transition_power"),
         (Box::new(|m| m["waveform"]["window"] = "cosine".into()), "unknown variant"),
         (Box::new(|m| m.as_object_mut().unwrap().remove("waveform").map(drop).unwrap()), "`waveform` section"),
-        (Box::new(|m| m["outputs"][0]["shape"][1] = 6.into()), "expected [batch, 4, 2, 343980]"),
+        (
+            Box::new(|m| {
+                m["outputs"][0]["shape"][1] = 6.into();
+                m["stems"] = serde_json::json!(["a", "b", "c", "d", "e", "f"]);
+            }),
+            "the manifest says 6, the graph says 4",
+        ),
         (Box::new(|m| m["segment_samples"] = 1000.into()), "expected [batch, 2, 1000]"),
     ];
     for (edit, needle) in cases {
@@ -112,4 +118,42 @@ fn manifests_that_do_not_fit_are_refused() {
         assert!(matches!(e, Error::Model { .. }), "{e}");
         assert!(e.to_string().contains(needle), "{e} lacks {needle}");
     }
+}
+
+/// demucs-onnx ships lone `.onnx` files: the flags say what its manifest would.
+#[test]
+fn a_bare_graph_runs_with_the_flags_its_exporter_implies() {
+    use splitsound_core::model::{BareWaveform, ModelOptions, Partial, WaveWindow};
+    let bare = dir().join("released-bare.onnx");
+    let e = NeuralSeparator::load(&bare, NeuralOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("--waveform-stems"), "{e}");
+    let flags = BareWaveform {
+        stems: ["drums", "bass", "other", "vocals"].map(String::from).to_vec(),
+        window: Some(WaveWindow::Linear),
+        fade_samples: Some(85995),
+        partial: Some(Partial::ZeroRight),
+        ..BareWaveform::default()
+    };
+    let load = |flags: BareWaveform, path: &std::path::Path| {
+        let opts = NeuralOptions {
+            model: ModelOptions { waveform: flags, ..ModelOptions::default() },
+            ..NeuralOptions::default()
+        };
+        NeuralSeparator::load(path, opts)
+    };
+    let input = reference_input(&dir().join("refs"), "short", 44100);
+    let got = load(flags.clone(), &bare).unwrap().separate(&input, &SeparateOptions::default()).unwrap();
+    let want = NeuralSeparator::load(dir().join("demucs-onnx.json"), NeuralOptions::default())
+        .unwrap()
+        .separate(&input, &SeparateOptions::default())
+        .unwrap();
+    assert_eq!(got, want);
+    // Stems the graph does not output, and flags on a file with its own manifest, are refused.
+    let three = BareWaveform { stems: vec!["a".into(), "b".into(), "c".into()], ..flags.clone() };
+    let e = load(three, &bare).unwrap_err();
+    assert!(e.to_string().contains("is not [batch, 3 stems"), "{e}");
+    let d = scratch("waveform-embedded");
+    std::fs::copy(dir().join("released.onnx"), d.join("alone.onnx")).unwrap();
+    let e = load(flags, &d.join("alone.onnx")).unwrap_err();
+    assert!(e.to_string().contains("its own manifest"), "{e}");
 }

@@ -157,6 +157,16 @@ def export_waveform(model, path, opset, attention_block):
     finally:
         torch.nn.functional.scaled_dot_product_attention = original
     accumulate_in_double(path)
+    # The tracer leaves the stems dimension symbolic; declare it, so that a
+    # loader checks it before running anything.
+    import onnx
+
+    graph = onnx.load(path)
+    dims = graph.graph.output[0].type.tensor_type.shape.dim
+    for d, v in zip(dims[1:], (len(model.sources), chans, length)):
+        d.Clear()
+        d.dim_value = v
+    onnx.save(graph, path)
     x = torch.randn(2, chans, length) * 0.3
     with torch.no_grad():
         want = model(x).numpy()

@@ -8,6 +8,7 @@ Writes core/tests/data/neural/waveform/:
   released.json + .onnx          the same for the small model at the released segment (seed 2)
   demucs-onnx.json               released.onnx chunked as demucs-onnx's inference does (linear
                                  fades of a quarter segment, zeros after the end, no normalisation)
+  released-bare.onnx             released.onnx without its embedded manifest, as a third party ships one
   refs/                          inputs and the outputs of demucs-onnx 0.3.4's own
                                  `inference._chunked_separate_single` on released.onnx
                                  (windows of 8192 samples around every chunk's start and end)
@@ -58,6 +59,13 @@ def main():
     with open(os.path.join(OUT, "demucs-onnx.json"), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
+
+    # The graph as demucs-onnx ships one: no manifest inside (splitsound's --waveform-* flags describe it).
+    import onnx
+
+    bare = onnx.load(os.path.join(OUT, "released.onnx"))
+    del bare.metadata_props[:]
+    onnx.save(bare, os.path.join(OUT, "released-bare.onnx"))
 
     session = ort.InferenceSession(os.path.join(OUT, "released.onnx"), providers=["CPUExecutionProvider"])
     refs = Refs(os.path.join(OUT, "refs"))

@@ -133,6 +133,80 @@ fn one() -> f32 {
     1.0
 }
 
+/// What a bare `waveform` graph's manifest would say (the CLI's
+/// `--waveform-*` flags): a third-party export shipped as a lone `.onnx`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BareWaveform {
+    /// The stems, in the graph's output order. Given, a graph without a
+    /// manifest is opened as a `waveform` model.
+    pub stems: Vec<String>,
+    /// 44100 when absent.
+    pub sample_rate: Option<u32>,
+    /// Triangular (`apply_model`'s) when absent.
+    pub window: Option<WaveWindow>,
+    pub transition_power: Option<f32>,
+    pub fade_samples: Option<usize>,
+    pub partial: Option<Partial>,
+    /// Normalise by the mono mix's mean and standard deviation.
+    pub normalise: bool,
+    /// 0.25 when absent.
+    pub overlap: Option<f64>,
+}
+
+impl BareWaveform {
+    /// The manifest of the bare graph `onnx` with this input and output.
+    pub(crate) fn manifest(&self, onnx: &Path, input: &TensorSpec, output: &TensorSpec) -> Result<Manifest> {
+        let bad = |detail: String| Error::Model { path: onnx.to_path_buf(), detail };
+        let (Some(&c), Some(&l)) = (input.shape.get(1), input.shape.get(2)) else {
+            return Err(bad(format!("input `{}` {:?} is not [batch, channels, samples]", input.name, input.shape)));
+        };
+        if input.shape.len() != 3 || c < 1 || l < 1 {
+            return Err(bad(format!(
+                "input `{}` {:?}: a waveform graph needs fixed channels and samples, [batch, channels, samples]",
+                input.name, input.shape
+            )));
+        }
+        let s = self.stems.len() as i64;
+        if output.shape.len() != 4 || (output.shape[1] != -1 && output.shape[1] != s) {
+            return Err(bad(format!(
+                "output `{}` {:?} is not [batch, {s} stems (as --waveform-stems names), channels, samples]",
+                output.name, output.shape
+            )));
+        }
+        let m = Manifest {
+            format_version: MANIFEST_FORMAT_VERSION,
+            name: onnx.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            family: Family::Waveform,
+            sample_rate: self.sample_rate.unwrap_or(44100),
+            channels: c as usize,
+            stems: self.stems.clone(),
+            segment_samples: l as usize,
+            stft: None,
+            normalisation: if self.normalise { Normalisation::MonoMeanStd } else { Normalisation::None },
+            mdx: None,
+            msst: None,
+            roformer: None,
+            mdx23c: None,
+            waveform: Some(WaveformParams {
+                window: self.window.unwrap_or(WaveWindow::Triangular),
+                transition_power: self.transition_power.unwrap_or(1.0),
+                fade_samples: self.fade_samples,
+                partial: self.partial.unwrap_or_default(),
+            }),
+            defaults: Defaults { overlap: self.overlap.unwrap_or(0.25), shifts: 0 },
+            inputs: vec![TensorSpec { name: input.name.clone(), shape: vec![input.shape[0], c, l] }],
+            outputs: vec![TensorSpec { name: output.name.clone(), shape: vec![output.shape[0], s, c, l] }],
+            files: vec![ModelFile {
+                path: onnx.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                stem_weights: None,
+            }],
+        };
+        m.validate().map_err(bad)?;
+        Ok(m)
+    }
+}
+
 /// How the input is normalised before the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use manifest::{
-    Defaults, Family, MANIFEST_FORMAT_VERSION, Manifest, MdxParams, ModelFile, MsstParams, Normalisation, Partial,
-    RoformerParams, TensorSpec, WaveWindow, WaveformParams, manifest_path,
+    BareWaveform, Defaults, Family, MANIFEST_FORMAT_VERSION, Manifest, MdxParams, ModelFile, MsstParams, Normalisation,
+    Partial, RoformerParams, TensorSpec, WaveWindow, WaveformParams, manifest_path,
 };
 pub use neural::{Chunking, NeuralBuilder, NeuralOptions, NeuralSeparator};
 #[cfg(feature = "onnx")]
@@ -136,6 +136,9 @@ pub struct ModelOptions {
     /// over those its UVR hash finds in UVR's model data ([`uvr`]). A package
     /// with a manifest does not use them.
     pub mdx: uvr::MdxOverrides,
+    /// Opens a graph without a manifest as a `waveform` model when its
+    /// `stems` are given. A package with a manifest does not use it.
+    pub waveform: BareWaveform,
 }
 
 impl Default for ModelOptions {
@@ -152,6 +155,7 @@ impl Default for ModelOptions {
             optimization_level: 3,
             flush_denormals: true,
             mdx: uvr::MdxOverrides::default(),
+            waveform: BareWaveform::default(),
         }
     }
 }
@@ -314,9 +318,19 @@ impl Model {
         let name = onnx.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let (graph, used) = open_graph(src, &name, opts)?;
         let bad = |detail: String| Error::Model { path: onnx.clone(), detail };
-        let Some(json) = graph.metadata(MANIFEST_METADATA_KEY) else {
-            // A bare UVR MDX-Net file: its hash says what it is, as in UVR.
+        let embedded = graph.metadata(MANIFEST_METADATA_KEY);
+        if embedded.is_some() && !opts.waveform.stems.is_empty() {
+            return Err(bad("the file carries its own manifest; the waveform flags are for bare graphs".into()));
+        }
+        let Some(json) = embedded else {
             let io = graph.io();
+            if let ([input], [output]) = (&io.inputs[..], &io.outputs[..])
+                && !opts.waveform.stems.is_empty()
+            {
+                let manifest = opts.waveform.manifest(&onnx, input, output)?;
+                return Self::assemble(manifest, onnx.clone(), vec![(onnx, graph)], used, opts.engine);
+            }
+            // A bare UVR MDX-Net file: its hash says what it is, as in UVR.
             let ([input], [output]) = (&io.inputs[..], &io.outputs[..]) else {
                 return Err(bad(format!(
                     "no manifest: neither {} nor `{MANIFEST_METADATA_KEY}` in the ONNX metadata (and not a \
