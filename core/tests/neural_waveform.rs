@@ -91,7 +91,8 @@ fn manifests_that_do_not_fit_are_refused() {
         serde_json::from_slice(&std::fs::read(dir().join("demucs-onnx.json")).unwrap()).unwrap();
     let d = scratch("waveform-bad");
     std::fs::copy(dir().join("released.onnx"), d.join("released.onnx")).unwrap();
-    let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|m| m["waveform"].as_object_mut().unwrap().remove("fade_samples").map(drop).unwrap()),
             "fade_samples",
