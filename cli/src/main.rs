@@ -372,6 +372,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// The process's one cancellation token: the first Ctrl-C cancels (work stops
+/// at its next safe point), a second exits at once. One handler for the whole
+/// run, so that a pull followed by a separation stay cancellable.
+fn ctrl_c() -> CancelToken {
+    static TOKEN: std::sync::OnceLock<CancelToken> = std::sync::OnceLock::new();
+    TOKEN
+        .get_or_init(|| {
+            let token = CancelToken::new();
+            let t = token.clone();
+            let _ = ctrlc::set_handler(move || {
+                if t.is_cancelled() {
+                    std::process::exit(EXIT_CANCELLED as i32);
+                }
+                t.cancel();
+            });
+            token
+        })
+        .clone()
+}
+
 fn is_usage_error(e: &Error) -> bool {
     matches!(
         e,
@@ -661,11 +681,7 @@ fn eval(args: EvalArgs) -> ExitCode {
         } else {
             ProgressBar::hidden()
         };
-        let cancel = CancelToken::new();
-        {
-            let cancel = cancel.clone();
-            let _ = ctrlc::set_handler(move || cancel.cancel());
-        }
+        let cancel = ctrl_c();
         let opts = SeparateOptions { progress: None, cancel: Some(&cancel) };
         let scores = core::eval::evaluate_dataset(&dataset, sep.as_mut(), &opts, |done, total, name| {
             bar.set_length(total as u64);
@@ -894,16 +910,7 @@ fn separate(mut args: SeparateArgs) -> ExitCode {
         selection,
     };
 
-    let cancel = CancelToken::new();
-    {
-        let cancel = cancel.clone();
-        let _ = ctrlc::set_handler(move || {
-            if cancel.is_cancelled() {
-                std::process::exit(EXIT_CANCELLED as i32);
-            }
-            cancel.cancel();
-        });
-    }
+    let cancel = ctrl_c();
 
     let show_bar = !args.json && std::io::stderr().is_terminal();
     let n = args.inputs.len();

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
+use splitsound_core::Error;
 use splitsound_core::registry::{Entry, Installed, Listed, ModelCache, PullProgress, Registry, check_name};
-use splitsound_core::{CancelToken, Error};
 
 use crate::{EXIT_CANCELLED, EXIT_FAILED, EXIT_USAGE, error_json, is_usage_error};
 
@@ -29,7 +29,12 @@ pub fn resolve(name: &str, registries: &[String], download: bool, as_json: bool)
     if let Some(m) = cache.get(name)? {
         return Ok(m.load_path().to_string_lossy().into_owned());
     }
-    let registry = Registry::load(registries)?;
+    // A miss reads the registries (a mirror's entry may allow fetching on
+    // first use); unreachable ones only lose their entries for the message.
+    let registry = match Registry::load(registries) {
+        Err(Error::Download { .. }) if !download => Registry::load_local(registries)?,
+        r => r?,
+    };
     let Some(entry) = registry.get(name) else {
         // Neither a built-in nor a model: list both.
         let builtins = splitsound_core::BUILTIN_NAMES.iter().map(|b| format!("builtin:{b}"));
@@ -37,8 +42,9 @@ pub fn resolve(name: &str, registries: &[String], download: bool, as_json: bool)
         return Err(Error::UnknownSeparator { name: name.to_string(), available: builtins.chain(models).collect() });
     };
     if !(download || entry.auto_download) {
-        // Offline by default: say what would be fetched, and how.
-        return Err(cache.resolve(name, &registry).expect_err("not installed"));
+        // Offline: say what would be fetched, and how (or take what another
+        // process installed meanwhile).
+        return cache.resolve(name, &registry).map(|p| p.to_string_lossy().into_owned());
     }
     if !as_json {
         eprintln!("fetching model {name} into {}", cache.root().display());
@@ -48,11 +54,7 @@ pub fn resolve(name: &str, registries: &[String], download: bool, as_json: bool)
 
 /// Pulls with a progress bar on a terminal (JSON lines with `--json`), Ctrl-C cancelling.
 fn pull(cache: &ModelCache, entry: &Entry, as_json: bool) -> Result<Installed, Error> {
-    let cancel = CancelToken::new();
-    {
-        let cancel = cancel.clone();
-        let _ = ctrlc::set_handler(move || cancel.cancel());
-    }
+    let cancel = crate::ctrl_c();
     let bar = if !as_json && std::io::stderr().is_terminal() {
         let b = ProgressBar::new(entry.files.iter().map(|f| f.size).sum());
         b.set_style(

@@ -145,6 +145,27 @@ fn msst_families_run_in_real_time() {
     }
 }
 
+/// Waveform graphs, one normalised as demucs does and one not (demucs-onnx's
+/// chunking): a model that does not normalise ignores the stream's estimated
+/// statistics.
+#[test]
+fn waveform_graphs_run_in_real_time() {
+    let dir = repo_root().join("core/tests/data/neural/waveform");
+    for package in ["ci.json", "demucs-onnx.json"] {
+        let load = || NeuralSeparator::load(dir.join(package), NeuralOptions::default()).unwrap();
+        let secs = if package == "ci.json" { 1.5 } else { 9.0 };
+        let audio = mix(44_100, secs);
+        let want = offline_of(load(), &audio);
+        let opts = ThreadedOptions { input_stats: STATS, headroom_secs: Some(0.1), ..Default::default() };
+        let mut rt = RealtimeSeparator::threaded(Box::new(load()), opts).unwrap();
+        rt.prepare(44_100, 4096, 2).unwrap();
+        let latency = rt.latency_samples();
+        let got = run(&mut rt, &audio, &[4096], true);
+        assert_eq!(rt.underruns(), 0);
+        compare(package, &got, &want, latency, audio.frames() - latency);
+    }
+}
+
 #[test]
 fn unpaced_underruns_are_counted_and_filled_with_the_dry_input() {
     let audio = mix(44_100, 3.0);

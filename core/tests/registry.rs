@@ -163,8 +163,30 @@ fn a_body_longer_than_the_registry_says_is_refused() {
     entry.files[1].size -= 10;
     let cache = cache("a_body_longer_than_the_registry_says_is_refused");
     let e = cache.pull(&entry, &mut quiet, &CancelToken::new()).unwrap_err();
-    assert!(matches!(e, Error::Download { .. }) && e.to_string().contains("more than"), "{e}");
+    assert!(matches!(e, Error::Download { .. }) && e.to_string().contains("the registry says"), "{e}");
     assert!(cache.get("pkg-long").unwrap().is_none());
+}
+
+/// A server whose file is shorter than the registry says (or a page served in
+/// its place) stops the pull at once, instead of fetching it again and again.
+#[test]
+fn a_file_of_another_size_stops_at_once() {
+    let srv = Server::start();
+    let (reg, _) = serve_package(&srv, "pkg-short");
+    let mut entry = reg.entry("pkg-short").unwrap().clone();
+    entry.files[1].size += 10;
+    let cache = cache("a_file_of_another_size_stops_at_once");
+    let e = cache.pull(&entry, &mut quiet, &CancelToken::new()).unwrap_err();
+    assert!(matches!(e, Error::Download { .. }) && e.to_string().contains("the registry says"), "{e}");
+    assert_eq!(srv.requests("pkg-short/ci.onnx").len(), 1);
+    // Also when what is kept is already a prefix: the 416's stated length says so.
+    let part = cache.root().join(".partial/pkg-short");
+    std::fs::create_dir_all(&part).unwrap();
+    let onnx = std::fs::read(repo_root().join("core/tests/data/neural/demucs/ci.onnx")).unwrap();
+    std::fs::write(part.join(format!("ci.onnx.{}.part", &entry.files[1].sha256[..16])), &onnx).unwrap();
+    let e = cache.pull(&entry, &mut quiet, &CancelToken::new()).unwrap_err();
+    assert!(e.to_string().contains("the registry says"), "{e}");
+    assert_eq!(srv.requests("pkg-short/ci.onnx").len(), 2);
 }
 
 #[test]

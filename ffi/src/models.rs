@@ -90,7 +90,7 @@ pub unsafe extern "C" fn splitsound_model_path(
     guard(|| {
         // SAFETY: the caller's string.
         let name = unsafe { arg_str(name, "name") }?;
-        let path = cache()?.resolve(name, &Registry::load_local()?)?;
+        let path = cache()?.resolve(name, &Registry::load_local(&[])?)?;
         // SAFETY: the caller's buffer.
         unsafe { copy_str(&path.to_string_lossy(), buf, len, out_n) }
     })

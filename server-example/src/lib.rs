@@ -172,10 +172,18 @@ fn named_models(cfg: &mut Config) -> Result<BTreeMap<String, Vec<String>>, Start
                 // The blocking HTTP client on its own thread, outside the async runtime.
                 let (cache, sources, n) = (cache.clone(), sources.clone(), name.clone());
                 let fetched = std::thread::spawn(move || {
-                    let registry = Registry::load(&sources)?;
                     if !pull {
-                        return Err(cache.resolve(&n, &registry).expect_err("not installed"));
+                        // Nothing fetched: not even a registry named by URL.
+                        let registry = Registry::load_local(&sources)?;
+                        cache.resolve(&n, &registry)?;
+                        // Installed meanwhile by another process.
+                        return cache.get(&n)?.ok_or_else(|| splitsound_core::Error::ModelNotInstalled {
+                            name: n.clone(),
+                            cache: cache.root().to_path_buf(),
+                            urls: Vec::new(),
+                        });
                     }
+                    let registry = Registry::load(&sources)?;
                     tracing::info!(model = %n, cache = %cache.root().display(), "fetching a named model");
                     cache.pull(registry.entry(&n)?, &mut |_| {}, &splitsound_core::CancelToken::new())
                 })

@@ -513,6 +513,7 @@ pub(crate) struct DemucsStream<'m> {
     /// The overlap-add weights of a segment.
     tri: Vec<f32>,
     partial: Partial,
+    normalise: bool,
     cancel: Option<&'m crate::separator::CancelToken>,
 }
 
@@ -573,6 +574,7 @@ impl<'m> DemucsStream<'m> {
             emitted: 0,
             tri: chunks.weight,
             partial: chunks.partial,
+            normalise: chunks.normalise,
             cancel,
         })
     }
@@ -744,7 +746,8 @@ impl StemStream for DemucsStream<'_> {
         self.norm.is_none()
     }
     fn set_input_stats(&mut self, mean: f32, std: f32) {
-        if self.received == 0 {
+        // A model that does not normalise keeps (0, 1) whatever the caller estimates.
+        if self.received == 0 && self.normalise {
             self.norm = Some((mean, std));
         }
     }

@@ -146,12 +146,15 @@ pub(crate) fn manifest(
     let missing = || Error::Model {
         path: onnx.to_path_buf(),
         detail: format!(
-            "no manifest, and its UVR hash {hash} is not in UVR's MDX-Net model data ({TABLE_SOURCE}); \
+            "no manifest (neither {} nor `{}` in the ONNX metadata), and its UVR hash {hash} is not in UVR's \
+             MDX-Net model data ({TABLE_SOURCE}); \
              give its parameters: --mdx-n-fft N --mdx-dim-f N --mdx-dim-t N --mdx-compensate X \
              --mdx-primary-stem NAME (UVR's mdx_n_fft_scale_set, mdx_dim_f_set, 2^mdx_dim_t_set, compensate, \
              primary_stem), or wrap it with python/tools/mdx_package.py; a graph from mix segments to stems \
              [B, S, C, L] needs --waveform-stems NAMES (and --waveform-window, --waveform-partial, … as its \
-             exporter chunks)"
+             exporter chunks)",
+            super::manifest::manifest_path(onnx).display(),
+            super::MANIFEST_METADATA_KEY
         ),
     };
     let pick = |o: Option<usize>, r: Option<usize>| o.or(r).ok_or_else(missing);

@@ -109,8 +109,9 @@ impl ModelCache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(path, e)),
         };
-        let entry: Entry = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Registry { origin: path.display().to_string(), detail: e.to_string() })?;
+        let bad = |detail: String| Error::Registry { origin: path.display().to_string(), detail };
+        let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        entry.validate().map_err(bad)?;
         if entry.name != name {
             let detail = format!("the folder {name} holds the entry of `{}`", entry.name);
             return Err(Error::Registry { origin: path.display().to_string(), detail });
@@ -132,8 +133,11 @@ impl ModelCache {
             if check_name(&name).is_err() {
                 continue; // .partial, .locks, a stray file
             }
-            if let Some(m) = self.get(&name)? {
-                out.push(m);
+            // One damaged entry does not hide the others (`get` names it).
+            match self.get(&name) {
+                Ok(Some(m)) => out.push(m),
+                Ok(None) => {}
+                Err(e) => log::warn!("skipping a damaged model in the cache: {e}"),
             }
         }
         out.sort_by(|a, b| a.entry.name.cmp(&b.entry.name));
@@ -212,13 +216,33 @@ impl ModelCache {
 
     /// The exclusive lock on model `name`, held until the file is dropped.
     pub(super) fn lock(&self, name: &str) -> Result<File> {
+        let (f, path) = self.lock_file(name)?;
+        f.lock().map_err(|e| Error::io(path, e))?;
+        Ok(f)
+    }
+
+    /// [`ModelCache::lock`], waiting for another holder while listening for `cancel`.
+    pub(super) fn lock_cancellable(&self, name: &str, cancel: &crate::separator::CancelToken) -> Result<File> {
+        let (f, path) = self.lock_file(name)?;
+        loop {
+            match f.try_lock() {
+                Ok(()) => return Ok(f),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    cancel.check()?;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
+            }
+        }
+    }
+
+    fn lock_file(&self, name: &str) -> Result<(File, PathBuf)> {
         let dir = self.root.join(".locks");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let path = dir.join(format!("{name}.lock"));
         let f =
             File::options().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
-        f.lock().map_err(|e| Error::io(&path, e))?;
-        Ok(f)
+        Ok((f, path))
     }
 }
 

@@ -20,6 +20,9 @@ use crate::separator::CancelToken;
 /// Attempts in a row that gain no byte before a pull gives up.
 const MAX_FRUITLESS_ATTEMPTS: u32 = 5;
 
+/// Requests for one file before a pull gives up, progress or not.
+const MAX_ATTEMPTS: u32 = 30;
+
 fn client() -> Result<Client> {
     Client::builder()
         .user_agent(concat!("splitsound/", env!("CARGO_PKG_VERSION")))
@@ -73,11 +76,15 @@ impl ModelCache {
         entry.validate().map_err(|detail| Error::Registry { origin: entry.name.clone(), detail })?;
         let name = entry.name.as_str();
         std::fs::create_dir_all(self.root()).map_err(|e| Error::io(self.root(), e))?;
-        let _lock = self.lock(name)?;
-        // Whoever held the lock before may have installed it. A file gone or
-        // of the wrong size is fetched again (a full check is `verify`'s job).
+        let _lock = self.lock_cancellable(name, cancel)?;
+        // Whoever held the lock before may have installed it (from these or a
+        // mirror's URLs: the same files are the same names, sizes and hashes).
+        // A file gone or of the wrong size is fetched again (a full check is `verify`'s job).
+        let key = |e: &Entry| {
+            e.files.iter().map(|f| (f.file_name().to_string(), f.size, f.sha256.clone())).collect::<Vec<_>>()
+        };
         if let Some(m) = self.get(name)?
-            && m.entry.files == entry.files
+            && key(&m.entry) == key(entry)
             && m.entry
                 .files
                 .iter()
@@ -123,10 +130,21 @@ impl ModelCache {
 fn install(cache: &ModelCache, entry: &Entry, partial: &Path) -> Result<Installed> {
     let name = entry.name.as_str();
     let parent = partial.parent().expect("partial folders live in .partial");
-    let stage = parent.join(format!(".stage-{name}-{}", std::process::id()));
-    if stage.exists() {
-        std::fs::remove_dir_all(&stage).map_err(|e| Error::io(&stage, e))?;
+    // What an interrupted install or removal of this model left (we hold its lock).
+    if let Ok(rd) = std::fs::read_dir(parent) {
+        for d in rd.flatten() {
+            let n = d.file_name().to_string_lossy().into_owned();
+            let ours = [".stage-", ".old-", ".rm-"].iter().any(|p| {
+                n.strip_prefix(p)
+                    .and_then(|rest| rest.rsplit_once('-'))
+                    .is_some_and(|(model, pid)| model == name && pid.bytes().all(|b| b.is_ascii_digit()))
+            });
+            if ours {
+                let _ = std::fs::remove_dir_all(d.path());
+            }
+        }
     }
+    let stage = parent.join(format!(".stage-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&stage).map_err(|e| Error::io(&stage, e))?;
     for f in &entry.files {
         let (from, to) = (partial.join(f.file_name()), stage.join(f.file_name()));
@@ -137,15 +155,18 @@ fn install(cache: &ModelCache, entry: &Entry, partial: &Path) -> Result<Installe
     let mut w = File::create(&entry_path).map_err(|e| Error::io(&entry_path, e))?;
     w.write_all(&json).and_then(|()| w.sync_all()).map_err(|e| Error::io(&entry_path, e))?;
     let dir = cache.model_dir(name);
-    if dir.exists() {
-        // Another version: out of the way first, then gone.
-        let old = parent.join(format!(".old-{name}-{}", std::process::id()));
+    // Another version: out of the way, the new one in, then the old one gone.
+    let old = parent.join(format!(".old-{name}-{}", std::process::id()));
+    let replaced = dir.exists();
+    if replaced {
         std::fs::rename(&dir, &old).map_err(|e| Error::io(&dir, e))?;
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
     }
     std::fs::rename(&stage, &dir).map_err(|e| Error::io(&dir, e))?;
     if let Ok(d) = File::open(cache.root()) {
         let _ = d.sync_all(); // the rename, durable where the platform allows
+    }
+    if replaced {
+        let _ = std::fs::remove_dir_all(&old);
     }
     std::fs::remove_dir_all(partial).map_err(|e| Error::io(partial, e))?;
     Ok(Installed { entry: entry.clone(), dir })
@@ -161,8 +182,10 @@ fn download(
     cancel: &CancelToken,
 ) -> Result<()> {
     let mut fruitless = 0u32;
+    let mut attempts = 0u32;
     loop {
         cancel.check()?;
+        attempts += 1;
         let have = match std::fs::metadata(part) {
             Ok(m) if m.len() <= f.size => m.len(),
             Ok(_) => {
@@ -181,18 +204,24 @@ fn download(
             Err(Failure::Transient(detail)) => {
                 let now = std::fs::metadata(part).map_or(0, |m| m.len());
                 fruitless = if now > have { 0 } else { fruitless + 1 };
-                if fruitless >= MAX_FRUITLESS_ATTEMPTS {
+                if fruitless >= MAX_FRUITLESS_ATTEMPTS || attempts >= MAX_ATTEMPTS {
                     return Err(Error::Download {
                         url: f.url.clone(),
                         detail: format!(
-                            "{detail} ({fruitless} attempts in a row made no progress; {now} of {} bytes kept for the next pull)",
+                            "{detail} ({attempts} attempts, the last {fruitless} without progress; {now} of {} bytes \
+                             kept for the next pull)",
                             f.size
                         ),
                     });
                 }
                 let wait = Duration::from_millis(250 << fruitless.min(5));
                 log::warn!("{}: {detail}; resuming at byte {now} in {wait:?}", f.url);
-                std::thread::sleep(wait);
+                // Waiting, but listening for a cancel.
+                let until = std::time::Instant::now() + wait;
+                while std::time::Instant::now() < until {
+                    cancel.check()?;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
         }
     }
@@ -214,18 +243,38 @@ fn request(
     }
     let mut resp = req.send().map_err(|e| Failure::Transient(chain(&e)))?;
     let status = resp.status();
+    let range = resp.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    // The whole file's length as the server states it (`…/LEN` of a range), when it does.
+    let stated_total = range.rsplit_once('/').and_then(|(_, t)| t.trim().parse::<u64>().ok());
+    let wrong_size = |len: u64| {
+        fatal(format!(
+            "the server's file is {len} bytes, the registry says {}: a different file (or a page in its place)",
+            f.size
+        ))
+    };
     let start = match status {
         StatusCode::PARTIAL_CONTENT => {
-            let range = resp.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok()).unwrap_or("");
             if !range.starts_with(&format!("bytes {have}-")) {
                 return Err(fatal(format!("asked for bytes {have}-, the server sent the range {range:?}")));
+            }
+            if let Some(t) = stated_total.filter(|&t| t != f.size) {
+                return Err(wrong_size(t));
             }
             have
         }
         // The server ignores Range: the body is the whole file.
-        StatusCode::OK => 0,
-        // What we hold is not a prefix the server recognises: start over.
+        StatusCode::OK => {
+            if let Some(len) = resp.content_length().filter(|&l| l != f.size) {
+                return Err(wrong_size(len));
+            }
+            0
+        }
+        // What we hold is not a prefix the server recognises: start over,
+        // unless the server says its file is not the registry's.
         StatusCode::RANGE_NOT_SATISFIABLE => {
+            if let Some(t) = stated_total.filter(|&t| t != f.size) {
+                return Err(wrong_size(t));
+            }
             File::create(part).map_err(|e| Failure::Fatal(Error::io(part, e)))?;
             return Err(Failure::Transient("the server refused the resume range".into()));
         }

@@ -123,8 +123,11 @@ impl Entry {
                 return Err(format!("model `{}`: {:?} is not an http(s) URL", self.name, f.url));
             }
             let n = f.file_name();
-            if n.is_empty() || n.starts_with('.') || n.contains(['/', '\\']) || n.contains('\0') {
-                return Err(format!("model `{}`: unusable file name {n:?}", self.name));
+            if !usable_file_name(n) {
+                return Err(format!(
+                    "model `{}`: unusable file name {n:?} (letters, digits, `.`, `_`, `+`, `-`; not starting with `.`)",
+                    self.name
+                ));
             }
             if names.contains(&n) {
                 return Err(format!("model `{}`: two files named {n:?}", self.name));
@@ -154,6 +157,19 @@ pub fn check_name(name: &str) -> std::result::Result<(), String> {
             "{name:?} is not a model name (lower-case letters, digits, `.`, `_` and `-`, at most 128, not starting with `.`)"
         ))
     }
+}
+
+/// A name that stays one plain file in the model's folder on every platform:
+/// no separators, drive prefixes, streams or device names.
+fn usable_file_name(n: &str) -> bool {
+    let stem = n.split('.').next().unwrap_or("").to_ascii_uppercase();
+    let reserved = ["CON", "PRN", "AUX", "NUL"].contains(&stem.as_str())
+        || ((stem.starts_with("COM") || stem.starts_with("LPT")) && stem.len() == 4);
+    !n.is_empty()
+        && n.len() <= 255
+        && !n.starts_with('.')
+        && !reserved
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-'))
 }
 
 /// Everything after the last `/` of a URL, before any query or fragment.
@@ -201,14 +217,15 @@ impl Registry {
         Ok(r)
     }
 
-    /// [`Registry::load`] without the network: registries named by URL in
-    /// [`REGISTRY_ENV`] are skipped.
-    pub fn load_local() -> Result<Self> {
+    /// [`Registry::load`] without the network: registries named by URL (in
+    /// [`REGISTRY_ENV`] or `sources`) are skipped.
+    pub fn load_local(sources: &[String]) -> Result<Self> {
         let mut r = Self::builtin();
         let env = std::env::var(REGISTRY_ENV).unwrap_or_default();
-        for src in env.split_whitespace().filter(|s| !(s.starts_with("https://") || s.starts_with("http://"))) {
-            let bytes = std::fs::read(src).map_err(|e| Error::io(src, e))?;
-            r.add_json(&bytes, src)?;
+        let all = env.split_whitespace().map(str::to_string).chain(sources.iter().cloned());
+        for src in all.filter(|s| !(s.starts_with("https://") || s.starts_with("http://"))) {
+            let bytes = std::fs::read(&src).map_err(|e| Error::io(&src, e))?;
+            r.add_json(&bytes, &src)?;
         }
         Ok(r)
     }
@@ -294,7 +311,7 @@ pub fn installed_path(spec: &str) -> Result<Option<std::path::PathBuf>> {
     if let Some(m) = cache.get(spec)? {
         return Ok(Some(m.load_path()));
     }
-    let registry = Registry::load_local()?;
+    let registry = Registry::load_local(&[])?;
     if registry.get(spec).is_none() {
         return Ok(None);
     }
@@ -337,7 +354,20 @@ pub fn list(cache: &ModelCache, registry: Option<&Registry>) -> Result<Vec<Liste
 
 /// The bytes of a registry named by a path or an http(s) URL.
 fn read_source(src: &str) -> Result<Vec<u8>> {
-    if src.starts_with("https://") || src.starts_with("http://") {
+    if src.starts_with("https://") {
+        return fetch::get_small(src, 16 << 20);
+    }
+    if let Some(rest) = src.strip_prefix("http://") {
+        // A registry holds the checksums everything else is verified against:
+        // plain HTTP only where nobody sits between (this machine).
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        if !["127.0.0.1", "localhost", "[::1]"].contains(&host) {
+            return Err(Error::Registry {
+                origin: src.to_string(),
+                detail: "a registry over plain HTTP could be altered on the way; serve it over HTTPS".into(),
+            });
+        }
         return fetch::get_small(src, 16 << 20);
     }
     std::fs::read(Path::new(src)).map_err(|e| Error::io(src, e))
