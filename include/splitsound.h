@@ -95,7 +95,7 @@ enum splitsound_status
    */
   SPLITSOUND_STATUS_OTHER = 6,
   /**
-   * A sample rate outside 8 kHz–384 kHz.
+   * A sample rate outside 8 kHz–192 kHz.
    */
   SPLITSOUND_STATUS_UNSUPPORTED_SAMPLE_RATE = 100,
   /**

@@ -51,11 +51,12 @@ fn offline(audio: &AudioBuffer) -> Vec<AudioBuffer> {
 fn offline_of(mut sep: NeuralSeparator, audio: &AudioBuffer) -> Vec<AudioBuffer> {
     let model_rate = sep.sample_rate().unwrap();
     let input = resample(audio, model_rate).unwrap();
-    let spec = StreamSpec { sample_rate: model_rate, channels: 2, frames: None };
+    let spec = StreamSpec { sample_rate: model_rate, channels: audio.num_channels(), frames: None };
     let stems = sep.stems().len();
+    let oc = sep.output_channels(audio.num_channels());
     let mut stream = sep.stream(spec, SeparateOptions::default()).unwrap();
     stream.set_input_stats(STATS.0, STATS.1);
-    let mut out = stem_frames(stems, 2);
+    let mut out = stem_frames(stems, oc);
     stream.process(input.channels(), &mut out).unwrap();
     stream.finish(&mut out).unwrap();
     out.into_iter().map(|s| resample(&AudioBuffer::new(model_rate, s).unwrap(), audio.sample_rate()).unwrap()).collect()
@@ -142,6 +143,26 @@ fn msst_families_run_in_real_time() {
             assert_eq!(rt.underruns(), 0);
             compare(&format!("{family} {rate} Hz {sizes:?}"), &got, &want, latency, audio.frames() - latency);
         }
+    }
+}
+
+/// Any channel count: a mono and a 5.1 input reach the stereo model as the
+/// offline path converts them (AudioBuffer::to_channels), and come out stereo.
+#[test]
+fn any_channel_count_runs_in_real_time() {
+    for channels in [1usize, 6] {
+        let n = 44_100 * 2;
+        let chans = (0..channels).map(|c| noise(n, 40 + c as u64, 0.3)).collect();
+        let audio = AudioBuffer::new(44_100, chans).unwrap();
+        let want = offline(&audio);
+        let opts = ThreadedOptions { input_stats: STATS, headroom_secs: Some(0.1), ..Default::default() };
+        let mut rt = RealtimeSeparator::threaded(Box::new(demucs()), opts).unwrap();
+        rt.prepare(44_100, 512, channels).unwrap();
+        assert_eq!(rt.output_channels(), 2);
+        let latency = rt.latency_samples();
+        let got = run(&mut rt, &audio, &[512], true);
+        assert_eq!(rt.underruns(), 0);
+        compare(&format!("{channels} channels"), &got, &want, latency, audio.frames() - latency);
     }
 }
 

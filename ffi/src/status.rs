@@ -30,7 +30,7 @@ pub enum splitsound_status {
     Panic = 5,
     /// An error newer than this header; the last error describes it.
     Other = 6,
-    /// A sample rate outside 8 kHz–384 kHz.
+    /// A sample rate outside 8 kHz–192 kHz.
     UnsupportedSampleRate = 100,
     /// No built-in of that name, and no model package at that path.
     UnknownSeparator = 101,

@@ -81,7 +81,7 @@ pub struct RealtimeSeparator {
 
 enum Active {
     Frames(Box<Engine>),
-    Threaded(Threaded),
+    Threaded(Box<Threaded>),
 }
 
 impl std::fmt::Debug for RealtimeSeparator {
@@ -175,7 +175,7 @@ impl RealtimeSeparator {
             })?;
             return match Threaded::start(sep, opts, sample_rate, max_block, channels) {
                 Ok(t) => {
-                    self.engine = Some(Active::Threaded(t));
+                    self.engine = Some(Active::Threaded(Box::new(t)));
                     Ok(())
                 }
                 Err((e, sep)) => {

@@ -3,7 +3,7 @@
 //! fed and drained through lock-free single-producer single-consumer rings.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -45,60 +45,67 @@ impl Default for ThreadedOptions {
     }
 }
 
-/// A fixed ring of frames of `width` samples, one producer and one consumer,
-/// with no lock: samples are stored as the bits of `f32` in atomics, and the
-/// counters publish them with release/acquire ordering.
-struct Ring {
-    buf: Vec<AtomicU32>,
+/// The writing half of a ring of frames, `width` samples each (rtrb: one
+/// producer and one consumer by construction, no lock, no allocation after
+/// creation). Frames go in whole, so slots / width counts frames exactly.
+struct FrameWriter {
+    ring: rtrb::Producer<f32>,
     width: usize,
-    frames: u64,
-    /// Frames read and written since creation.
-    head: AtomicU64,
-    tail: AtomicU64,
+    /// Frames written since creation.
+    written: u64,
 }
 
-impl Ring {
-    fn new(frames: usize, width: usize) -> Self {
-        Self {
-            buf: (0..frames * width).map(|_| AtomicU32::new(0)).collect(),
-            width,
-            frames: frames as u64,
-            head: AtomicU64::new(0),
-            tail: AtomicU64::new(0),
-        }
-    }
-    /// Consumer: frames ready to read.
-    fn available(&self) -> usize {
-        (self.tail.load(Ordering::Acquire) - self.head.load(Ordering::Relaxed)) as usize
-    }
-    /// Producer: frames that can be written.
+/// The reading half.
+struct FrameReader {
+    ring: rtrb::Consumer<f32>,
+    width: usize,
+    /// Frames read since creation.
+    read: u64,
+}
+
+fn frame_ring(frames: usize, width: usize) -> (FrameWriter, FrameReader) {
+    let (p, c) = rtrb::RingBuffer::new(frames * width);
+    (FrameWriter { ring: p, width, written: 0 }, FrameReader { ring: c, width, read: 0 })
+}
+
+impl FrameWriter {
+    /// Frames that can be written now.
     fn space(&self) -> usize {
-        (self.frames - (self.tail.load(Ordering::Relaxed) - self.head.load(Ordering::Acquire))) as usize
+        self.ring.slots() / self.width
     }
-    fn slot(&self, frame: u64) -> usize {
-        (frame % self.frames) as usize * self.width
+    /// Writes `n` frames (at most [`FrameWriter::space`]): sample `s` of frame
+    /// `i` is `sample(i, s)`.
+    fn write(&mut self, n: usize, mut sample: impl FnMut(usize, usize) -> f32) {
+        let w = self.width;
+        let chunk = self.ring.write_chunk_uninit(n * w).expect("the caller checked the space");
+        chunk.fill_from_iter((0..n * w).map(|k| sample(k / w, k % w)));
+        self.written += n as u64;
     }
-    /// Producer: writes a sample of frame `i` of the pending batch (not yet visible).
-    fn put(&self, i: usize, sample: usize, x: f32) {
-        let at = self.slot(self.tail.load(Ordering::Relaxed) + i as u64) + sample;
-        self.buf[at].store(x.to_bits(), Ordering::Relaxed);
+}
+
+impl FrameReader {
+    /// Frames ready to read.
+    fn available(&self) -> usize {
+        self.ring.slots() / self.width
     }
-    fn publish(&self, n: usize) {
-        self.tail.fetch_add(n as u64, Ordering::Release);
+    /// Reads `n` frames (at most [`FrameReader::available`]), handing sample
+    /// `s` of frame `i` to `take(i, s, value)`.
+    fn read(&mut self, n: usize, mut take: impl FnMut(usize, usize, f32)) {
+        let w = self.width;
+        let chunk = self.ring.read_chunk(n * w).expect("the caller checked what is available");
+        let (a, b) = chunk.as_slices();
+        for (k, &v) in a.iter().chain(b).enumerate() {
+            take(k / w, k % w, v);
+        }
+        chunk.commit_all();
+        self.read += n as u64;
     }
-    /// Consumer: a sample of frame `i` of what is available.
-    fn get(&self, i: usize, sample: usize) -> f32 {
-        let at = self.slot(self.head.load(Ordering::Relaxed) + i as u64) + sample;
-        f32::from_bits(self.buf[at].load(Ordering::Relaxed))
-    }
-    fn consume(&self, n: usize) {
-        self.head.fetch_add(n as u64, Ordering::Release);
-    }
-    fn read_total(&self) -> u64 {
-        self.head.load(Ordering::Relaxed)
-    }
-    fn written_total(&self) -> u64 {
-        self.tail.load(Ordering::Acquire)
+    /// Drops `n` frames (at most [`FrameReader::available`]).
+    fn skip(&mut self, n: usize) {
+        if n > 0 {
+            self.ring.read_chunk(n * self.width).expect("the caller checked what is available").commit_all();
+            self.read += n as u64;
+        }
     }
 }
 
@@ -122,8 +129,9 @@ pub(crate) struct Threaded {
     pub out_channels: usize,
     pub max_block: usize,
     pub latency: usize,
-    input: Arc<Ring>,
-    output: Arc<Ring>,
+    /// The audio thread's halves: it writes the input and reads the stems.
+    input: FrameWriter,
+    output: FrameReader,
     shared: Arc<Shared>,
     worker: Option<JoinHandle<BoxedSeparator>>,
     pushed: u64,
@@ -150,10 +158,6 @@ impl Threaded {
         max_block: usize,
         channels: usize,
     ) -> std::result::Result<Self, (Error, Option<BoxedSeparator>)> {
-        if !(1..=2).contains(&channels) {
-            let detail = format!("live neural separation takes 1 or 2 channels, got {channels}");
-            return Err((Error::InvalidChannels { detail }, Some(sep)));
-        }
         let Some(lag) = sep.stream_lag() else {
             let e = Error::Unsupported {
                 what: format!("{} in real time (its output depends on the whole input)", sep.name()),
@@ -178,11 +182,12 @@ impl Threaded {
         let slack = if model_rate == rate { 0 } else { 4 * 2048 };
         let headroom = opts.headroom_secs.map_or(to_host(lag), |s| (s.max(0.0) * rate as f64) as usize);
         let latency = to_host(lag) + slack + max_block + headroom;
-        // The models here are stereo; their stems have 2 channels.
-        let out_channels = 2;
+        // The stream converts the input to the model's channels (the policy of
+        // AudioBuffer::to_channels); its stems have the model's.
+        let out_channels = sep.output_channels(channels);
         let capacity = 2 * latency + 4 * max_block + rate as usize;
-        let input = Arc::new(Ring::new(capacity, channels));
-        let output = Arc::new(Ring::new(capacity, stems * out_channels));
+        let (input, worker_input) = frame_ring(capacity, channels);
+        let (worker_output, output) = frame_ring(capacity, stems * out_channels);
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
@@ -192,12 +197,13 @@ impl Threaded {
             failed: AtomicBool::new(false),
         });
         let job = Job {
-            input: input.clone(),
-            output: output.clone(),
+            input: worker_input,
+            output: worker_output,
             shared: shared.clone(),
             rate,
             model_rate,
             channels,
+            out_channels,
             stems,
             stats: opts.input_stats,
         };
@@ -249,7 +255,7 @@ impl Threaded {
             return self.prefill;
         }
         let start = self.shared.epoch_start.load(Ordering::Acquire);
-        let stale = start.saturating_sub(self.output.read_total());
+        let stale = start.saturating_sub(self.output.read);
         let usable = (self.output.available() as u64).saturating_sub(stale + self.debt);
         self.prefill + usable as usize
     }
@@ -273,13 +279,11 @@ impl Threaded {
         // Input into the ring; if the worker fell so far behind that it is
         // full, the block is dropped and the stream restarts (a reset).
         if self.input.space() >= n {
-            for (c, x) in input.iter().enumerate() {
-                for (i, &v) in x.iter().enumerate() {
-                    bad += u64::from(!v.is_finite());
-                    self.input.put(i, c, if v.is_finite() { v } else { 0.0 });
-                }
-            }
-            self.input.publish(n);
+            self.input.write(n, |i, c| {
+                let v = input[c][i];
+                bad += u64::from(!v.is_finite());
+                if v.is_finite() { v } else { 0.0 }
+            });
             self.pushed += n as u64;
         } else {
             self.dropped_input += n as u64;
@@ -296,23 +300,18 @@ impl Threaded {
             let mut got = 0;
             if self.shared.acked.load(Ordering::Acquire) == self.epoch {
                 let start = self.shared.epoch_start.load(Ordering::Acquire);
-                let stale = start.saturating_sub(self.output.read_total()) as usize;
-                self.output.consume(stale.min(self.output.available()));
+                let stale = start.saturating_sub(self.output.read) as usize;
+                self.output.skip(stale.min(self.output.available()));
                 let skip = (self.debt as usize).min(self.output.available());
-                self.output.consume(skip);
+                self.output.skip(skip);
                 self.debt -= skip as u64;
                 if self.debt == 0 {
                     got = self.output.available().min(n - i);
-                    for k in 0..got {
-                        for (s, o) in outputs.iter_mut().enumerate() {
-                            o[i + k] = self.output.get(k, s);
-                        }
-                    }
-                    self.output.consume(got);
+                    self.output.read(got, |k, s, v| outputs[s][i + k] = v);
                 }
             } else {
                 // The worker has not begun this epoch: what it delivers is stale.
-                self.output.consume(self.output.available());
+                self.output.skip(self.output.available());
             }
             let missing = n - i - got;
             if missing > 0 {
@@ -345,12 +344,14 @@ impl Drop for Threaded {
 
 /// The worker's side.
 struct Job {
-    input: Arc<Ring>,
-    output: Arc<Ring>,
+    /// The worker's halves: it reads the input and writes the stems.
+    input: FrameReader,
+    output: FrameWriter,
     shared: Arc<Shared>,
     rate: u32,
     model_rate: u32,
     channels: usize,
+    out_channels: usize,
     stems: usize,
     stats: (f32, f32),
 }
@@ -361,7 +362,7 @@ enum Stop {
 }
 
 impl Job {
-    fn run(self, mut sep: BoxedSeparator) -> BoxedSeparator {
+    fn run(mut self, mut sep: BoxedSeparator) -> BoxedSeparator {
         let mut consumed = 0u64;
         loop {
             let epoch = self.shared.epoch.load(Ordering::Acquire);
@@ -372,13 +373,13 @@ impl Job {
                     return sep;
                 }
                 let n = (self.input.available() as u64).min(reset_at - consumed) as usize;
-                self.input.consume(n);
+                self.input.skip(n);
                 consumed += n as u64;
                 if n == 0 {
                     std::thread::sleep(Duration::from_micros(200));
                 }
             }
-            self.shared.epoch_start.store(self.output.written_total(), Ordering::Release);
+            self.shared.epoch_start.store(self.output.written, Ordering::Release);
             self.shared.acked.store(epoch, Ordering::Release);
             match self.run_epoch(sep.as_mut(), epoch, &mut consumed) {
                 Ok(Stop::Reset) => {}
@@ -402,7 +403,7 @@ impl Job {
         }
     }
 
-    fn run_epoch(&self, sep: &mut (dyn Separator + Send), epoch: u64, consumed: &mut u64) -> Result<Stop> {
+    fn run_epoch(&mut self, sep: &mut (dyn Separator + Send), epoch: u64, consumed: &mut u64) -> Result<Stop> {
         let spec = StreamSpec { sample_rate: self.model_rate, channels: self.channels, frames: None };
         let mut stream = sep.stream(spec, SeparateOptions::default())?;
         stream.set_input_stats(self.stats.0, self.stats.1);
@@ -418,7 +419,7 @@ impl Job {
         let mut rout = Vec::new();
         if resample {
             for _ in 0..self.stems {
-                rout.push(StreamResampler::new(self.model_rate, self.rate, 2)?);
+                rout.push(StreamResampler::new(self.model_rate, self.rate, self.out_channels)?);
             }
         }
         let mut block: Vec<Vec<f32>> = vec![Vec::new(); self.channels];
@@ -431,18 +432,13 @@ impl Job {
                 std::thread::sleep(Duration::from_micros(300));
                 continue;
             }
-            block.iter_mut().for_each(Vec::clear);
-            for i in 0..n {
-                for (c, b) in block.iter_mut().enumerate() {
-                    b.push(self.input.get(i, c));
-                }
-            }
             // Frames that arrived after a reset belong to the next epoch: leave
             // them in the ring.
             if let Some(stop) = self.interrupted(epoch) {
                 return Ok(stop);
             }
-            self.input.consume(n);
+            block.iter_mut().for_each(|b| b.resize(n, 0.0));
+            self.input.read(n, |i, c, v| block[c][i] = v);
             *consumed += n as u64;
             let model_block = match &mut rin {
                 Some(r) => {
@@ -459,8 +455,8 @@ impl Job {
             let out = if resample {
                 let mut back = Vec::with_capacity(self.stems);
                 for (r, s) in rout.iter_mut().zip(out) {
-                    let mut o = vec![Vec::new(); 2];
-                    if s.len() == 2 {
+                    let mut o = vec![Vec::new(); self.out_channels];
+                    if s.len() == self.out_channels {
                         r.process(&s, &mut o)?;
                     }
                     back.push(o);
@@ -480,14 +476,8 @@ impl Job {
                     std::thread::sleep(Duration::from_micros(300));
                     continue;
                 }
-                for i in 0..room {
-                    for (s, stem) in out.iter().enumerate() {
-                        for (c, ch) in stem.iter().enumerate() {
-                            self.output.put(i, s * 2 + c, ch[done + i]);
-                        }
-                    }
-                }
-                self.output.publish(room);
+                let oc = self.out_channels;
+                self.output.write(room, |i, s| out[s / oc][s % oc][done + i]);
                 done += room;
             }
         }
