@@ -149,6 +149,41 @@ pub enum Error {
     /// Creating or running the resampler failed.
     #[error("resampler error: {detail}")]
     Resample { detail: String },
+
+    /// A bug in splitsound (a worker thread panicked, say); please report it.
+    #[error("internal error in splitsound (please report it): {detail}")]
+    Internal { detail: String },
+}
+
+/// The kind of an [`Error`]: what a caller can do about it. Every binding maps
+/// its exceptions (Python) or its coarse categories from this one function,
+/// so an error is the same kind everywhere; [`Error::code`] names the variant.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// An argument, name, stem, query, rate or channel layout the call cannot use.
+    InvalidArgument,
+    /// Reading or writing a file failed.
+    File,
+    /// The input is audio that cannot be decoded: empty, truncated, corrupt, too large.
+    Decode,
+    /// Not a container or codec splitsound supports.
+    UnsupportedFormat,
+    /// A model package or registry is malformed, or running a model failed.
+    Model,
+    /// A model the registries list is not in the cache.
+    ModelNotInstalled,
+    /// Fetching a model failed, or what was fetched is not what the registry describes.
+    Download,
+    /// ONNX Runtime's library could not be loaded.
+    RuntimeUnavailable,
+    /// Cancelled through a [`crate::CancelToken`].
+    Cancelled,
+    /// Writing the output failed in the encoder or the resampler.
+    Output,
+    /// A bug in splitsound.
+    Internal,
 }
 
 impl Error {
@@ -208,6 +243,57 @@ impl Error {
             Error::Cancelled => "cancelled",
             Error::Encode { .. } => "encode",
             Error::Resample { .. } => "resample",
+            Error::Internal { .. } => "internal",
         }
+    }
+
+    /// What kind of failure this is ([`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        use ErrorKind as K;
+        match self {
+            Error::InvalidArgument { .. }
+            | Error::UnsupportedSampleRate { .. }
+            | Error::UnknownSeparator { .. }
+            | Error::UnknownStem { .. }
+            | Error::UnresolvedQuery { .. }
+            | Error::NonFinite { .. }
+            | Error::InvalidChannels { .. }
+            | Error::UnknownModel { .. } => K::InvalidArgument,
+            Error::Io { .. } => K::File,
+            Error::Empty { .. }
+            | Error::NoAudioTrack
+            | Error::Truncated { .. }
+            | Error::Corrupt { .. }
+            | Error::TooLarge { .. } => K::Decode,
+            Error::UnrecognizedFormat { .. } | Error::Unsupported { .. } => K::UnsupportedFormat,
+            Error::Model { .. }
+            | Error::ProviderUnavailable { .. }
+            | Error::Inference { .. }
+            | Error::Registry { .. } => K::Model,
+            Error::ModelNotInstalled { .. } => K::ModelNotInstalled,
+            Error::Download { .. } | Error::Checksum { .. } => K::Download,
+            Error::RuntimeUnavailable { .. } => K::RuntimeUnavailable,
+            Error::Cancelled => K::Cancelled,
+            Error::Encode { .. } | Error::Resample { .. } => K::Output,
+            Error::Internal { .. } => K::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_group_variants_as_the_bindings_present_them() {
+        let io = Error::io("x", std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert_eq!(io.kind(), ErrorKind::File);
+        assert_eq!(Error::invalid("a", "b", "c").kind(), ErrorKind::InvalidArgument);
+        assert_eq!(Error::Truncated { expected_frames: 2, decoded_frames: 1 }.kind(), ErrorKind::Decode);
+        assert_eq!(Error::Internal { detail: "x".into() }.code(), "internal");
+        assert_eq!(Error::Internal { detail: "x".into() }.kind(), ErrorKind::Internal);
+        let miss = Error::ModelNotInstalled { name: "m".into(), cache: "c".into(), urls: vec![] };
+        assert_eq!(miss.kind(), ErrorKind::ModelNotInstalled);
+        assert_eq!(serde_json::to_value(ErrorKind::ModelNotInstalled).unwrap(), "model_not_installed");
     }
 }

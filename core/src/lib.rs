@@ -31,7 +31,7 @@ pub use audio::{
 pub use builtin::{BUILTIN_NAMES, BuiltinConfig, DEFAULT_BUILTIN, builtin_separator};
 pub use decode::{DecodeOptions, MediaInfo, StreamDecoder, decode_bytes, decode_file, probe, probe_bytes};
 pub use ensemble::{EnsembleAlgorithm, EnsembleSeparator};
-pub use error::{Error, Limit, Result};
+pub use error::{Error, ErrorKind, Limit, Result};
 pub use job::{FileJobOptions, FileJobReport, StemSelection, WrittenStem, check_names, select_stems, separate_file};
 #[cfg(feature = "neural")]
 pub use load::{EnsembleSpec, is_model_package, load_ensemble, load_separator};

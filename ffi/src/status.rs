@@ -137,6 +137,7 @@ impl From<Error> for Failure {
             Error::ModelNotInstalled { .. } => S::ModelNotInstalled,
             Error::Download { .. } => S::Download,
             Error::Checksum { .. } => S::Checksum,
+            Error::Internal { .. } => S::Panic,
             Error::Cancelled => S::Cancelled,
             Error::Encode { .. } => S::Encode,
             Error::Resample { .. } => S::Resample,

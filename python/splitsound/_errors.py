@@ -43,6 +43,10 @@ class RuntimeUnavailableError(SplitsoundError):
     """ONNX Runtime's library could not be found or loaded (``pip install onnxruntime``)."""
 
 
+class InternalError(SplitsoundError):
+    """A bug in splitsound (a worker thread panicked, say); please report it."""
+
+
 class CancelledError(SplitsoundError):
     """The work was cancelled."""
 
@@ -58,4 +62,5 @@ __all__ = [
     "DownloadError",
     "RuntimeUnavailableError",
     "CancelledError",
+    "InternalError",
 ]

@@ -20,35 +20,24 @@ use splitsound_core as core;
 use splitsound_core::model::{Fallback, NeuralOptions, Provider};
 use splitsound_core::registry::{ModelCache, PullProgress, Registry};
 use splitsound_core::{
-    AudioBuffer, CancelToken, ClipMode, Error, FileJobOptions, OutputFormat, PadMode, Progress, SampleEncoding,
-    SeparateOptions, Spectrogram, StemSelection, Stft, StftConfig, WindowKind,
+    AudioBuffer, CancelToken, ClipMode, Error, ErrorKind, FileJobOptions, OutputFormat, PadMode, Progress,
+    SampleEncoding, SeparateOptions, Spectrogram, StemSelection, Stft, StftConfig, WindowKind,
 };
 
-/// The exception class of `splitsound._errors` for a core error.
+/// The exception class of `splitsound._errors` for a core error: one per
+/// [`ErrorKind`], the same kinds every binding uses.
 fn exception_name(e: &Error) -> &'static str {
-    match e {
-        Error::InvalidArgument { .. }
-        | Error::UnsupportedSampleRate { .. }
-        | Error::UnknownSeparator { .. }
-        | Error::UnknownStem { .. }
-        | Error::UnresolvedQuery { .. }
-        | Error::NonFinite { .. }
-        | Error::InvalidChannels { .. } => "InvalidArgumentError",
-        Error::Io { .. } => "FileError",
-        Error::UnrecognizedFormat { .. } | Error::Unsupported { .. } => "UnsupportedFormatError",
-        Error::Empty { .. }
-        | Error::NoAudioTrack
-        | Error::Truncated { .. }
-        | Error::Corrupt { .. }
-        | Error::TooLarge { .. } => "DecodeError",
-        Error::RuntimeUnavailable { .. } => "RuntimeUnavailableError",
-        Error::UnknownModel { .. } => "InvalidArgumentError",
-        Error::ModelNotInstalled { .. } => "ModelNotInstalledError",
-        Error::Download { .. } | Error::Checksum { .. } => "DownloadError",
-        Error::Model { .. } | Error::ProviderUnavailable { .. } | Error::Inference { .. } | Error::Registry { .. } => {
-            "ModelError"
-        }
-        Error::Cancelled => "CancelledError",
+    match e.kind() {
+        ErrorKind::InvalidArgument => "InvalidArgumentError",
+        ErrorKind::File => "FileError",
+        ErrorKind::Decode => "DecodeError",
+        ErrorKind::UnsupportedFormat => "UnsupportedFormatError",
+        ErrorKind::Model => "ModelError",
+        ErrorKind::ModelNotInstalled => "ModelNotInstalledError",
+        ErrorKind::Download => "DownloadError",
+        ErrorKind::RuntimeUnavailable => "RuntimeUnavailableError",
+        ErrorKind::Cancelled => "CancelledError",
+        ErrorKind::Internal => "InternalError",
         _ => "SplitsoundError",
     }
 }
@@ -153,7 +142,7 @@ fn relayed<M: Send, T: Send>(
         }
         py.detach(|| worker.join())
     });
-    let result = result.map_err(|_| py_err(py, Error::Inference { detail: "the worker thread panicked".into() }))?;
+    let result = result.map_err(|_| py_err(py, Error::Internal { detail: "the worker thread panicked".into() }))?;
     if let Some(e) = raised {
         return Err(e);
     }

@@ -21,6 +21,9 @@ def test_hierarchy():
         ss.ModelError,
         ss.RuntimeUnavailableError,
         ss.CancelledError,
+        ss.InternalError,
+        ss.ModelNotInstalledError,
+        ss.DownloadError,
     ):
         assert issubclass(cls, ss.SplitsoundError)
     assert issubclass(ss.UnsupportedFormatError, ss.DecodeError)

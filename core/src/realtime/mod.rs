@@ -170,7 +170,7 @@ impl RealtimeSeparator {
                 Some(Active::Threaded(t)) => t.stop(),
                 _ => self.idle.take(),
             };
-            let sep = sep.ok_or_else(|| Error::Inference {
+            let sep = sep.ok_or_else(|| Error::Internal {
                 detail: "the real-time worker panicked and took the separator with it".into(),
             })?;
             return match Threaded::start(sep, opts, sample_rate, max_block, channels) {
