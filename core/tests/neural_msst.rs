@@ -127,6 +127,28 @@ fn matches_audio_separator_chunking() {
     assert!(matches!(NeuralSeparator::load(dir("scnet").join("ci.json"), opts), Err(Error::InvalidArgument { .. })));
 }
 
+/// audio-separator's chunking at the released shapes (viperx BS-RoFormer's
+/// 352800-sample chunk, MDX23C's 8192/1024 STFT): a loud input a chunk and a
+/// half long, the first stem (python/tools/parity_mdxc.py --released).
+/// audio-separator 0.47 cannot load the narrow released Mel-Band package.
+#[cfg(feature = "onnx")]
+#[test]
+fn matches_audio_separator_chunking_at_released_shapes() {
+    use splitsound_core::model::Chunking;
+    for family in ["bs-roformer-released", "mdx23c-released"] {
+        let refs = dir(family).join("refs-mdxc");
+        let want = reference_in(&refs, "released_output");
+        let p = serde_json::json!({"batch_size": 1, "normalize": false, "num_overlap": want.params["num_overlap"]});
+        let opts = NeuralOptions { chunking: Chunking::AudioSeparator, ..NeuralOptions::default() };
+        let mut sep = NeuralSeparator::load(package(family, "mdxc_released", &p), opts).unwrap();
+        let stems = sep.separate(&reference_input(&refs, "released", 44100), &SeparateOptions::default()).unwrap();
+        assert_eq!(want.shape[0], 1);
+        let err = windows_error(&stems, &want);
+        println!("{family} released (audio-separator): max error {err:.2e} of peak");
+        assert!(err < 1e-5, "{family}: max error {err:.2e} of audio-separator's peak");
+    }
+}
+
 #[cfg(feature = "tract")]
 #[test]
 fn matches_msst_on_tract() {

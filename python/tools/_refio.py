@@ -23,6 +23,25 @@ class Refs:
             f.write("\n")
 
 
+def windows(frames, edges, half=4096):
+    """Merged [a, b) ranges of `half` samples either side of each edge, within
+    [0, frames): where chunked outputs can go wrong (fades, joins, the tail),
+    kept instead of a whole output of tens of MB."""
+    ranges = []
+    for e in sorted(set(edges) | {0, frames}):
+        a, b = max(0, e - half), min(frames, e + half)
+        if ranges and a <= ranges[-1][1]:
+            ranges[-1][1] = max(ranges[-1][1], b)
+        else:
+            ranges.append([a, b])
+    return ranges
+
+
+def kept(stems, ranges):
+    """[stems, channels, N] cut to `ranges`, concatenated along time."""
+    return np.concatenate([stems[:, :, a:b] for a, b in ranges], axis=2)
+
+
 def test_signal(channels, n, seed, sr=44100):
     """Music-like test input: a few partials with vibrato, a bass line, noise
     bursts like drum hits, and a different mix per channel."""

@@ -35,6 +35,8 @@ For bs-roformer, mel-band-roformer and mdx23c (audio-separator 0.47 has no SCNet
   the summed window clamped at 1e-10; MDX23C: chunk - hop zeros before,
   pad + chunk - hop after, unwindowed sum divided by num_overlap) and must give
   demix's result.
+With --released, the same for the released-shape BS-RoFormer and MDX23C packages
+(one loud case, the first stem kept), into <family>-released/refs-mdxc/.
 Writes core/tests/data/neural/msst/<family>/refs-mdxc/: `{case}_input` [C, N]
 and `{case}_output` [stems, 2, N] (a mono input's stems have two equal
 channels, as in parity_msst.py's refs) in the package's stem order (ci.json),
@@ -87,14 +89,14 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import export_msst  # noqa: E402
-from _refio import Refs, test_signal  # noqa: E402
-from parity_msst import CONFIGS, OUT, config_dict, graph_error  # noqa: E402
+from _refio import Refs, kept, test_signal, windows  # noqa: E402
+from parity_msst import CONFIGS, OUT, RELEASED, config_dict, graph_error  # noqa: E402
 
 FAMILIES = ["bs-roformer", "mel-band-roformer", "mdx23c"]
 
 
 def check_package(family, cfg, model):
-    """The rebuilt model is the network of the committed package."""
+    """The rebuilt model is the network of the committed package (`family` is its folder)."""
     pkg = os.path.join(OUT, family)
     config = export_msst.load_config(os.path.join(pkg, "config.yaml"))
     assert config.to_dict() == config_dict(cfg).to_dict(), f"{family}: config.yaml differs from parity_msst.CONFIGS"
@@ -110,6 +112,20 @@ def model_data(cfg, overlap):
     """The yaml audio-separator reads, with the keys it adds for MDXC models."""
     d = copy.deepcopy(cfg)
     roformer = cfg["model_type"] != "mdx23c"
+    if roformer:
+        # audio-separator's RoformerLoader has defaults of its own (the band
+        # layout, mlp_expansion_factor 4): the yaml it reads states msst's for
+        # every plain parameter the config leaves out.
+        import inspect
+
+        from msst.models.bs_roformer import BSRoformer, MelBandRoformer
+
+        cls = BSRoformer if cfg["model_type"] == "bs_roformer" else MelBandRoformer
+        for name, p in inspect.signature(cls.__init__).parameters.items():
+            plain = isinstance(p.default, (bool, int, float)) or (
+                isinstance(p.default, tuple) and all(isinstance(v, int) for v in p.default))
+            if name not in d["model"] and plain:
+                d["model"][name] = p.default
     hop = cfg["model"]["stft_hop_length"] if roformer else cfg["audio"]["hop_length"]
     chunk = cfg["audio"]["chunk_size"]
     dim_t = chunk // hop + 1
@@ -256,6 +272,8 @@ def recombine(sep, mix, calls, verbose):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--family", choices=FAMILIES, action="append")
+    ap.add_argument("--released", action="store_true",
+                    help="the released-shape packages (<family>-released/, from parity_msst.py --released)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     log = logging.getLogger("parity_mdxc")
@@ -263,11 +281,16 @@ def main():
     logging.basicConfig(level=logging.ERROR)
     tmp = tempfile.mkdtemp()
     try:
-        for family in args.family or FAMILIES:
-            cfg = CONFIGS[family]
+        # audio-separator 0.47's MelBandRoformer builds its mask estimators four
+        # times `dim` wide whatever mlp_expansion_factor says, so it cannot load
+        # the narrow released-shape Mel-Band package (factor 1); its CI shape runs.
+        default = [f for f in FAMILIES if f != "mel-band-roformer"] if args.released else FAMILIES
+        for family in args.family or default:
+            cfg = (RELEASED if args.released else CONFIGS)[family]
+            folder = family + ("-released" if args.released else "")
             torch.manual_seed(0)
             model = export_msst.build(cfg["model_type"], config_dict(cfg)).eval()
-            stems = check_package(family, cfg, model)
+            stems = check_package(folder, cfg, model)
             roformer = cfg["model_type"] != "mdx23c"
             chunk = cfg["audio"]["chunk_size"]
             ckpt = os.path.join(tmp, family.replace("-", "_") + ".ckpt")
@@ -291,11 +314,16 @@ def main():
                     print(f"{family}: ... vs msst's with zero_dc = False, max difference {err:.2e} of peak")
             assert err < 1e-5, err
 
-            out = os.path.join(OUT, family, "refs-mdxc")
+            out = os.path.join(OUT, folder, "refs-mdxc")
             if os.path.isdir(out):
                 shutil.rmtree(out)
             refs = Refs(out)
-            cases = [
+            # Released shapes: one loud input a little over a chunk (a peak-limited
+            # mix, a RoFormer's end-aligned second chunk, MDX23C's padding), at the
+            # config's own num_overlap; the first stem only, as parity_msst.py keeps,
+            # in windows around the chunks' edges.
+            cases = [("released", 2, chunk + 1234, 1.5, cfg["inference"]["num_overlap"], 70)] \
+                if args.released else [
                 # name, channels, frames, peak, num_overlap, seed
                 ("stereo", 2, 3 * chunk + 777, 0.8, 4, 60),  # under 0.9: no normalisation
                 # The mix scaled to 0.9, each stem limited to 0.9 on its own (the seed makes
@@ -333,9 +361,16 @@ def main():
                     assert np.allclose(y, r * min(1.0, 0.9 / np.abs(r).max()), rtol=0, atol=1e-7), s
 
                 # Two channels also for the mono input (as parity_msst's refs: the mix is made stereo).
-                y = np.stack([got[s] for s in stems])
+                y = np.stack([got[s] for s in (stems[:1] if args.released else stems)])
                 extra = dict(zero_dc=False) if roformer else {}
                 refs.save(f"{name}_input", x, sample_rate=44100)
+                if args.released:
+                    # Windows around every chunk's start and end, not the whole output.
+                    step = chunk // overlap
+                    starts = list(range(0, frames, step)) + [max(frames - chunk, 0)]
+                    ranges = windows(frames, starts + [min(s + chunk, frames) for s in starts])
+                    extra["ranges"] = ranges
+                    y = kept(y, ranges)
                 refs.save(f"{name}_output", y, stems=stems, num_overlap=overlap, **extra)
                 peaks = ", ".join(f"{s} {np.abs(raw[s]).max():.3f} -> {np.abs(got[s]).max():.3f}" for s in stems)
                 print(f"{family} {name}: {frames} frames, input peak {np.abs(x).max():.3f}, mix peak "

@@ -26,7 +26,7 @@ import onnxruntime as ort
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _refio import Refs, test_signal  # noqa: E402
+from _refio import Refs, kept, test_signal, windows  # noqa: E402
 
 ROOT = os.path.join(HERE, "..", "..")
 OUT = os.path.join(ROOT, "core", "tests", "data", "neural", "waveform")
@@ -77,18 +77,10 @@ def main():
         # The whole output would be tens of MB: keep windows around every place
         # where chunks start or end (the fades, the zero-weight first sample, the tail).
         stride = n - n // 4
-        edges = sorted({0, frames} | {i * stride for i in range(-(-frames // stride))}
-                       | {min(i * stride + n, frames) for i in range(-(-frames // stride))})
-        ranges = []
-        for e in edges:
-            a, b = max(0, e - 4096), min(frames, e + 4096)
-            if ranges and a <= ranges[-1][1]:
-                ranges[-1][1] = max(ranges[-1][1], b)
-            else:
-                ranges.append([a, b])
-        stems = np.stack([out[s] for s in SOURCES])
-        kept = np.concatenate([stems[:, :, a:b] for a, b in ranges], axis=2)
-        refs.save(f"{name}_output", kept, package="demucs-onnx", ranges=ranges)
+        starts = range(0, frames, stride)
+        ranges = windows(frames, [s for s in starts] + [min(s + n, frames) for s in starts])
+        stems = kept(np.stack([out[s] for s in SOURCES]), ranges)
+        refs.save(f"{name}_output", stems, package="demucs-onnx", ranges=ranges)
         print(f"{name}: {frames} frames")
     refs.close()
 

@@ -126,3 +126,31 @@ pub fn stems_error(stems: &splitsound_core::Stems, want: &RefArray) -> f32 {
     }
     err / peak
 }
+
+/// [`stems_error`] for a reference kept only in windows (`params.ranges`,
+/// python/tools/_refio.py `windows`): its first `want.shape[0]` stems, each
+/// window's samples against the same samples of `stems`.
+pub fn windows_error(stems: &splitsound_core::Stems, want: &RefArray) -> f32 {
+    let ranges: Vec<(usize, usize)> = want.params["ranges"]
+        .as_array()
+        .expect("a windowed reference has ranges")
+        .iter()
+        .map(|r| (r[0].as_u64().unwrap() as usize, r[1].as_u64().unwrap() as usize))
+        .collect();
+    let (s, c, kept) = (want.shape[0], want.shape[1], want.shape[2]);
+    assert_eq!(kept, ranges.iter().map(|(a, b)| b - a).sum::<usize>());
+    assert!(stems.len() >= s);
+    let mut err = 0f32;
+    for (k, (_, audio)) in stems.iter().take(s).enumerate() {
+        assert_eq!(audio.num_channels(), c);
+        for (ch, samples) in audio.channels().iter().enumerate() {
+            let row = &want.real[(k * c + ch) * kept..(k * c + ch + 1) * kept];
+            let mut at = 0;
+            for &(a, b) in &ranges {
+                err = err.max(max_abs_diff(&samples[a..b], &row[at..at + b - a]));
+                at += b - a;
+            }
+        }
+    }
+    err / peak(&want.real)
+}
