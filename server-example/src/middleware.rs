@@ -52,7 +52,6 @@ fn check_limits(app: &App, req: &Request) -> Result<(), ApiError> {
     if !limited(req.uri().path()) {
         return Ok(());
     }
-    let now = Instant::now();
     let refuse = |which: &'static str, wait: std::time::Duration| {
         app.metrics.inc("splitsound_rate_limited_total", &[("limit", which)]);
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
@@ -63,7 +62,7 @@ fn check_limits(app: &App, req: &Request) -> Result<(), ApiError> {
         )
         .with_retry_after(secs)
     };
-    app.rate.ip.check(&client_ip(app, req), now).map_err(|w| refuse("ip", w))?;
+    app.rate.ip.check(&client_ip(app, req)).map_err(|w| refuse("ip", w))?;
     let user = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -71,7 +70,7 @@ fn check_limits(app: &App, req: &Request) -> Result<(), ApiError> {
         .and_then(|h| h.strip_prefix("Bearer "))
         .and_then(|t| app.auth.verify_session(t.trim()).ok());
     if let Some(claims) = user {
-        app.rate.user.check(&claims.sub, now).map_err(|w| refuse("user", w))?;
+        app.rate.user.check(&claims.sub).map_err(|w| refuse("user", w))?;
     }
     Ok(())
 }
@@ -115,7 +114,7 @@ pub async fn finish(req: Request, next: Next) -> Response {
     }
     let h = resp.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    if !h.contains_key(header::CACHE_CONTROL) && !(object && status.is_success()) {
+    if !(h.contains_key(header::CACHE_CONTROL) || object && status.is_success()) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     resp

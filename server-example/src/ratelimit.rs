@@ -1,14 +1,18 @@
-//! Token-bucket rate limits, per client IP and per signed-in user, kept in
-//! this API process's memory (with several API processes behind a balancer,
-//! each enforces its own share).
+//! Rate limits per client IP and per signed-in user, kept in this API
+//! process's memory (with several API processes behind a balancer, each
+//! enforces its own share): governor's keyed GCRA limiters, lock-free.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::time::Duration;
 
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 
-/// A sustained rate and the burst allowed above it.
+/// A sustained rate and the burst allowed above it. A rate or a burst of 0
+/// means no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rate {
@@ -16,81 +20,100 @@ pub struct Rate {
     pub burst: u32,
 }
 
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+impl Rate {
+    /// The governor quota: one request every 1 / per_sec seconds, `burst` at once.
+    fn quota(self) -> Option<Quota> {
+        if !(self.per_sec.is_finite() && self.per_sec > 0.0) {
+            return None;
+        }
+        let burst = NonZeroU32::new(self.burst)?;
+        Some(Quota::with_period(Duration::from_secs_f64(1.0 / self.per_sec))?.allow_burst(burst))
+    }
 }
 
-/// Buckets by key (an IP address or a user id).
-#[derive(Debug)]
-pub struct Limiter {
-    rate: Rate,
-    buckets: Mutex<HashMap<String, Bucket>>,
-}
-
-/// Buckets kept before full ones are dropped (a full bucket is the same as none).
+/// Keys remembered before those whose bucket is full again are dropped.
 const PRUNE_ABOVE: usize = 100_000;
+
+type Keyed<C> = RateLimiter<String, DefaultKeyedStateStore<String>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// One limit, by key (an IP address or a user id).
+pub struct Limiter<C: Clock = DefaultClock> {
+    inner: Option<Keyed<C>>,
+}
+
+impl<C: Clock> std::fmt::Debug for Limiter<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter").field("keys", &self.inner.as_ref().map_or(0, |l| l.len())).finish()
+    }
+}
 
 impl Limiter {
     pub fn new(rate: Rate) -> Limiter {
-        Limiter { rate, buckets: Mutex::new(HashMap::new()) }
+        Limiter::with_clock(rate, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> Limiter<C> {
+    pub fn with_clock(rate: Rate, clock: C) -> Self {
+        Limiter { inner: rate.quota().map(|q| RateLimiter::new(q, DefaultKeyedStateStore::default(), clock)) }
     }
 
-    /// Takes one token for `key` at `now`; `Err(wait)` says how long until one is there.
-    pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let Rate { per_sec, burst } = self.rate;
-        if per_sec <= 0.0 || burst == 0 {
-            return Ok(()); // unlimited
+    /// Takes one request for `key`; `Err(wait)` says how long until one is allowed.
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        let Some(l) = &self.inner else { return Ok(()) };
+        if l.len() > PRUNE_ABOVE {
+            l.retain_recent();
         }
-        let burst = f64::from(burst);
-        let Ok(mut map) = self.buckets.lock() else { return Ok(()) };
-        if map.len() > PRUNE_ABOVE {
-            map.retain(|_, b| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_sec < burst);
-        }
-        let b = map.entry(key.to_string()).or_insert(Bucket { tokens: burst, at: now });
-        b.tokens = (b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_sec).min(burst);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / per_sec))
-        }
+        l.check_key(&key.to_string()).map_err(|not_until| not_until.wait_time_from(l.clock().now()))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use governor::clock::FakeRelativeClock;
+
     use super::*;
 
     #[test]
     fn burst_then_rate() {
-        let l = Limiter::new(Rate { per_sec: 2.0, burst: 3 });
-        let t = Instant::now();
+        let clock = FakeRelativeClock::default();
+        let l = Limiter::with_clock(Rate { per_sec: 2.0, burst: 3 }, clock.clone());
         for _ in 0..3 {
-            assert!(l.check("a", t).is_ok());
+            assert!(l.check("a").is_ok());
         }
-        let wait = l.check("a", t).unwrap_err();
-        assert!((wait.as_secs_f64() - 0.5).abs() < 1e-9, "{wait:?}");
+        let wait = l.check("a").unwrap_err();
+        assert!((wait.as_secs_f64() - 0.5).abs() < 1e-6, "{wait:?}");
         // Another key has its own bucket.
-        assert!(l.check("b", t).is_ok());
-        // Half a second later one token is back, and only one.
-        let t2 = t + Duration::from_millis(500);
-        assert!(l.check("a", t2).is_ok());
-        assert!(l.check("a", t2).is_err());
+        assert!(l.check("b").is_ok());
+        // Half a second later one request is allowed again, and only one.
+        clock.advance(Duration::from_millis(500));
+        assert!(l.check("a").is_ok());
+        assert!(l.check("a").is_err());
         // Never more than the burst, however long the pause.
-        let t3 = t2 + Duration::from_secs(3600);
+        clock.advance(Duration::from_secs(3600));
         for _ in 0..3 {
-            assert!(l.check("a", t3).is_ok());
+            assert!(l.check("a").is_ok());
         }
-        assert!(l.check("a", t3).is_err());
+        assert!(l.check("a").is_err());
     }
 
     #[test]
     fn zero_means_unlimited() {
-        let l = Limiter::new(Rate { per_sec: 0.0, burst: 0 });
-        let t = Instant::now();
-        assert!((0..10_000).all(|_| l.check("a", t).is_ok()));
+        for rate in [Rate { per_sec: 0.0, burst: 0 }, Rate { per_sec: 5.0, burst: 0 }, Rate { per_sec: 0.0, burst: 5 }]
+        {
+            let l = Limiter::new(rate);
+            assert!((0..10_000).all(|_| l.check("a").is_ok()));
+        }
+    }
+
+    #[test]
+    fn a_fractional_rate() {
+        let clock = FakeRelativeClock::default();
+        let l = Limiter::with_clock(Rate { per_sec: 0.5, burst: 1 }, clock.clone());
+        assert!(l.check("a").is_ok());
+        let wait = l.check("a").unwrap_err();
+        assert!((wait.as_secs_f64() - 2.0).abs() < 1e-6, "{wait:?}");
+        clock.advance(Duration::from_secs(2));
+        assert!(l.check("a").is_ok());
     }
 }
