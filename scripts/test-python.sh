@@ -18,7 +18,8 @@ echo "==> Python: pip install ./python into a fresh venv"
 python3 -m venv "$work/venv"
 py=$work/venv/bin/python
 "$py" -m pip install --quiet --upgrade pip
-"$py" -m pip install --quiet "numpy>=1.21" "pytest>=8" "mypy>=1.18" typing_extensions tqdm soundfile \
+# onnxruntime: the package finds the wheel's library in its own interpreter (test_errors.py).
+"$py" -m pip install --quiet "numpy>=1.21" "pytest>=8" "mypy>=1.18" typing_extensions tqdm soundfile "onnxruntime==1.32.0" \
   nbclient nbformat ipykernel matplotlib   # the example notebook runs in the tests
 "$py" -m pip install --quiet ./python
 

@@ -356,6 +356,9 @@ fn main() -> ExitCode {
     if log::set_logger(&StderrLog).is_ok() {
         log::set_max_level(log::LevelFilter::Warn);
     }
+    // A command may start `python3` to find the onnxruntime wheel's library; a
+    // library embedded elsewhere does not unless asked.
+    splitsound_core::model::allow_python_probe(true);
     let cli = Cli::parse();
     match cli.command {
         Command::Info { input, json } => info(&input, json),

@@ -101,7 +101,7 @@ pub enum Error {
 
     // ----- neural models ------------------------------------------------------------------
     /// The ONNX Runtime library could not be found or loaded.
-    #[error("ONNX Runtime is not available: {detail}. Tried: {}. Install it with `pip install onnxruntime` (or `onnxruntime-gpu`), or point SPLITSOUND_ORT_LIB at libonnxruntime", tried.join("; "))]
+    #[error("ONNX Runtime is not available: {detail}. Tried: {}. Install it with `pip install onnxruntime` (or `onnxruntime-gpu`; the `splitsound` command and the Python package find it there, elsewhere set SPLITSOUND_ORT_PYTHON=1), or point SPLITSOUND_ORT_LIB at libonnxruntime", tried.join("; "))]
     RuntimeUnavailable { tried: Vec<String>, detail: String },
 
     /// A model package is malformed, or its manifest disagrees with its graph.

@@ -15,6 +15,10 @@ fn a_bogus_library_is_reported_or_skipped() {
     let candidates = runtime_candidates(Some(&bogus));
     assert_eq!(candidates[0].1, bogus);
     assert_eq!(candidates[0].0, "explicit");
+    // A library does not start `python3` unless the program opts in.
+    if std::env::var_os("SPLITSOUND_ORT_PYTHON").is_none() {
+        assert!(!candidates.iter().any(|(s, _)| s.starts_with("python")), "{candidates:?}");
+    }
     match runtime(Some(&bogus)) {
         Ok(rt) => assert_ne!(rt.library, bogus, "loaded a file that is not a library"),
         Err(Error::RuntimeUnavailable { tried, .. }) => {

@@ -340,6 +340,18 @@ fn eval<'py>(
     Ok(out)
 }
 
+/// The `onnxruntime` wheel's library, found in this interpreter without
+/// importing it (`importlib.util.find_spec`), unless the environment names a
+/// library (`SPLITSOUND_ORT_LIB`, `ORT_DYLIB_PATH`), which then comes first.
+fn onnxruntime_wheel(py: Python<'_>) -> Option<PathBuf> {
+    if ["SPLITSOUND_ORT_LIB", "ORT_DYLIB_PATH"].iter().any(|v| std::env::var_os(v).is_some_and(|p| !p.is_empty())) {
+        return None;
+    }
+    let spec = py.import("importlib.util").ok()?.call_method1("find_spec", ("onnxruntime",)).ok()?;
+    let origin: PathBuf = spec.getattr("origin").ok()?.extract().ok()?;
+    core::model::package_library(origin.parent()?)
+}
+
 /// `model`: one name or path, or a list of them for an ensemble.
 #[derive(FromPyObject)]
 enum ModelArg {
@@ -391,6 +403,9 @@ impl PySeparator {
         };
         if let Some(d) = device {
             opts.model.providers = Provider::parse_list(d).map_err(|e| py_err(py, e))?;
+        }
+        if opts.model.runtime_library.is_none() {
+            opts.model.runtime_library = onnxruntime_wheel(py);
         }
         if strict {
             opts.model.fallback = Fallback::Error;

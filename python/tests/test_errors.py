@@ -124,6 +124,19 @@ def test_runtime_unavailable(model):
     assert "raised runtime_unavailable" in out.stdout, out.stdout + out.stderr
 
 
+def test_finds_the_onnxruntime_wheel_in_this_interpreter(model):
+    # No SPLITSOUND_ORT_LIB: the library of the onnxruntime wheel installed in
+    # this interpreter (scripts/test-python.sh installs it), found without a subprocess.
+    code = (
+        "import splitsound as ss\n"
+        f"sep = ss.Separator({str(model)!r})\n"
+        "print('provider', sep.provider)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("SPLITSOUND_ORT_LIB", "ORT_DYLIB_PATH")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and "provider cpu" in out.stdout, out.stdout + out.stderr
+
+
 def test_exception_in_progress_cancels(demo, tmp_path):
     class Stop(Exception):
         pass

@@ -35,7 +35,7 @@ pub use neural::{Chunking, NeuralBuilder, NeuralOptions, NeuralSeparator};
 pub use onnx::provider_usable;
 pub use providers::{Fallback, Provider};
 #[cfg(feature = "onnx")]
-pub use runtime::{Runtime, candidates as runtime_candidates, runtime};
+pub use runtime::{Runtime, allow_python_probe, candidates as runtime_candidates, package_library, runtime};
 
 use crate::error::{Error, Result};
 

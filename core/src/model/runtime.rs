@@ -1,13 +1,20 @@
 //! Finding and loading the ONNX Runtime shared library.
 //!
 //! Order: an explicit path → `SPLITSOUND_ORT_LIB` → `ORT_DYLIB_PATH` → the
-//! `onnxruntime` (or `onnxruntime-gpu`) Python package, asked of `python3` →
-//! the system's library names (found through the loader's search path). The
+//! `onnxruntime` (or `onnxruntime-gpu`) Python package, asked of `python3`,
+//! when the program opts in ([`allow_python_probe`]; `SPLITSOUND_ORT_PYTHON=1`)
+//! → the system's library names (found through the loader's search path). The
 //! first that loads and is new enough (ONNX Runtime ≥ 1.31) wins, for the whole
 //! process: ONNX Runtime can be loaded once.
+//!
+//! The probe starts a `python3` process, which a library inside a plugin host
+//! or a server should not do unasked: the `splitsound` command opts in, the
+//! Python package finds the wheel in its own interpreter and passes the path,
+//! and everything else names the library or relies on the system's.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
@@ -67,6 +74,18 @@ pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime> {
     Err(Error::RuntimeUnavailable { tried, detail: last })
 }
 
+static PYTHON_PROBE: AtomicBool = AtomicBool::new(false);
+
+/// Lets [`runtime`] ask `python3` where the `onnxruntime` package's library is
+/// (a subprocess); off unless a program turns it on or `SPLITSOUND_ORT_PYTHON=1`.
+pub fn allow_python_probe(on: bool) {
+    PYTHON_PROBE.store(on, Ordering::Relaxed);
+}
+
+fn python_probe_allowed() -> bool {
+    PYTHON_PROBE.load(Ordering::Relaxed) || std::env::var("SPLITSOUND_ORT_PYTHON").is_ok_and(|v| v == "1")
+}
+
 /// The library paths to try, in order, with where each came from.
 pub fn candidates(explicit: Option<&Path>) -> Vec<(&'static str, PathBuf)> {
     let mut out: Vec<(&'static str, PathBuf)> = Vec::new();
@@ -78,7 +97,9 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<(&'static str, PathBuf)> {
             out.push((if var == "SPLITSOUND_ORT_LIB" { "SPLITSOUND_ORT_LIB" } else { "ORT_DYLIB_PATH" }, v.into()));
         }
     }
-    if let Some(p) = python_package_library() {
+    if python_probe_allowed()
+        && let Some(p) = python_package_library()
+    {
         out.push(("python onnxruntime package", p));
     }
     out.extend(SYSTEM_NAMES.iter().map(|n| ("system", PathBuf::from(n))));
@@ -96,7 +117,13 @@ fn python_package_library() -> Option<PathBuf> {
     if !out.status.success() {
         return None;
     }
-    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim()).join("capi");
+    package_library(Path::new(String::from_utf8(out.stdout).ok()?.trim()))
+}
+
+/// The runtime library inside an `onnxruntime` Python package folder (the one
+/// holding its `__init__.py`): `capi/libonnxruntime.*`, not its provider libraries.
+pub fn package_library(package_dir: &Path) -> Option<PathBuf> {
+    let dir = package_dir.join("capi");
     let mut libs: Vec<PathBuf> = std::fs::read_dir(&dir)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
