@@ -21,20 +21,7 @@ fn input(case: &str) -> AudioBuffer {
 /// Separates `case` as the reference did and returns the largest error relative
 /// to the reference's peak.
 fn run_case(case: &str, batch: usize) -> f32 {
-    let want = reference_in(&dir().join("refs"), &format!("{case}_output"));
-    let p = &want.params;
-    let offsets: Vec<usize> = p["offsets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-    let opts = NeuralOptions {
-        overlap: Some(p["overlap"].as_f64().unwrap()),
-        shifts: Some(p["shifts"].as_u64().unwrap() as u32),
-        shift_offsets: Some(offsets),
-        batch,
-        ..NeuralOptions::default()
-    };
-    let package = dir().join(format!("{}.json", p["package"].as_str().unwrap()));
-    let mut sep = NeuralSeparator::load(package, opts).unwrap();
-    let stems = sep.separate(&input(case), &SeparateOptions::default()).unwrap();
-    stems_error(&stems, &want)
+    apply_model_case(&dir().join("refs"), &dir(), case, batch)
 }
 
 #[test]

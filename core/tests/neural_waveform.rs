@@ -23,21 +23,7 @@ fn demucs_refs() -> PathBuf {
 
 /// A case of parity_demucs.py through the waveform package of the same weights.
 fn apply_model_case(case: &str, batch: usize) -> f32 {
-    let want = reference_in(&demucs_refs(), &format!("{case}_output"));
-    let p = &want.params;
-    let offsets: Vec<usize> = p["offsets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-    let opts = NeuralOptions {
-        overlap: Some(p["overlap"].as_f64().unwrap()),
-        shifts: Some(p["shifts"].as_u64().unwrap() as u32),
-        shift_offsets: Some(offsets),
-        batch,
-        ..NeuralOptions::default()
-    };
-    let package = dir().join(format!("{}.json", p["package"].as_str().unwrap()));
-    let mut sep = NeuralSeparator::load(package, opts).unwrap();
-    let input = reference_input(&demucs_refs(), case, 44100);
-    let stems = sep.separate(&input, &SeparateOptions::default()).unwrap();
-    stems_error(&stems, &want)
+    common::apply_model_case(&demucs_refs(), &dir(), case, batch)
 }
 
 #[test]

@@ -257,22 +257,24 @@ fn window(kind: WaveWindow, seg: usize, power: f32, fade: Option<usize>) -> Vec<
 /// A graph that maps segments of the (normalised) mix to stem segments, and
 /// how its segments are chunked.
 pub(crate) trait SegmentNet: Send {
-    fn segment(&self) -> usize;
-    fn channels(&self) -> usize;
-    fn segments(&self) -> &Segments;
+    /// Samples per segment, channels, and the chunking.
+    fn shape(&self) -> (usize, usize, &Segments);
+    fn segment(&self) -> usize {
+        self.shape().0
+    }
+    fn channels(&self) -> usize {
+        self.shape().1
+    }
+    fn segments(&self) -> &Segments {
+        self.shape().2
+    }
     /// Runs file `file` of the package on `segments` (each `segment()` long).
     fn run(&mut self, model: &mut Model, file: usize, segments: &[Vec<Vec<f32>>]) -> Result<Vec<StemAudio>>;
 }
 
 impl SegmentNet for Hybrid {
-    fn segment(&self) -> usize {
-        self.segment
-    }
-    fn channels(&self) -> usize {
-        self.channels
-    }
-    fn segments(&self) -> &Segments {
-        &self.chunks
+    fn shape(&self) -> (usize, usize, &Segments) {
+        (self.segment, self.channels, &self.chunks)
     }
     fn run(&mut self, model: &mut Model, file: usize, segments: &[Vec<Vec<f32>>]) -> Result<Vec<StemAudio>> {
         run_batch(model, file, self, segments)
@@ -334,14 +336,8 @@ impl WaveNet {
 }
 
 impl SegmentNet for WaveNet {
-    fn segment(&self) -> usize {
-        self.segment
-    }
-    fn channels(&self) -> usize {
-        self.channels
-    }
-    fn segments(&self) -> &Segments {
-        &self.chunks
+    fn shape(&self) -> (usize, usize, &Segments) {
+        (self.segment, self.channels, &self.chunks)
     }
     fn run(&mut self, model: &mut Model, file: usize, segments: &[Vec<Vec<f32>>]) -> Result<Vec<StemAudio>> {
         let (b, c, l, s) = (segments.len(), self.channels, self.segment, self.stems);

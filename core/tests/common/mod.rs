@@ -154,3 +154,26 @@ pub fn windows_error(stems: &splitsound_core::Stems, want: &RefArray) -> f32 {
     }
     err / peak(&want.real)
 }
+
+/// A case of python/tools/parity_demucs.py (`refs/<case>_output` with its
+/// overlap, shifts and recorded shift offsets) run through the package of
+/// the same name in `packages`; the largest error relative to the peak.
+#[cfg(feature = "onnx")]
+pub fn apply_model_case(refs: &std::path::Path, packages: &std::path::Path, case: &str, batch: usize) -> f32 {
+    use splitsound_core::model::{NeuralOptions, NeuralSeparator};
+    use splitsound_core::{SeparateOptions, Separator};
+    let want = reference_in(refs, &format!("{case}_output"));
+    let p = &want.params;
+    let offsets: Vec<usize> = p["offsets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let opts = NeuralOptions {
+        overlap: Some(p["overlap"].as_f64().unwrap()),
+        shifts: Some(p["shifts"].as_u64().unwrap() as u32),
+        shift_offsets: Some(offsets),
+        batch,
+        ..NeuralOptions::default()
+    };
+    let package = packages.join(format!("{}.json", p["package"].as_str().unwrap()));
+    let mut sep = NeuralSeparator::load(package, opts).unwrap();
+    let stems = sep.separate(&reference_input(refs, case, 44100), &SeparateOptions::default()).unwrap();
+    stems_error(&stems, &want)
+}
