@@ -165,14 +165,7 @@ pub fn rm_cmd(name: &str) -> ExitCode {
 
 /// `model verify [NAME]`: every installed model when no name is given.
 pub fn verify_cmd(name: Option<&str>, as_json: bool) -> ExitCode {
-    let run = || -> Result<Vec<(String, Vec<splitsound_core::registry::FileCheck>)>, Error> {
-        let cache = ModelCache::from_env()?;
-        let names: Vec<String> = match name {
-            Some(n) => vec![n.to_string()],
-            None => cache.installed()?.into_iter().map(|m| m.entry.name).collect(),
-        };
-        names.into_iter().map(|n| Ok((n.clone(), cache.verify(&n)?))).collect()
-    };
+    let run = || ModelCache::from_env()?.verify_models(name);
     let results = match run() {
         Ok(r) => r,
         Err(e) => return fail(e, as_json),

@@ -600,19 +600,9 @@ fn _models_remove(py: Python<'_>, name: &str) -> PyResult<bool> {
 #[pyo3(signature = (name=None))]
 fn _models_verify(py: Python<'_>, name: Option<&str>) -> PyResult<String> {
     let cache = model_cache(py)?;
-    let run = || -> Result<serde_json::Map<String, serde_json::Value>, Error> {
-        let names: Vec<String> = match name {
-            Some(n) => vec![n.to_string()],
-            None => cache.installed()?.into_iter().map(|m| m.entry.name).collect(),
-        };
-        let mut out = serde_json::Map::new();
-        for n in names {
-            let checks = cache.verify(&n)?;
-            out.insert(n, serde_json::to_value(checks).expect("checks serialise"));
-        }
-        Ok(out)
-    };
-    let out = py.detach(run).map_err(|e| py_err(py, e))?;
+    let checks = py.detach(|| cache.verify_models(name)).map_err(|e| py_err(py, e))?;
+    let out: serde_json::Map<String, serde_json::Value> =
+        checks.into_iter().map(|(n, c)| (n, serde_json::to_value(c).expect("checks serialise"))).collect();
     Ok(serde_json::Value::Object(out).to_string())
 }
 

@@ -214,6 +214,16 @@ impl ModelCache {
         Ok(out)
     }
 
+    /// [`ModelCache::verify`] of model `name`, or of every installed model
+    /// when `None`: (name, checks) in name order.
+    pub fn verify_models(&self, name: Option<&str>) -> Result<Vec<(String, Vec<FileCheck>)>> {
+        let names: Vec<String> = match name {
+            Some(n) => vec![n.to_string()],
+            None => self.installed()?.into_iter().map(|m| m.entry.name).collect(),
+        };
+        names.into_iter().map(|n| Ok((n.clone(), self.verify(&n)?))).collect()
+    }
+
     /// The exclusive lock on model `name`, held until the file is dropped.
     pub(super) fn lock(&self, name: &str) -> Result<File> {
         let (f, path) = self.lock_file(name)?;
