@@ -230,7 +230,8 @@ struct SeparateArgs {
     /// demucs models: average over this many randomly shifted runs (default: the model's)
     #[arg(long)]
     shifts: Option<u32>,
-    /// Seed of the random shifts; the same seed gives the same output
+    /// Seed of the random shifts (and of a text-prompted model's noise and
+    /// watermark message); the same seed gives the same output
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Neural models: segments per inference run
@@ -280,9 +281,24 @@ struct SeparateArgs {
     /// Only write these stems (comma-separated)
     #[arg(long, value_delimiter = ',', conflicts_with = "query")]
     stems: Option<Vec<String>>,
-    /// Describe what you want, e.g. "remove the vocals", "just the drums"
+    /// Describe what you want, e.g. "remove the vocals", "just the drums";
+    /// with a text-prompted model (SAM-Audio), any sound: "a dog barking"
     #[arg(short, long)]
     query: Option<String>,
+    /// A text-prompted model (a SAM-Audio package or a model name) for
+    /// descriptions that name no stem of the -m model: it writes the
+    /// described sound (target) and everything else (residual)
+    #[arg(long)]
+    text_model: Option<String>,
+    /// Text-prompted models: the ODE's initial noise, a .npy of float32
+    /// [frames, 2C] or [1, frames, 2C] (frames = ceil(samples at 48 kHz / 1920)),
+    /// to repeat a reference run; drawn from --seed otherwise
+    #[arg(long)]
+    ode_noise: Option<PathBuf>,
+    /// Text-prompted models: the codec watermark's message, a .npy of 0/1
+    /// [2, bits] (the target's row, then the residual's); drawn from --seed otherwise
+    #[arg(long)]
+    watermark_message: Option<PathBuf>,
     /// Output directory
     #[arg(short, long, default_value = "separated")]
     out: PathBuf,
@@ -603,11 +619,60 @@ fn neural_options(args: &SeparateArgs) -> Result<NeuralOptions, Error> {
         wiener_win_len: args.wiener_win_len,
         segment_secs: args.segment_secs,
         chunking: args.chunking,
+        prompt: core::model::TextPrompt::default(),
     })
 }
 
 fn load_neural(args: &SeparateArgs) -> Result<NeuralSeparator, Error> {
     NeuralSeparator::load(&args.model[0], neural_options(args)?)
+}
+
+/// Whether the package at `path` is a text-prompted model (its manifest says so).
+fn is_text_model(path: &str) -> bool {
+    let m = core::model::manifest_path(Path::new(path));
+    core::model::Manifest::from_file(&m).is_ok_and(|m| m.family == core::model::Family::SamAudio)
+}
+
+/// The text-prompted model at `path`, asked for `description`, with the
+/// draws of --ode-noise/--watermark-message or --seed.
+fn load_text_model(path: &str, description: &str, args: &SeparateArgs) -> Result<NeuralSeparator, Error> {
+    let base = neural_options(args)?;
+    let prompt = core::model::TextPrompt {
+        description: Some(description.to_string()),
+        ode_noise: args.ode_noise.as_deref().map(|p| read_npy(p, "--ode-noise", 3)).transpose()?,
+        watermark_message: args
+            .watermark_message
+            .as_deref()
+            .map(|p| read_npy(p, "--watermark-message", 2))
+            .transpose()?,
+    };
+    NeuralSeparator::load(path, NeuralOptions { prompt, ..base })
+}
+
+/// A .npy array of float32, float64 or int64 as `f32`s, row-major; at most
+/// `rank` dimensions, leading ones of size 1 allowed beyond that.
+fn read_npy(path: &Path, flag: &'static str, rank: usize) -> Result<Vec<f32>, Error> {
+    use ndarray_npy::ReadNpyExt;
+    let bad = |actual: String| Error::InvalidArgument {
+        name: flag,
+        expected: format!("a .npy file of float32, float64 or int64 values with at most {rank} dimensions"),
+        actual,
+    };
+    let read = || std::fs::File::open(path).map_err(|e| Error::Io { path: Some(path.to_path_buf()), source: e });
+    let a: ndarray::ArrayD<f32> = match ndarray::ArrayD::<f32>::read_npy(read()?) {
+        Ok(a) => a,
+        Err(_) => match ndarray::ArrayD::<f64>::read_npy(read()?) {
+            Ok(a) => a.mapv(|x| x as f32),
+            Err(_) => ndarray::ArrayD::<i64>::read_npy(read()?)
+                .map_err(|e| bad(format!("{}: {e}", path.display())))?
+                .mapv(|x| x as f32),
+        },
+    };
+    let shape = a.shape();
+    if shape.len() > rank && shape[..shape.len() - rank].iter().any(|&d| d != 1) {
+        return Err(bad(format!("{}: shape {shape:?}", path.display())));
+    }
+    Ok(a.iter().copied().collect())
 }
 
 /// Several `-m`, or an ensemble file.
@@ -754,10 +819,14 @@ fn fraction(p: &Progress) -> f64 {
 
 fn separate(mut args: SeparateArgs) -> ExitCode {
     // Model names become the cache's paths (fetched first with --download).
-    for i in 0..args.model.len() {
-        if models::is_model_name(&args.model[i]) {
-            match models::resolve(&args.model[i], &args.registry, args.download, args.json) {
-                Ok(path) => args.model[i] = path,
+    for i in 0..args.model.len() + 1 {
+        let Some(name) = (if i < args.model.len() { Some(&args.model[i]) } else { args.text_model.as_ref() }) else {
+            continue;
+        };
+        if models::is_model_name(name) {
+            match models::resolve(name, &args.registry, args.download, args.json) {
+                Ok(path) if i < args.model.len() => args.model[i] = path,
+                Ok(path) => args.text_model = Some(path),
                 Err(e) => {
                     let code = match &e {
                         Error::Cancelled => EXIT_CANCELLED,
@@ -796,6 +865,8 @@ fn separate(mut args: SeparateArgs) -> ExitCode {
             actual: "--ensemble/--weights with one model".into(),
         });
     }
+    // Set when a text-prompted model takes the query: isolate or remove what it describes.
+    let mut text_mode = None;
     let mut sep: Box<dyn Separator> = if ensemble {
         match load_ensemble(&args) {
             Ok(s) => {
@@ -821,7 +892,26 @@ fn separate(mut args: SeparateArgs) -> ExitCode {
             Err(e) => return fail_usage(e),
         }
     } else {
-        match load_neural(&args) {
+        let loaded = if is_text_model(&args.model[0]) {
+            // The model is text-prompted: the query is its description.
+            let Some(q) = &args.query else {
+                return fail_usage(Error::InvalidArgument {
+                    name: "--query",
+                    expected: "a description of the sound to separate (this model is text-prompted)".into(),
+                    actual: "none".into(),
+                });
+            };
+            match core::text_query(q) {
+                Ok(t) => {
+                    text_mode = Some(t.mode);
+                    load_text_model(&args.model[0], &t.description, &args)
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            load_neural(&args)
+        };
+        match loaded {
             Ok(s) => {
                 if !args.json {
                     eprintln!("model {} runs on {}", s.model().manifest().name, s.provider());
@@ -842,8 +932,9 @@ fn separate(mut args: SeparateArgs) -> ExitCode {
             }
         }
     };
-    let selection = match (&args.stems, &args.query) {
+    let mut selection = match (&args.stems, &args.query) {
         (Some(s), _) => StemSelection::Stems(s.clone()),
+        (None, Some(_)) if text_mode.is_some() => StemSelection::All,
         (None, Some(q)) => StemSelection::Query(q.clone()),
         (None, None) => StemSelection::All,
     };
@@ -853,17 +944,54 @@ fn separate(mut args: SeparateArgs) -> ExitCode {
                 return fail_usage(e);
             }
         }
-        StemSelection::Query(q) => match core::resolve_query(q, sep.stems()) {
-            Ok(r) => {
+        StemSelection::Query(q) => match core::plan_query(q, sep.stems(), args.text_model.is_some()) {
+            Ok(core::QueryPlan::Stems(r)) => {
                 for n in &r.notes {
                     if !args.json {
                         eprintln!("note: {n}");
                     }
                 }
             }
+            Ok(core::QueryPlan::Text(t)) => {
+                // No stem of -m is described: the text-prompted model separates it.
+                let path = args.text_model.clone().expect("planned with a text model");
+                match load_text_model(&path, &t.description, &args) {
+                    Ok(s) => {
+                        if !args.json {
+                            eprintln!(
+                                "note: no stem of {} is \"{q}\"; {} separates \"{}\"",
+                                sep.name(),
+                                s.name(),
+                                t.description
+                            );
+                        }
+                        emit(
+                            json!({"event": "model", "name": s.name(), "provider": s.provider().to_string(), "description": t.description}),
+                        );
+                        sep = Box::new(s);
+                        text_mode = Some(t.mode);
+                        selection = StemSelection::All;
+                    }
+                    Err(e) => {
+                        let code = if is_usage_error(&e) { EXIT_USAGE } else { EXIT_FAILED };
+                        if args.json {
+                            println!("{}", error_json(Some(Path::new(&path)), &e));
+                        } else {
+                            eprintln!("error: {e}");
+                        }
+                        return ExitCode::from(code);
+                    }
+                }
+            }
             Err(e) => return fail_usage(e),
         },
         StemSelection::All => {}
+    }
+    if let Some(mode) = text_mode
+        && !args.json
+    {
+        let keep = if mode == core::QueryMode::Remove { "residual (everything but it)" } else { "target" };
+        eprintln!("note: the described sound is written as target, the rest as residual; you asked for the {keep}");
     }
     // Two inputs with the same name would write to the same folder.
     let mut seen = std::collections::HashMap::new();

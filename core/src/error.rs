@@ -51,7 +51,11 @@ pub enum Error {
     UnknownStem { stem: String, available: Vec<String> },
 
     /// A description could not be mapped to the separator's stems.
-    #[error("could not understand \"{query}\"; describe one of: {}", stems.join(", "))]
+    #[error(
+        "could not understand \"{query}\"; describe one of: {} (a text-prompted model, such as SAM-Audio, \
+         would separate any described sound)",
+        stems.join(", ")
+    )]
     UnresolvedQuery { query: String, stems: Vec<String> },
 
     // ----- input audio --------------------------------------------------------------------

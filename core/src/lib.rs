@@ -35,7 +35,7 @@ pub use error::{Error, ErrorKind, Limit, Result};
 pub use job::{FileJobOptions, FileJobReport, StemSelection, WrittenStem, check_names, select_stems, separate_file};
 #[cfg(feature = "neural")]
 pub use load::{EnsembleSpec, is_model_package, load_ensemble, load_separator};
-pub use query::{QueryMode, QueryResolution, resolve_query};
+pub use query::{QueryMode, QueryPlan, QueryResolution, TextQuery, plan_query, resolve_query, text_query};
 pub use realtime::{ProcessError, RealtimeSeparator, ThreadedOptions, Underrun};
 pub use resample::{StreamResampler, resample, resampled_len};
 pub use separator::{CancelToken, Progress, SeparateOptions, Separator, Stage, Stems, separate_audio};

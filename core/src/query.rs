@@ -227,6 +227,89 @@ pub fn resolve_query(query: &str, stems: &[String]) -> Result<QueryResolution> {
     Ok(QueryResolution { targets, mode, notes })
 }
 
+/// Where a description goes: to the stems of a model with fixed stems, or,
+/// when none of them is described and a text-prompted model is at hand, to it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "route", rename_all = "snake_case")]
+pub enum QueryPlan {
+    Stems(QueryResolution),
+    Text(TextQuery),
+}
+
+/// A description for a text-prompted model: the sound, without the words
+/// that say what to do with it, and whether the user wants it or everything but it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TextQuery {
+    pub description: String,
+    pub mode: QueryMode,
+}
+
+/// Routes `query`: descriptions that name a stem of `stems` resolve to it
+/// ([`resolve_query`]); anything else goes to a text-prompted model when
+/// `text_model` says one is configured, and otherwise fails with
+/// [`Error::UnresolvedQuery`], whose message says that one would serve it.
+pub fn plan_query(query: &str, stems: &[String], text_model: bool) -> Result<QueryPlan> {
+    match resolve_query(query, stems) {
+        Ok(r) => Ok(QueryPlan::Stems(r)),
+        Err(e @ Error::UnresolvedQuery { .. }) if !text_model => Err(e),
+        Err(Error::UnresolvedQuery { .. }) => text_query(query).map(QueryPlan::Text),
+        Err(e) => Err(e),
+    }
+}
+
+/// Leading phrases that say what to do with the sound, longest first.
+const INTENT_PREFIXES: &[(&str, QueryMode)] = &[
+    ("everything except", QueryMode::Remove),
+    ("everything but", QueryMode::Remove),
+    ("all except", QueryMode::Remove),
+    ("get rid of", QueryMode::Remove),
+    ("take out", QueryMode::Remove),
+    ("remove", QueryMode::Remove),
+    ("without", QueryMode::Remove),
+    ("suppress", QueryMode::Remove),
+    ("eliminate", QueryMode::Remove),
+    ("mute", QueryMode::Remove),
+    ("delete", QueryMode::Remove),
+    ("erase", QueryMode::Remove),
+    ("cut", QueryMode::Remove),
+    ("no", QueryMode::Remove),
+    ("isolate", QueryMode::Isolate),
+    ("extract", QueryMode::Isolate),
+    ("separate", QueryMode::Isolate),
+    ("keep only", QueryMode::Isolate),
+    ("keep", QueryMode::Isolate),
+    ("only", QueryMode::Isolate),
+    ("just", QueryMode::Isolate),
+    ("give me", QueryMode::Isolate),
+    ("get", QueryMode::Isolate),
+];
+
+/// The description a text-prompted model is given for `query`: "remove the
+/// crowd noise" → ("the crowd noise", remove); "a dog barking" → itself, isolate.
+pub fn text_query(query: &str) -> Result<TextQuery> {
+    let mut rest = query.trim();
+    let mut mode = QueryMode::Isolate;
+    // At most two phrases: "just isolate the dog".
+    for _ in 0..2 {
+        let lower = rest.to_lowercase();
+        let Some(&(p, m)) = INTENT_PREFIXES.iter().find(|(p, _)| {
+            let after = lower.strip_prefix(p);
+            after.is_some_and(|a| a.is_empty() || a.starts_with(|c: char| c.is_whitespace() || c == ':' || c == ','))
+        }) else {
+            break;
+        };
+        if m == QueryMode::Remove {
+            mode = m;
+        }
+        rest = rest[p.len()..].trim_start_matches(|c: char| c.is_whitespace() || c == ':' || c == ',');
+    }
+    let description = rest.trim_end_matches(|c: char| c.is_whitespace() || matches!(c, '.' | '!' | '?')).to_string();
+    if description.is_empty() {
+        return Err(Error::UnresolvedQuery { query: query.to_string(), stems: vec![] });
+    }
+    Ok(TextQuery { description, mode })
+}
+
 fn push_unique(v: &mut Vec<String>, s: &str) {
     if !v.iter().any(|x| x == s) {
         v.push(s.to_string());
@@ -302,6 +385,27 @@ mod tests {
         assert_eq!(resolve_query("instrumental", &c).unwrap().mode, QueryMode::Remove);
         let rp = s(&["foreground", "background"]);
         assert_eq!(resolve_query("the voice", &rp).unwrap().targets, ["foreground"]);
+    }
+
+    #[test]
+    fn descriptions_route_to_stems_or_the_text_model() {
+        let four = s(&["drums", "bass", "other", "vocals"]);
+        assert!(matches!(plan_query("remove the vocals", &four, true), Ok(QueryPlan::Stems(_))));
+        let t = |q: &str| match plan_query(q, &four, true) {
+            Ok(QueryPlan::Text(t)) => (t.description, t.mode),
+            other => panic!("{q}: {other:?}"),
+        };
+        assert_eq!(t("a dog barking"), ("a dog barking".into(), QueryMode::Isolate));
+        assert_eq!(t("Remove the hum of the fridge."), ("the hum of the fridge".into(), QueryMode::Remove));
+        assert_eq!(t("get rid of: the crowd noise"), ("the crowd noise".into(), QueryMode::Remove));
+        assert_eq!(t("just isolate the siren"), ("the siren".into(), QueryMode::Isolate));
+        // "nothing" starts with "no" but is not the word.
+        assert_eq!(t("nothing else"), ("nothing else".into(), QueryMode::Isolate));
+        match plan_query("a dog barking", &four, false) {
+            Err(e @ Error::UnresolvedQuery { .. }) => assert!(e.to_string().contains("text-prompted"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(plan_query("remove", &four, true), Err(Error::UnresolvedQuery { .. })));
     }
 
     #[test]

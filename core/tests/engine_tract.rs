@@ -134,3 +134,29 @@ fn the_engine_is_named_in_options_json() {
     assert!(matches!("torch".parse::<Engine>(), Err(Error::InvalidArgument { name: "engine", .. })));
     assert!(serde_json::from_str::<NeuralOptions>(r#"{"model": {"engine": "torch"}}"#).is_err());
 }
+
+/// SAM-Audio's four graphs on tract: the batch of the reference data
+/// (python/tools/parity_sam_audio.py), as on ONNX Runtime.
+#[cfg(feature = "sam-audio")]
+#[test]
+fn sam_audio_matches_the_reference_on_tract() {
+    use splitsound_core::model::Described;
+    let dir = data("sam-audio");
+    let refs = |n: &str| reference_in(&dir.join("refs"), n);
+    let opts = NeuralOptions { model: tract(), ..NeuralOptions::default() };
+    let mut sep = NeuralSeparator::load(dir.join("sam-audio-tiny.json"), opts).unwrap();
+    let inputs: Vec<RefArray> = (0..2).map(|i| refs(&format!("input_{i}"))).collect();
+    let prompts: Vec<String> = inputs.iter().map(|r| r.params["prompt"].as_str().unwrap().to_string()).collect();
+    let items: Vec<Described> =
+        (0..2).map(|i| Described { audio: &inputs[i].real, description: &prompts[i] }).collect();
+    let (noise, msg) = (refs("ode_noise").real, refs("watermark_message").real);
+    let out = sep.separate_described(&items, Some(&noise), Some(&msg), &SeparateOptions::default()).unwrap();
+    for (i, pair) in out.iter().enumerate() {
+        for (got, name) in pair.iter().zip(["target", "residual"]) {
+            let want = refs(&format!("{name}_{i}")).real;
+            let e = max_abs_diff(got, &want) / peak(&want);
+            println!("item {i} {name}: {e:.2e} of peak");
+            assert!(e < 1e-5, "item {i} {name}: {e:.2e}");
+        }
+    }
+}

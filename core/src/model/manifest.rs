@@ -85,6 +85,10 @@ pub enum Family {
     /// our `export_demucs.py --stft-in-graph`, demucs-onnx's exports. Chunked
     /// as its `"waveform"` section says.
     Waveform,
+    /// Meta's SAM-Audio: a text-prompted target and its residual, from four
+    /// graphs (text encoder, codec encoder, velocity, codec decoder) and a
+    /// tokenizer, as its `"sam_audio"` section says.
+    SamAudio,
 }
 
 /// The overlap-add window of the `waveform` family.
@@ -188,6 +192,7 @@ impl BareWaveform {
             msst: None,
             roformer: None,
             mdx23c: None,
+            sam_audio: None,
             waveform: Some(WaveformParams {
                 window: self.window.unwrap_or(WaveWindow::Triangular),
                 transition_power: self.transition_power.unwrap_or(1.0),
@@ -197,10 +202,7 @@ impl BareWaveform {
             defaults: Defaults { overlap: self.overlap.unwrap_or(0.25), shifts: 0 },
             inputs: vec![TensorSpec { name: input.name.clone(), shape: vec![input.shape[0], c, l] }],
             outputs: vec![TensorSpec { name: output.name.clone(), shape: vec![output.shape[0], s, c, l] }],
-            files: vec![ModelFile {
-                path: onnx.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-                stem_weights: None,
-            }],
+            files: vec![ModelFile::new(onnx.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())],
         };
         m.validate().map_err(bad)?;
         Ok(m)
@@ -295,6 +297,32 @@ pub struct Mdx23cParams {
     pub dim_f: usize,
 }
 
+/// SAM-Audio's pipeline (`python/tools/export_sam_audio.py` writes it): the
+/// codec's hop and latent channels, the T5 tokenizer, the ODE and the codec
+/// watermark's message size. `segment_samples` is the chunk a long input is
+/// cut into (a multiple of `hop_length`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamAudioParams {
+    /// Samples per latent frame (1920 at 48 kHz: 25 frames a second).
+    pub hop_length: usize,
+    /// The codec's latent channels (C); the velocity works on 2C (target, residual).
+    pub latent_channels: usize,
+    /// The tokenizer.json of the text encoder, relative to the manifest.
+    pub tokenizer: String,
+    /// Longest description in tokens, `</s>` included (T5's 512).
+    pub text_max_length: usize,
+    /// Midpoint steps from t = 0 to 1 (16: two velocity evaluations each).
+    pub ode_steps: usize,
+    /// Bits of the codec watermark's message (16).
+    pub watermark_bits: usize,
+    /// The anchor id of padded frames (`<pad>` = the number of anchors); valid
+    /// frames take `<null>`, 0, when no time span is given.
+    pub pad_anchor: u32,
+    /// Samples two consecutive chunks share and cross-fade over (a multiple of `hop_length`).
+    pub crossfade_samples: usize,
+}
+
 /// A named tensor and its shape (`-1` = free).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -312,6 +340,19 @@ pub struct ModelFile {
     /// Weight of each stem when averaging a bag; all ones if absent.
     #[serde(default)]
     pub stem_weights: Option<Vec<f32>>,
+    /// This file's own inputs and outputs, where a package's graphs differ
+    /// (`sam-audio`); otherwise the manifest's apply to every file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<TensorSpec>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Vec<TensorSpec>>,
+}
+
+impl ModelFile {
+    /// A file of the manifest's inputs and outputs.
+    pub fn new(path: impl Into<String>) -> Self {
+        Self { path: path.into(), stem_weights: None, inputs: None, outputs: None }
+    }
 }
 
 /// The manifest of a model package.
@@ -346,9 +387,15 @@ pub struct Manifest {
     /// Required for `waveform`.
     #[serde(default)]
     pub waveform: Option<WaveformParams>,
+    /// Required for `sam-audio`.
+    #[serde(default)]
+    pub sam_audio: Option<SamAudioParams>,
     #[serde(default)]
     pub defaults: Defaults,
+    /// The graphs' inputs and outputs; empty where each file names its own.
+    #[serde(default)]
     pub inputs: Vec<TensorSpec>,
+    #[serde(default)]
     pub outputs: Vec<TensorSpec>,
     pub files: Vec<ModelFile>,
 }
@@ -407,8 +454,13 @@ impl Manifest {
         if let Some(stft) = &self.stft {
             crate::stft::Stft::new(*stft).map_err(|e| format!("stft: {e}"))?;
         }
-        for (what, specs) in [("inputs", &self.inputs), ("outputs", &self.outputs)] {
-            if specs.is_empty() {
+        let mut all = vec![("inputs", &self.inputs, false), ("outputs", &self.outputs, false)];
+        for f in &self.files {
+            all.extend(f.inputs.as_ref().map(|s| ("inputs", s, true)));
+            all.extend(f.outputs.as_ref().map(|s| ("outputs", s, true)));
+        }
+        for (what, specs, per_file) in all {
+            if specs.is_empty() && (per_file || self.files.iter().any(|f| f.inputs.is_none() || f.outputs.is_none())) {
                 return Err(format!("{what} is empty"));
             }
             for (i, t) in specs.iter().enumerate() {

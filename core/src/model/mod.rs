@@ -18,6 +18,8 @@ mod onnx;
 mod providers;
 #[cfg(feature = "onnx")]
 mod runtime;
+#[cfg(feature = "sam-audio")]
+mod sam_audio;
 #[cfg(feature = "tract")]
 mod tract;
 mod umx;
@@ -28,14 +30,16 @@ use std::str::FromStr;
 
 pub use manifest::{
     BareWaveform, Defaults, Family, MANIFEST_FORMAT_VERSION, Manifest, MdxParams, ModelFile, MsstParams, Normalisation,
-    Partial, RoformerParams, TensorSpec, WaveWindow, WaveformParams, manifest_path,
+    Partial, RoformerParams, SamAudioParams, TensorSpec, WaveWindow, WaveformParams, manifest_path,
 };
-pub use neural::{Chunking, NeuralBuilder, NeuralOptions, NeuralSeparator};
+pub use neural::{Chunking, NeuralBuilder, NeuralOptions, NeuralSeparator, TextPrompt};
 #[cfg(feature = "onnx")]
 pub use onnx::provider_usable;
 pub use providers::{Fallback, Provider};
 #[cfg(feature = "onnx")]
 pub use runtime::{Runtime, allow_python_probe, candidates as runtime_candidates, package_library, runtime};
+#[cfg(feature = "sam-audio")]
+pub use sam_audio::{Described, MAX_DESCRIPTION_CHARS};
 
 use crate::error::{Error, Result};
 
@@ -362,8 +366,8 @@ impl Model {
         engine: Engine,
     ) -> Result<Model> {
         let mut graphs = Vec::with_capacity(opened.len());
-        for (onnx, graph) in opened {
-            check_graph(&manifest, graph.io()).map_err(|detail| Error::Model { path: onnx, detail })?;
+        for ((onnx, graph), file) in opened.into_iter().zip(&manifest.files) {
+            check_graph(&manifest, file, graph.io()).map_err(|detail| Error::Model { path: onnx, detail })?;
             graphs.push(graph);
         }
         Ok(Model { manifest, manifest_path, graphs, provider, engine })
@@ -416,10 +420,12 @@ impl Model {
     }
 }
 
-/// The manifest's tensors must exist in the graph with the same rank, and every
-/// dimension fixed on both sides must agree.
-fn check_graph(m: &Manifest, io: &GraphIo) -> std::result::Result<(), String> {
-    for (what, want, have) in [("input", &m.inputs, &io.inputs), ("output", &m.outputs, &io.outputs)] {
+/// The manifest's tensors (the file's own, where it names them) must exist in
+/// the graph with the same rank, and every dimension fixed on both sides must agree.
+fn check_graph(m: &Manifest, file: &ModelFile, io: &GraphIo) -> std::result::Result<(), String> {
+    let inputs = file.inputs.as_ref().unwrap_or(&m.inputs);
+    let outputs = file.outputs.as_ref().unwrap_or(&m.outputs);
+    for (what, want, have) in [("input", inputs, &io.inputs), ("output", outputs, &io.outputs)] {
         for w in want {
             let Some(h) = have.iter().find(|h| h.name == w.name) else {
                 let names: Vec<&str> = have.iter().map(|h| h.name.as_str()).collect();

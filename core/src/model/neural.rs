@@ -52,6 +52,23 @@ pub struct NeuralOptions {
     /// put back together (other families ignore it; SCNet refuses
     /// `AudioSeparator`).
     pub chunking: Chunking,
+    /// A text-prompted model (SAM-Audio): what to separate, and optionally
+    /// the draws of a reference run. Other families refuse a description.
+    pub prompt: TextPrompt,
+}
+
+/// What a text-prompted model separates, and the draws that make a run
+/// repeatable. Absent draws come from [`NeuralOptions::seed`].
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TextPrompt {
+    /// The sound to separate, in words: "a dog barking".
+    pub description: Option<String>,
+    /// The ODE's initial noise over the whole input: [frames, 2C] row-major,
+    /// `frames` = ⌈samples at the model's rate / hop⌉ (SAM-Audio's `noise`).
+    pub ode_noise: Option<Vec<f32>>,
+    /// The codec watermark's message: [2, bits] of 0/1, the target's then the residual's.
+    pub watermark_message: Option<Vec<f32>>,
 }
 
 /// How an msst-family model (BS-/Mel-Band RoFormer, MDX23C, SCNet) is run over
@@ -102,6 +119,7 @@ impl Default for NeuralOptions {
             wiener_win_len: 300,
             segment_secs: None,
             chunking: Chunking::Msst,
+            prompt: TextPrompt::default(),
         }
     }
 }
@@ -166,6 +184,8 @@ enum Pipeline {
     Mdx(mdx::Mdx),
     Umx(umx::Umx),
     Msst(msst::Msst),
+    #[cfg(feature = "sam-audio")]
+    SamAudio(Box<super::sam_audio::SamAudio>),
 }
 
 impl std::fmt::Debug for NeuralSeparator {
@@ -218,7 +238,34 @@ impl NeuralSeparator {
             Family::BsRoformer | Family::MelBandRoformer | Family::Mdx23c | Family::Scnet => {
                 Pipeline::Msst(msst::Msst::new(m).map_err(bad)?)
             }
+            #[cfg(feature = "sam-audio")]
+            Family::SamAudio => {
+                Pipeline::SamAudio(Box::new(super::sam_audio::SamAudio::new(m, model.manifest_path()).map_err(bad)?))
+            }
+            #[cfg(not(feature = "sam-audio"))]
+            Family::SamAudio => {
+                return Err(Error::Unsupported {
+                    what: "SAM-Audio models in this build".into(),
+                    suggestion: Some("build splitsound-core with the `sam-audio` feature".into()),
+                });
+            }
         };
+        let text_prompted = m.family == Family::SamAudio;
+        let p = &opts.prompt;
+        if !text_prompted && (p.description.is_some() || p.ode_noise.is_some() || p.watermark_message.is_some()) {
+            return Err(Error::invalid(
+                "description",
+                "none: this model has fixed stems (a text-prompted model, such as SAM-Audio, takes a description)",
+                p.description.as_deref().unwrap_or("(draws)"),
+            ));
+        }
+        if text_prompted && (opts.overlap.is_some() || opts.shifts.is_some() || opts.batch != 1 || opts.denoise) {
+            return Err(Error::invalid(
+                "options",
+                "none of overlap, shifts, batch or denoise for a SAM-Audio model (it chunks by its manifest)",
+                format!("{:?}", (opts.overlap, opts.shifts, opts.batch, opts.denoise)),
+            ));
+        }
         // Other families chunk as their own reference does whatever this says
         // (an ensemble gives every member the same options).
         if opts.chunking == Chunking::AudioSeparator && m.family == Family::Scnet {
@@ -297,8 +344,9 @@ impl Separator for NeuralSeparator {
     fn name(&self) -> &str {
         &self.model.manifest().name
     }
-    fn output_channels(&self, _input_channels: usize) -> usize {
-        self.model.manifest().channels
+    /// The model's channels; a text-prompted model keeps the input's (see [`TextPrompt`]).
+    fn output_channels(&self, input_channels: usize) -> usize {
+        if self.model.manifest().family == Family::SamAudio { input_channels } else { self.model.manifest().channels }
     }
     fn runs_on(&self) -> String {
         match self.model.engine() {
@@ -328,6 +376,8 @@ impl Separator for NeuralSeparator {
                 Some(p.chunk_size * (p.batch_size + 1) + p.chunk_size)
             }
             Pipeline::Umx(_) => self.umx_reach().map(|r| r.core + 2 * r.context),
+            #[cfg(feature = "sam-audio")]
+            Pipeline::SamAudio(_) => None,
         }
     }
 
@@ -338,6 +388,11 @@ impl Separator for NeuralSeparator {
     fn stream<'s>(&'s mut self, spec: StreamSpec, opts: SeparateOptions<'s>) -> Result<Box<dyn StemStream + 's>> {
         check_stream_rate(self.sample_rate(), &spec)?;
         if matches!(self.pipeline, Pipeline::Msst(_)) && self.opts.chunking == Chunking::AudioSeparator {
+            return Ok(Box::new(Whole::new(self, spec, opts)));
+        }
+        #[cfg(feature = "sam-audio")]
+        if matches!(self.pipeline, Pipeline::SamAudio(_)) {
+            // The draws cover the whole input, and the mask policy needs it.
             return Ok(Box::new(Whole::new(self, spec, opts)));
         }
         if matches!(self.pipeline, Pipeline::Umx(_)) {
@@ -359,6 +414,8 @@ impl Separator for NeuralSeparator {
             }
             Pipeline::Msst(ms) => Ok(Box::new(msst::MsstStream::new(&mut self.model, ms, &spec, opts.cancel))),
             Pipeline::Umx(_) => Err(Error::invalid("pipeline", "demucs or mdx", "umx")),
+            #[cfg(feature = "sam-audio")]
+            Pipeline::SamAudio(_) => Err(Error::invalid("pipeline", "demucs or mdx", "sam-audio")),
         }
     }
 
@@ -420,6 +477,10 @@ impl NeuralSeparator {
         if audio.is_empty() {
             return Err(Error::Empty { what: "input audio".into() });
         }
+        #[cfg(feature = "sam-audio")]
+        if let Pipeline::SamAudio(sa) = &self.pipeline {
+            return separate_text(&mut self.model, sa, &self.opts, audio, opts);
+        }
         // Borrow the input when it already has the model's channels (a copy of a
         // long track is hundreds of MB).
         let converted;
@@ -454,11 +515,121 @@ impl NeuralSeparator {
                 msst::separate_mdxc(&mut self.model, ms, input.channels(), opts)?
             }
             Pipeline::Msst(ms) => msst::separate(&mut self.model, ms, input.channels(), opts)?,
+            #[cfg(feature = "sam-audio")]
+            Pipeline::SamAudio(_) => unreachable!("separated above"),
         };
         let mut stems = Vec::with_capacity(names.len());
         for (name, chans) in names.into_iter().zip(out) {
             stems.push((name, AudioBuffer::new(rate, chans)?));
         }
         Stems::new(stems)
+    }
+}
+
+/// A text-prompted model on one input: the mono downmix separated, then
+/// spread over the input's channels (`sam_audio::spread`).
+#[cfg(feature = "sam-audio")]
+fn separate_text(
+    model: &mut Model,
+    sa: &super::sam_audio::SamAudio,
+    o: &NeuralOptions,
+    audio: &AudioBuffer,
+    opts: &SeparateOptions<'_>,
+) -> Result<Stems> {
+    let description = o.prompt.description.as_deref().ok_or_else(|| {
+        Error::invalid("description", "the sound to separate, in words (this is a text-prompted model)", "none")
+    })?;
+    let mono = if audio.num_channels() == 1 { None } else { Some(audio.to_channels(1)?) };
+    let x = mono.as_ref().map_or(audio.channel(0), |m| m.channel(0));
+    let frames = sa.frames(x.len());
+    let mut draws = sa.draw(frames, o.seed);
+    if let Some(n) = &o.prompt.ode_noise {
+        draws.noise = n.clone();
+    }
+    if let Some(m) = &o.prompt.watermark_message {
+        draws.message = m.clone();
+    }
+    let [target, residual] = sa.separate(model, x, description, &draws, opts)?;
+    let rate = audio.sample_rate();
+    let (t, r) = if mono.is_none() {
+        (vec![target], vec![residual])
+    } else {
+        opts.report(crate::separator::Stage::Synthesise, 0, 1);
+        let [t, r] = super::sam_audio::spread(audio.channels(), &target, &residual)?;
+        opts.report(crate::separator::Stage::Synthesise, 1, 1);
+        (t, r)
+    };
+    Stems::new(vec![("target".into(), AudioBuffer::new(rate, t)?), ("residual".into(), AudioBuffer::new(rate, r)?)])
+}
+
+#[cfg(feature = "sam-audio")]
+impl NeuralSeparator {
+    /// Sets what a text-prompted model separates next.
+    pub fn set_description(&mut self, description: impl Into<String>) -> Result<()> {
+        let Pipeline::SamAudio(sa) = &self.pipeline else {
+            return Err(Error::invalid(
+                "description",
+                "a text-prompted model (SAM-Audio)",
+                &self.model.manifest().name,
+            ));
+        };
+        let d = description.into();
+        sa.tokenize(&d)?;
+        self.opts.prompt.description = Some(d);
+        Ok(())
+    }
+
+    /// The token ids a text-prompted model's encoder receives for `description`
+    /// (`</s>` included), or the error a description it cannot take gets.
+    pub fn tokenize(&self, description: &str) -> Result<Vec<u32>> {
+        let Pipeline::SamAudio(sa) = &self.pipeline else {
+            return Err(Error::invalid("model", "a text-prompted model (SAM-Audio)", &self.model.manifest().name));
+        };
+        sa.tokenize(description)
+    }
+
+    /// SAM-Audio's `separate()` on a batch, as its reference computes it: each
+    /// item's mono audio at the model's rate with its description; `noise`
+    /// [B, T, 2C] over the batch's frames and `message` [2B, bits], or drawn
+    /// from the seed. Returns each item's target and residual in whole latent
+    /// frames (`⌈N / hop⌉ · hop` samples, the reference's length), with no
+    /// chunking: memory grows with the square of the longest item.
+    pub fn separate_described(
+        &mut self,
+        items: &[super::sam_audio::Described<'_>],
+        noise: Option<&[f32]>,
+        message: Option<&[f32]>,
+        opts: &SeparateOptions<'_>,
+    ) -> Result<Vec<[Vec<f32>; 2]>> {
+        let Pipeline::SamAudio(sa) = &self.pipeline else {
+            return Err(Error::invalid("model", "a text-prompted model (SAM-Audio)", &self.model.manifest().name));
+        };
+        if items.is_empty() {
+            return Err(Error::Empty { what: "batch".into() });
+        }
+        for it in items {
+            if it.audio.is_empty() {
+                return Err(Error::Empty { what: "input audio".into() });
+            }
+            if let Some(i) = it.audio.iter().position(|x| !x.is_finite()) {
+                return Err(Error::NonFinite { channel: 0, frame: i, value: it.audio[i] });
+            }
+        }
+        let frames = sa.frames(items.iter().map(|i| i.audio.len()).max().unwrap_or(0));
+        let mut draws = sa.draw(frames * items.len(), self.opts.seed);
+        draws.message = (0..items.len()).flat_map(|_| draws.message.clone()).collect();
+        let noise = noise.unwrap_or(&draws.noise);
+        let message = message.unwrap_or(&draws.message);
+        let descriptions: Vec<&str> = items.iter().map(|i| i.description).collect();
+        let text = sa.encode_text(&mut self.model, &descriptions)?;
+        let total = 2 * sa.params().ode_steps as u64;
+        let mut done = 0;
+        let audio: Vec<&[f32]> = items.iter().map(|i| i.audio).collect();
+        sa.run_batch(&mut self.model, &audio, &text, noise, message, &mut || {
+            opts.check_cancel()?;
+            done += 1;
+            opts.report(crate::separator::Stage::Separate, done, total);
+            Ok(())
+        })
     }
 }

@@ -212,10 +212,11 @@ pub(crate) fn manifest(
         roformer: None,
         mdx23c: None,
         waveform: None,
+        sam_audio: None,
         defaults: Defaults { overlap: 0.25, shifts: 0 },
         inputs: vec![TensorSpec { name: input.name.clone(), shape: shape(input) }],
         outputs: vec![TensorSpec { name: output.name.clone(), shape: shape(output) }],
-        files: vec![ModelFile { path: file, stem_weights: None }],
+        files: vec![ModelFile::new(file)],
     };
     let json = serde_json::to_vec(&m).expect("a manifest serialises");
     Manifest::from_json(&json, onnx)
