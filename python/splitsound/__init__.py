@@ -65,6 +65,12 @@ class Separator(_splitsound.Separator):
     cannot run falls back to the next unless ``strict=True``. ``provider`` says
     which runs. ``overlap``, ``shifts``, ``batch``, ``threads`` and ``seed``
     tune neural models; ``options`` takes any of them as JSON.
+
+    A text-prompted model (a SAM-Audio package) separates any sound you
+    describe: ``Separator("sam-audio.json", description="a dog barking")``
+    gives ``{"target": ..., "residual": ...}``. ``ode_noise`` ([frames, 2C])
+    and ``watermark_message`` ([2, bits]) repeat a reference run's draws;
+    otherwise ``seed`` decides them.
     """
 
     def __call__(

@@ -81,6 +81,9 @@ class Separator:
         options: Optional[str] = None,
         ensemble: Optional[str] = None,
         weights: Optional[list[float]] = None,
+        description: Optional[str] = None,
+        ode_noise: Optional[npt.ArrayLike] = None,
+        watermark_message: Optional[npt.ArrayLike] = None,
     ) -> Separator: ...
     @property
     def name(self) -> str: ...

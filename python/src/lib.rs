@@ -80,6 +80,30 @@ fn channels_of(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<(Vec<Vec<f32>>,
     Err(PyTypeError::new_err(format!("expected a numpy array of float32, float64 or int16, got {kind}")))
 }
 
+/// A numpy array of float32, float64 or integers as row-major `f32`s; at most
+/// `rank` dimensions, leading ones of size 1 allowed beyond that.
+fn flat_of(py: Python<'_>, x: &Bound<'_, PyAny>, name: &'static str, rank: usize) -> PyResult<Vec<f32>> {
+    fn flat<T: Copy>(a: ArrayViewD<'_, T>, f: impl Fn(T) -> f32) -> (Vec<usize>, Vec<f32>) {
+        (a.shape().to_vec(), a.iter().map(|&v| f(v)).collect())
+    }
+    let (shape, v) = if let Ok(a) = x.extract::<PyReadonlyArrayDyn<'_, f32>>() {
+        flat(a.as_array(), |v| v)
+    } else if let Ok(a) = x.extract::<PyReadonlyArrayDyn<'_, f64>>() {
+        flat(a.as_array(), |v| v as f32)
+    } else if let Ok(a) = x.extract::<PyReadonlyArrayDyn<'_, i64>>() {
+        flat(a.as_array(), |v| v as f32)
+    } else if let Ok(a) = x.extract::<PyReadonlyArrayDyn<'_, i32>>() {
+        flat(a.as_array(), |v| v as f32)
+    } else {
+        let kind = x.getattr("dtype").map(|d| d.to_string()).unwrap_or_else(|_| x.get_type().to_string());
+        return Err(PyTypeError::new_err(format!("{name}: expected a numpy array of floats or integers, got {kind}")));
+    };
+    if shape.len() > rank && shape[..shape.len() - rank].iter().any(|&d| d != 1) {
+        return Err(invalid(py, name, &format!("at most {rank} dimensions (plus leading ones of size 1)"), format!("shape {shape:?}")));
+    }
+    Ok(v)
+}
+
 /// Planar channels as a numpy array: `[channels, frames]`, or 1-D when `dims` is 1.
 fn to_numpy<'py>(py: Python<'py>, channels: Vec<Vec<f32>>, dims: usize) -> PyResult<Bound<'py, PyAny>> {
     if dims == 1 && channels.len() == 1 {
@@ -379,8 +403,8 @@ struct PySeparator {
 impl PySeparator {
     #[new]
     #[pyo3(
-        signature = (model="builtin:hpss".to_string().into(), device=None, *, strict=false, overlap=None, shifts=None, batch=1, threads=None, seed=0, options=None, ensemble=None, weights=None),
-        text_signature = "(model='builtin:hpss', device=None, *, strict=False, overlap=None, shifts=None, batch=1, threads=None, seed=0, options=None, ensemble=None, weights=None)"
+        signature = (model="builtin:hpss".to_string().into(), device=None, *, strict=false, overlap=None, shifts=None, batch=1, threads=None, seed=0, options=None, ensemble=None, weights=None, description=None, ode_noise=None, watermark_message=None),
+        text_signature = "(model='builtin:hpss', device=None, *, strict=False, overlap=None, shifts=None, batch=1, threads=None, seed=0, options=None, ensemble=None, weights=None, description=None, ode_noise=None, watermark_message=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -396,6 +420,9 @@ impl PySeparator {
         options: Option<&str>,
         ensemble: Option<&str>,
         weights: Option<Vec<f64>>,
+        description: Option<String>,
+        ode_noise: Option<&Bound<'_, PyAny>>,
+        watermark_message: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let mut opts: NeuralOptions = match options {
             Some(json) => serde_json::from_str(json).map_err(|e| invalid(py, "options", "NeuralOptions JSON", e))?,
@@ -415,6 +442,16 @@ impl PySeparator {
         opts.batch = batch;
         opts.seed = seed;
         opts.model.intra_threads = threads.or(opts.model.intra_threads);
+        // A text-prompted model (SAM-Audio): what to separate, and the draws of a reference run.
+        if description.is_some() {
+            opts.prompt.description = description;
+        }
+        if let Some(a) = ode_noise {
+            opts.prompt.ode_noise = Some(flat_of(py, a, "ode_noise", 3)?);
+        }
+        if let Some(a) = watermark_message {
+            opts.prompt.watermark_message = Some(flat_of(py, a, "watermark_message", 2)?);
+        }
         let sep = match model {
             ModelArg::One(spec) => {
                 if ensemble.is_some() || weights.is_some() {
