@@ -786,6 +786,32 @@ splitsound_status splitsound_options_set_shifts(splitsound_options *opts, uint32
 splitsound_status splitsound_options_set_seed(splitsound_options *opts, uint64_t seed);
 
 /**
+ * Text-prompted models (SAM-Audio): the sound to separate, in words ("a dog
+ * barking"); its stems are `target` and `residual`. NULL clears it. Other
+ * models refuse a description when the separator is made.
+ */
+splitsound_status splitsound_options_set_description(splitsound_options *opts,
+                                                     const char *description);
+
+/**
+ * Text-prompted models: the ODE's initial noise over the whole input,
+ * `[frames, 2C]` row-major (`frames` = ceil(samples at the model's rate /
+ * its hop)), as a reference run drew it; NULL and 0 restore drawing it from
+ * the seed. The shape is checked when separating.
+ */
+splitsound_status splitsound_options_set_ode_noise(splitsound_options *opts,
+                                                   const float *noise,
+                                                   size_t len);
+
+/**
+ * Text-prompted models: the codec watermark's message, `[2, bits]` of 0 or 1
+ * (the target's row, then the residual's); NULL and 0 restore drawing it from the seed.
+ */
+splitsound_status splitsound_options_set_watermark_message(splitsound_options *opts,
+                                                           const float *bits,
+                                                           size_t len);
+
+/**
  * Segments per inference call (graphs exported with a free batch axis).
  */
 splitsound_status splitsound_options_set_batch(splitsound_options *opts, size_t batch);

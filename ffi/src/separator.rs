@@ -202,6 +202,65 @@ pub unsafe extern "C" fn splitsound_options_set_seed(opts: *mut splitsound_optio
     })
 }
 
+/// Text-prompted models (SAM-Audio): the sound to separate, in words ("a dog
+/// barking"); its stems are `target` and `residual`. NULL clears it. Other
+/// models refuse a description when the separator is made.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splitsound_options_set_description(
+    opts: *mut splitsound_options,
+    description: *const c_char,
+) -> splitsound_status {
+    with_options(opts, |o| {
+        o.neural.prompt.description =
+            // SAFETY: a string or NULL.
+            if description.is_null() { None } else { Some(unsafe { arg_str(description, "description") }?.to_string()) };
+        Ok(())
+    })
+}
+
+/// `len` floats from `p`, or None for NULL with `len` 0.
+unsafe fn floats(p: *const f32, len: usize, name: &str) -> Result<Option<Vec<f32>>, Failure> {
+    match (p.is_null(), len) {
+        (true, 0) => Ok(None),
+        (true, _) => Err(Failure::invalid(format!("{name} is NULL with a length of {len}"))),
+        (false, 0) => Err(Failure::invalid(format!("{name}: a length of 0"))),
+        // SAFETY: the caller passes `len` readable floats.
+        (false, n) => Ok(Some(unsafe { std::slice::from_raw_parts(p, n) }.to_vec())),
+    }
+}
+
+/// Text-prompted models: the ODE's initial noise over the whole input,
+/// `[frames, 2C]` row-major (`frames` = ceil(samples at the model's rate /
+/// its hop)), as a reference run drew it; NULL and 0 restore drawing it from
+/// the seed. The shape is checked when separating.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splitsound_options_set_ode_noise(
+    opts: *mut splitsound_options,
+    noise: *const f32,
+    len: usize,
+) -> splitsound_status {
+    with_options(opts, |o| {
+        // SAFETY: `len` floats, or NULL and 0.
+        o.neural.prompt.ode_noise = unsafe { floats(noise, len, "noise") }?;
+        Ok(())
+    })
+}
+
+/// Text-prompted models: the codec watermark's message, `[2, bits]` of 0 or 1
+/// (the target's row, then the residual's); NULL and 0 restore drawing it from the seed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splitsound_options_set_watermark_message(
+    opts: *mut splitsound_options,
+    bits: *const f32,
+    len: usize,
+) -> splitsound_status {
+    with_options(opts, |o| {
+        // SAFETY: `len` floats, or NULL and 0.
+        o.neural.prompt.watermark_message = unsafe { floats(bits, len, "message") }?;
+        Ok(())
+    })
+}
+
 /// Segments per inference call (graphs exported with a free batch axis).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn splitsound_options_set_batch(

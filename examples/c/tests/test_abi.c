@@ -753,6 +753,73 @@ static void test_models_offline(void) {
   unsetenv("SPLITSOUND_MODELS");
 }
 
+/* `n` floats of a reference array (raw little-endian float32) of the SAM-Audio test data. */
+static float *read_ref(const char *dir, const char *name, size_t n) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/refs/%s.bin", dir, name);
+  FILE *f = fopen(path, "rb");
+  float *v = calloc(n, sizeof(float));
+  size_t got = f ? fread(v, sizeof(float), n, f) : 0;
+  if (f) {
+    fclose(f);
+  }
+  CHECK(got == n);
+  return v;
+}
+
+/* A text-prompted model (SAM-Audio): the reference run's draws give the
+   reference's target and residual; a description it cannot take is refused. */
+static void test_sam_audio(void) {
+  char dir[4096];
+  const char *slash = strrchr(model, '/');
+  snprintf(dir, sizeof dir, "%.*s/../sam-audio", (int)(slash ? slash - model : 1), slash ? model : ".");
+  char package[4200];
+  snprintf(package, sizeof package, "%s/sam-audio-tiny.json", dir);
+  const size_t n = 196799, frames = 103; /* input_1: its latent frames at 1920 samples each */
+  float *input = read_ref(dir, "input_1", n);
+  float *noise = read_ref(dir, "ode_noise", 2 * frames * 16);
+  float *message = read_ref(dir, "watermark_message", 4 * 16);
+  float *target = read_ref(dir, "target_1", frames * 1920);
+  splitsound_options *o = NULL;
+  splitsound_separator *sep = NULL;
+  OK(splitsound_options_new(&o));
+  OK(splitsound_options_set_description(o, "the piano"));
+  OK(splitsound_options_set_ode_noise(o, noise + frames * 16, frames * 16)); /* item 1 of the batch */
+  OK(splitsound_options_set_watermark_message(o, message + 32, 32));
+  CHECK_STATUS(splitsound_options_set_ode_noise(o, NULL, 5), SPLITSOUND_STATUS_INVALID_ARGUMENT);
+  OK(splitsound_separator_new(package, o, &sep));
+  char name[64];
+  OK(splitsound_separator_stem_name(sep, 0, name, sizeof name, NULL));
+  CHECK(strcmp(name, "target") == 0);
+  float *outs[2] = {calloc(n, sizeof(float)), calloc(n, sizeof(float))};
+  const float *in[1] = {input};
+  OK(splitsound_separator_separate(sep, in, 1, n, 48000, outs, 2, NULL, NULL, NULL));
+  double peak = 0, err = 0;
+  for (size_t i = 0; i < n; i++) {
+    peak = fmax(peak, fabs(target[i]));
+    err = fmax(err, fabs(outs[0][i] - target[i]));
+  }
+  CHECK(err / peak < 1e-5);
+  splitsound_separator_free(sep);
+  sep = NULL;
+  OK(splitsound_options_set_description(o, "\xe7\x8a\xac")); /* a script the tiny tokenizer lacks */
+  OK(splitsound_separator_new(package, o, &sep));
+  CHECK_STATUS(splitsound_separator_separate(sep, in, 1, n, 48000, outs, 2, NULL, NULL, NULL),
+               SPLITSOUND_STATUS_INVALID_ARGUMENT);
+  CHECK(last_error_contains("description"));
+  splitsound_separator_free(sep);
+  sep = NULL;
+  /* A description for a model with fixed stems. */
+  CHECK_STATUS(splitsound_separator_new(model, o, &sep), SPLITSOUND_STATUS_INVALID_ARGUMENT);
+  splitsound_options_free(o);
+  free(outs[0]);
+  free(outs[1]);
+  free(input);
+  free(noise);
+  free(message);
+  free(target);
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: test_abi DEMO.flac TMPDIR [MODEL.json]\n");
@@ -775,6 +842,7 @@ int main(int argc, char **argv) {
   if (model) {
     test_model();
     test_ensemble();
+    test_sam_audio();
   } else {
     fprintf(stderr, "no model given: model tests skipped\n");
   }
