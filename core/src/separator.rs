@@ -161,6 +161,19 @@ pub trait Separator: Send {
     /// Separates `audio` into stems.
     fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems>;
 
+    /// Whether it separates what a description says (a text-prompted model,
+    /// SAM-Audio) rather than fixed stems.
+    fn text_prompted(&self) -> bool {
+        false
+    }
+
+    /// What a text-prompted separator separates next ("a dog barking"); one
+    /// it cannot encode is an [`Error::InvalidArgument`], as is any
+    /// description for a separator with fixed stems.
+    fn set_description(&mut self, _description: &str) -> Result<()> {
+        Err(Error::invalid("description", "a text-prompted model (SAM-Audio)", self.name()))
+    }
+
     /// The most input frames (at [`Separator::sample_rate`]) its stream needs
     /// beyond an output frame before releasing it, when that is bounded and
     /// small enough for live use (a neural model's segment); `None` otherwise.

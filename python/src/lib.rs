@@ -99,7 +99,12 @@ fn flat_of(py: Python<'_>, x: &Bound<'_, PyAny>, name: &'static str, rank: usize
         return Err(PyTypeError::new_err(format!("{name}: expected a numpy array of floats or integers, got {kind}")));
     };
     if shape.len() > rank && shape[..shape.len() - rank].iter().any(|&d| d != 1) {
-        return Err(invalid(py, name, &format!("at most {rank} dimensions (plus leading ones of size 1)"), format!("shape {shape:?}")));
+        return Err(invalid(
+            py,
+            name,
+            &format!("at most {rank} dimensions (plus leading ones of size 1)"),
+            format!("shape {shape:?}"),
+        ));
     }
     Ok(v)
 }

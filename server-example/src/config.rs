@@ -272,6 +272,10 @@ pub struct WorkerConfig {
     /// Fetch the `named_models` the cache lacks at startup. Off, a missing
     /// one stops the startup with the command that fetches it.
     pub pull_models: bool,
+    /// A text-prompted model (a SAM-Audio package in `models` or
+    /// `named_models`) for descriptions that name no stem of the job's
+    /// model: "a dog barking" then gives that sound and the residual.
+    pub text_model: Option<String>,
 }
 
 impl Default for WorkerConfig {
@@ -289,6 +293,7 @@ impl Default for WorkerConfig {
             registries: Vec::new(),
             model_cache: None,
             pull_models: false,
+            text_model: None,
         }
     }
 }

@@ -59,6 +59,10 @@ pub struct JobConfig {
     /// For a description: the stems it resolved to and whether to isolate or remove them.
     pub targets: Option<Vec<String>>,
     pub mode: Option<QueryMode>,
+    /// For a text-prompted separator: the sound it separates (the description
+    /// without "remove", "just", …); its stems are `target` and `residual`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 pub const ACTIVE: &str = "('queued', 'running')";
@@ -70,14 +74,47 @@ pub fn resolve(app: &App, req: &JobRequest) -> ApiResult<JobConfig> {
         let names: Vec<&str> = app.catalog.keys().map(String::as_str).collect();
         ApiError::unprocessable("unknown_model", format!("no model {separator:?}; available: {}", names.join(", ")))
     })?;
+    let mut separator = separator;
+    let mut text = None;
+    let text_query = |d: &str| {
+        let t = splitsound_core::text_query(d)
+            .map_err(|e| ApiError::unprocessable("description_not_understood", e.to_string()))?;
+        if t.description.chars().count() > splitsound_core::model::MAX_DESCRIPTION_CHARS {
+            return Err(ApiError::unprocessable(
+                "description_not_understood",
+                format!("a description of at most {} characters", splitsound_core::model::MAX_DESCRIPTION_CHARS),
+            ));
+        }
+        Ok(t)
+    };
     let (selection, targets, mode) = match (&req.description, &req.stems) {
         (Some(_), Some(_)) => {
             return Err(ApiError::unprocessable("invalid_request", "give a description or stems, not both"));
         }
-        (Some(d), None) => {
-            let res = splitsound_core::resolve_query(d, stems)
-                .map_err(|e| ApiError::unprocessable("description_not_understood", e.to_string()))?;
-            (StemSelection::Query(d.clone()), Some(res.targets), Some(res.mode))
+        // A text-prompted model: the description is its input.
+        (Some(d), None) if app.text_models.contains(&separator) => {
+            let t = text_query(d)?;
+            text = Some(t.description);
+            (StemSelection::All, None, Some(t.mode))
+        }
+        (Some(d), None) => match splitsound_core::plan_query(d, stems, app.cfg.worker.text_model.is_some()) {
+            Ok(splitsound_core::QueryPlan::Stems(res)) => {
+                (StemSelection::Query(d.clone()), Some(res.targets), Some(res.mode))
+            }
+            // No stem of the model is described: the deployment's text-prompted model separates it.
+            Ok(splitsound_core::QueryPlan::Text(_)) => {
+                let t = text_query(d)?;
+                separator = app.cfg.worker.text_model.clone().expect("planned with a text model");
+                text = Some(t.description);
+                (StemSelection::All, None, Some(t.mode))
+            }
+            Err(e) => return Err(ApiError::unprocessable("description_not_understood", e.to_string())),
+        },
+        (None, _) if app.text_models.contains(&separator) => {
+            return Err(ApiError::unprocessable(
+                "description_required",
+                format!("{separator} is text-prompted: describe the sound to separate"),
+            ));
         }
         (None, Some(names)) => {
             splitsound_core::check_names(names, stems)
@@ -98,7 +135,7 @@ pub fn resolve(app: &App, req: &JobRequest) -> ApiResult<JobConfig> {
     if req.options.shifts.is_some_and(|s| s > 10) {
         return Err(ApiError::unprocessable("invalid_options", "shifts must be at most 10"));
     }
-    Ok(JobConfig { request: req.clone(), separator, selection, format, bits, targets, mode })
+    Ok(JobConfig { request: req.clone(), separator, selection, format, bits, targets, mode, text })
 }
 
 pub fn write_options(format: &str, bits: u32) -> Result<splitsound_core::WriteOptions, String> {
@@ -248,6 +285,10 @@ pub struct JobView {
     pub targets: Option<Vec<String>>,
     /// `isolate` or `remove`, for a description.
     pub mode: Option<String>,
+    /// The sound a text-prompted model separates (the description without
+    /// "remove", "just", …); its outputs are `target` and `residual`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     pub credits: i64,
     pub attempt: i64,
     pub parent_job_id: Option<String>,
@@ -282,6 +323,7 @@ pub async fn view(db: &Db, job: &JobRow) -> ApiResult<JobView> {
         request: cfg.request,
         targets: cfg.targets,
         mode: cfg.mode.map(|m| m.name().to_string()),
+        text: cfg.text,
         credits: job.credits,
         attempt: job.attempt,
         parent_job_id: job.parent_job_id.clone(),

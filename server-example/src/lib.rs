@@ -60,6 +60,8 @@ pub struct App {
     pub auth: Auth,
     /// The separators jobs may name, with their stems.
     pub catalog: BTreeMap<String, Vec<String>>,
+    /// The text-prompted ones among them (SAM-Audio): a description is their input.
+    pub text_models: std::collections::BTreeSet<String>,
     pub metrics: Metrics,
     pub rate: RateLimits,
     /// For calls to other services (Stripe).
@@ -126,6 +128,15 @@ impl App {
                 cfg.worker.default_separator
             )));
         }
+        let text_models = text_models(&cfg)?;
+        if let Some(t) = &cfg.worker.text_model
+            && !text_models.contains(t)
+        {
+            return Err(StartupError::Config(format!(
+                "worker.text_model {t:?} is not a configured text-prompted model (a SAM-Audio package in \
+                 worker.models or worker.named_models)"
+            )));
+        }
         let rate =
             RateLimits { ip: Limiter::new(cfg.limits.rate_per_ip), user: Limiter::new(cfg.limits.rate_per_user) };
         let http = reqwest::Client::builder()
@@ -139,6 +150,7 @@ impl App {
             queue,
             auth,
             catalog,
+            text_models,
             metrics: Metrics::default(),
             rate,
             http,
@@ -215,6 +227,24 @@ fn catalog(cfg: &Config, named: BTreeMap<String, Vec<String>>) -> Result<BTreeMa
         out.insert(name.clone(), manifest.stems.clone());
     }
     out.extend(named);
+    Ok(out)
+}
+
+/// The configured models whose manifest says they are text-prompted.
+fn text_models(cfg: &Config) -> Result<std::collections::BTreeSet<String>, StartupError> {
+    let mut out = std::collections::BTreeSet::new();
+    for (name, path) in &cfg.worker.models {
+        let manifest_path = splitsound_core::model::manifest_path(path);
+        // A lone .onnx carries its manifest inside (or none): not a SAM-Audio package.
+        if !manifest_path.is_file() {
+            continue;
+        }
+        let m = splitsound_core::model::Manifest::from_file(&manifest_path)
+            .map_err(|e| StartupError::Config(format!("worker.models.{name}: {e}")))?;
+        if m.family == splitsound_core::model::Family::SamAudio {
+            out.insert(name.clone());
+        }
+    }
     Ok(out)
 }
 

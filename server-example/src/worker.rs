@@ -318,6 +318,12 @@ async fn run_job(
         Ok(s) => s,
         Err(e) => return (Outcome::Failed("model_unavailable", e), audio_secs, runs_on),
     };
+    if let Some(d) = &cfg.text
+        && let Err(e) = sep.set_description(d)
+    {
+        cache.insert(spec, sep);
+        return (Outcome::Failed("description_not_understood", e.to_string()), audio_secs, runs_on);
+    }
     let write = match jobs::write_options(&cfg.format, cfg.bits) {
         Ok(w) => w,
         Err(e) => return (Outcome::Failed("invalid_config", e), audio_secs, runs_on),

@@ -481,3 +481,69 @@ async fn configured_model_packages() {
     assert!(names.contains(&"vocals") && names.contains(&"no_vocals"), "{names:?}");
     srv.stop().await;
 }
+
+/// Descriptions that name no stem of the job's model go to the configured
+/// text-prompted model (SAM-Audio), which writes the described sound and the
+/// residual; credits are those of any job of that length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn text_prompted_jobs() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/tests/data");
+    let (_d, mut cfg) = cfg();
+    cfg.worker.models.insert("sam".into(), format!("{data}/neural/sam-audio/sam-audio-tiny.json").into());
+    cfg.worker.text_model = Some("builtin:hpss".into());
+    let err = splitsound_server::App::new(cfg.clone()).await.unwrap_err().to_string();
+    assert!(err.contains("worker.text_model"), "{err}");
+    cfg.worker.text_model = Some("sam".into());
+    let srv = Server::start(cfg, 1).await;
+    let token = srv.login("sam@example.com").await;
+    let asset = srv.asset(&token, "a.wav", &wav(2.0, 44100)).await;
+    let before = srv.balance(&token).await;
+
+    // "remove the drums" names a stem of the default (hpss): it goes there.
+    let (s, job) = srv
+        .call("POST", "/v1/jobs", Some(&token), Some(json!({"asset_id": asset, "description": "remove the drums"})))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    assert_eq!((job["model"].as_str(), job["targets"].clone()), (Some("builtin:hpss"), json!(["percussive"])));
+    // "a dog barking" names none: the text model separates it.
+    let body = json!({"asset_id": asset, "description": "just a dog barking"});
+    let (s, job) = srv.call("POST", "/v1/jobs", Some(&token), Some(body)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(
+        (job["model"].as_str(), job["text"].as_str(), job["mode"].as_str()),
+        (Some("sam"), Some("a dog barking"), Some("isolate"))
+    );
+    let done = srv.wait_job(&token, job["id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let mut names: Vec<&str> =
+        done["outputs"].as_array().unwrap().iter().map(|o| o["stem"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["residual", "target"]);
+    assert_eq!(srv.balance(&token).await, before - 2, "one credit per job of 2 s, as for any model");
+
+    // The text model by name needs a description; one it cannot encode fails the job, refunded.
+    let (s, e) = srv.call("POST", "/v1/jobs", Some(&token), Some(json!({"asset_id": asset, "model": "sam"}))).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("description_required")),
+        "{e}"
+    );
+    let body = json!({"asset_id": asset, "model": "sam", "description": "犬が吠える"});
+    let (_, job) = srv.call("POST", "/v1/jobs", Some(&token), Some(body)).await;
+    let done = srv.wait_job(&token, job["id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(done["failure"]["code"], "description_not_understood", "{done}");
+    assert_eq!(srv.balance(&token).await, before - 2);
+    srv.stop().await;
+
+    // Without a text model, the refusal says that one would serve it.
+    let (_d2, plain) = self::cfg();
+    let srv = Server::start(plain, 1).await;
+    let token = srv.login("sam@example.com").await;
+    let asset = srv.asset(&token, "a.wav", &wav(2.0, 44100)).await;
+    let (s, e) = srv
+        .call("POST", "/v1/jobs", Some(&token), Some(json!({"asset_id": asset, "description": "a dog barking"})))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(e.to_string().contains("text-prompted"), "{e}");
+    srv.stop().await;
+}

@@ -360,6 +360,20 @@ impl Separator for NeuralSeparator {
     fn sample_rate(&self) -> Option<u32> {
         Some(self.model.manifest().sample_rate)
     }
+    fn text_prompted(&self) -> bool {
+        self.model.manifest().family == Family::SamAudio
+    }
+    fn set_description(&mut self, description: &str) -> Result<()> {
+        match &self.pipeline {
+            #[cfg(feature = "sam-audio")]
+            Pipeline::SamAudio(sa) => {
+                sa.tokenize(description)?;
+                self.opts.prompt.description = Some(description.to_string());
+                Ok(())
+            }
+            _ => Err(Error::invalid("description", "a text-prompted model (SAM-Audio)", &self.model.manifest().name)),
+        }
+    }
 
     /// HT-Demucs and MDX-Net release output at most a segment after its input,
     /// msst's families a batch of chunks and demix's border after it (with
@@ -564,21 +578,6 @@ fn separate_text(
 
 #[cfg(feature = "sam-audio")]
 impl NeuralSeparator {
-    /// Sets what a text-prompted model separates next.
-    pub fn set_description(&mut self, description: impl Into<String>) -> Result<()> {
-        let Pipeline::SamAudio(sa) = &self.pipeline else {
-            return Err(Error::invalid(
-                "description",
-                "a text-prompted model (SAM-Audio)",
-                &self.model.manifest().name,
-            ));
-        };
-        let d = description.into();
-        sa.tokenize(&d)?;
-        self.opts.prompt.description = Some(d);
-        Ok(())
-    }
-
     /// The token ids a text-prompted model's encoder receives for `description`
     /// (`</s>` included), or the error a description it cannot take gets.
     pub fn tokenize(&self, description: &str) -> Result<Vec<u32>> {
