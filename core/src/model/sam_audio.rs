@@ -50,7 +50,7 @@ const DECODER: usize = 3;
 /// Descriptions longer than this many characters are refused before tokenising.
 pub const MAX_DESCRIPTION_CHARS: usize = 2000;
 
-/// A mixture and what to take from it, for [`SamAudio::separate_batch`].
+/// A mixture and what to take from it, for [`crate::model::NeuralSeparator::separate_described`].
 #[derive(Debug, Clone, Copy)]
 pub struct Described<'a> {
     /// Mono, at the package's rate.
