@@ -904,6 +904,14 @@ splitsound_status splitsound_ensemble_new(const char *const *models,
                                           splitsound_separator **out);
 
 /**
+ * A text-prompted separator (SAM-Audio): what the next separations separate
+ * ("a dog barking"). `SPLITSOUND_STATUS_INVALID_ARGUMENT` for a description
+ * its tokenizer cannot encode, and for any separator with fixed stems.
+ */
+splitsound_status splitsound_separator_set_description(splitsound_separator *sep,
+                                                       const char *description);
+
+/**
  * Frees a separator; NULL is a no-op.
  */
 void splitsound_separator_free(splitsound_separator *p);

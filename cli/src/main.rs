@@ -627,12 +627,6 @@ fn load_neural(args: &SeparateArgs) -> Result<NeuralSeparator, Error> {
     NeuralSeparator::load(&args.model[0], neural_options(args)?)
 }
 
-/// Whether the package at `path` is a text-prompted model (its manifest says so).
-fn is_text_model(path: &str) -> bool {
-    let m = core::model::manifest_path(Path::new(path));
-    core::model::Manifest::from_file(&m).is_ok_and(|m| m.family == core::model::Family::SamAudio)
-}
-
 /// The text-prompted model at `path`, asked for `description`, with the
 /// draws of --ode-noise/--watermark-message or --seed.
 fn load_text_model(path: &str, description: &str, args: &SeparateArgs) -> Result<NeuralSeparator, Error> {
@@ -892,7 +886,7 @@ fn separate(mut args: SeparateArgs) -> ExitCode {
             Err(e) => return fail_usage(e),
         }
     } else {
-        let loaded = if is_text_model(&args.model[0]) {
+        let loaded = if core::model::is_text_prompted(&args.model[0]).unwrap_or(false) {
             // The model is text-prompted: the query is its description.
             let Some(q) = &args.query else {
                 return fail_usage(Error::InvalidArgument {

@@ -257,57 +257,74 @@ pub fn plan_query(query: &str, stems: &[String], text_model: bool) -> Result<Que
     }
 }
 
+/// What a leading phrase does to the intent.
+#[derive(Clone, Copy, PartialEq)]
+enum Intent {
+    Isolate,
+    Remove,
+    /// "everything but": the opposite of what the rest asks.
+    Invert,
+}
+
 /// Leading phrases that say what to do with the sound, longest first.
-const INTENT_PREFIXES: &[(&str, QueryMode)] = &[
-    ("everything except", QueryMode::Remove),
-    ("everything but", QueryMode::Remove),
-    ("all except", QueryMode::Remove),
-    ("get rid of", QueryMode::Remove),
-    ("take out", QueryMode::Remove),
-    ("remove", QueryMode::Remove),
-    ("without", QueryMode::Remove),
-    ("suppress", QueryMode::Remove),
-    ("eliminate", QueryMode::Remove),
-    ("mute", QueryMode::Remove),
-    ("delete", QueryMode::Remove),
-    ("erase", QueryMode::Remove),
-    ("cut", QueryMode::Remove),
-    ("no", QueryMode::Remove),
-    ("isolate", QueryMode::Isolate),
-    ("extract", QueryMode::Isolate),
-    ("separate", QueryMode::Isolate),
-    ("keep only", QueryMode::Isolate),
-    ("keep", QueryMode::Isolate),
-    ("only", QueryMode::Isolate),
-    ("just", QueryMode::Isolate),
-    ("give me", QueryMode::Isolate),
-    ("get", QueryMode::Isolate),
+/// ("mute" and "cut" are left out: "mute trumpet" and "cut glass" are sounds.)
+const INTENT_PREFIXES: &[(&str, Intent)] = &[
+    ("everything except", Intent::Invert),
+    ("everything but", Intent::Invert),
+    ("all except", Intent::Invert),
+    ("all but", Intent::Invert),
+    ("get rid of", Intent::Remove),
+    ("take out", Intent::Remove),
+    ("remove", Intent::Remove),
+    ("without", Intent::Remove),
+    ("suppress", Intent::Remove),
+    ("eliminate", Intent::Remove),
+    ("delete", Intent::Remove),
+    ("erase", Intent::Remove),
+    ("no", Intent::Remove),
+    ("isolate", Intent::Isolate),
+    ("extract", Intent::Isolate),
+    ("separate", Intent::Isolate),
+    ("keep only", Intent::Isolate),
+    ("keep", Intent::Isolate),
+    ("only", Intent::Isolate),
+    ("just", Intent::Isolate),
+    ("give me", Intent::Isolate),
+    ("get", Intent::Isolate),
 ];
 
 /// The description a text-prompted model is given for `query`: "remove the
-/// crowd noise" → ("the crowd noise", remove); "a dog barking" → itself, isolate.
+/// crowd noise" → ("the crowd noise", remove); "a dog barking" → itself,
+/// isolate; "remove everything but the dog" → ("the dog", isolate). Quotes
+/// around the description are dropped.
 pub fn text_query(query: &str) -> Result<TextQuery> {
+    let separator = |c: char| c.is_whitespace() || c == ':' || c == ',';
     let mut rest = query.trim();
-    let mut mode = QueryMode::Isolate;
-    // At most two phrases: "just isolate the dog".
-    for _ in 0..2 {
-        let lower = rest.to_lowercase();
-        let Some(&(p, m)) = INTENT_PREFIXES.iter().find(|(p, _)| {
-            let after = lower.strip_prefix(p);
-            after.is_some_and(|a| a.is_empty() || a.starts_with(|c: char| c.is_whitespace() || c == ':' || c == ','))
+    let (mut remove, mut inverted) = (false, false);
+    // At most three phrases: "just isolate everything but the dog".
+    for _ in 0..3 {
+        // The phrases are ASCII: compared without case on the text itself, so
+        // that byte offsets stay the original's.
+        let Some(&(p, intent)) = INTENT_PREFIXES.iter().find(|(p, _)| {
+            rest.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p))
+                && rest[p.len()..].chars().next().is_none_or(separator)
         }) else {
             break;
         };
-        if m == QueryMode::Remove {
-            mode = m;
+        match intent {
+            Intent::Remove => remove = true,
+            Intent::Invert => inverted = !inverted,
+            Intent::Isolate => {}
         }
-        rest = rest[p.len()..].trim_start_matches(|c: char| c.is_whitespace() || c == ':' || c == ',');
+        rest = rest[p.len()..].trim_start_matches(separator);
     }
-    let description = rest.trim_end_matches(|c: char| c.is_whitespace() || matches!(c, '.' | '!' | '?')).to_string();
+    let trimmed = rest.trim_end_matches(|c: char| c.is_whitespace() || matches!(c, '.' | '!' | '?'));
+    let description = trimmed.trim_matches(|c: char| matches!(c, '"' | '\'' | '“' | '”' | '‘' | '’')).trim();
     if description.is_empty() {
         return Err(Error::UnresolvedQuery { query: query.to_string(), stems: vec![] });
     }
-    Ok(TextQuery { description, mode })
+    let mode = if remove != inverted { QueryMode::Remove } else { QueryMode::Isolate };
+    Ok(TextQuery { description: description.to_string(), mode })
 }
 
 fn push_unique(v: &mut Vec<String>, s: &str) {
@@ -401,6 +418,12 @@ mod tests {
         assert_eq!(t("just isolate the siren"), ("the siren".into(), QueryMode::Isolate));
         // "nothing" starts with "no" but is not the word.
         assert_eq!(t("nothing else"), ("nothing else".into(), QueryMode::Isolate));
+        // Double negation: keep the dog.
+        assert_eq!(t("remove everything except the dog"), ("the dog".into(), QueryMode::Isolate));
+        assert_eq!(t("Everything but \"the sirens\""), ("the sirens".into(), QueryMode::Remove));
+        assert_eq!(t("mute trumpet"), ("mute trumpet".into(), QueryMode::Isolate));
+        // A character whose lower case is longer does not shift the cut.
+        assert_eq!(t("Remove the \u{212A}ettle"), ("the \u{212A}ettle".into(), QueryMode::Remove));
         match plan_query("a dog barking", &four, false) {
             Err(e @ Error::UnresolvedQuery { .. }) => assert!(e.to_string().contains("text-prompted"), "{e}"),
             other => panic!("{other:?}"),

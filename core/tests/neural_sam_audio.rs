@@ -154,28 +154,55 @@ fn long_inputs_are_chunked_and_cross_faded() {
     let mut chunked = NeuralSeparator::load(src.join("chunked.json"), opts.clone()).unwrap();
     let stems = chunked.separate(&audio, &SeparateOptions::default()).unwrap();
     let whole = load(opts).separate(&audio, &SeparateOptions::default()).unwrap();
-    // Chunk starts 0, 32, 64, 96 frames: the first chunk's samples before the
-    // first cross-fade are its own separation, which separate_described repeats.
-    let first = 32 * 1920;
-    let noise = &draws.ode_noise.as_ref().unwrap()[..40 * 16];
+    // Chunks start at frames 0, 32 and 64 (64 + 40 reaches the end, 103):
+    // each is the separation of its own samples with its frames' noise, and
+    // consecutive ones blend linearly over the 8 frames they share.
+    let hop = 1920;
+    let noise = draws.ode_noise.as_ref().unwrap();
     let p = prompt(1);
-    let direct = chunked
-        .separate_described(
-            &[Described { audio: &input.real[..40 * 1920], description: &p }],
-            Some(noise),
-            draws.watermark_message.as_deref(),
-            &SeparateOptions::default(),
-        )
-        .unwrap();
-    assert_eq!(&stems.get("target").unwrap().channel(0)[..first], &direct[0][0][..first]);
-    for name in ["target", "residual"] {
-        let (a, b) = (stems.get(name).unwrap().channel(0), whole.get(name).unwrap().channel(0));
-        assert_eq!(a.len(), n);
-        assert!(a.iter().all(|x| x.is_finite()));
-        let seam = rel(&a[first..first + 8 * 1920], &b[first..first + 8 * 1920]);
-        let all = rel(a, b);
+    let chunks: Vec<[Vec<f32>; 2]> = [0usize, 32, 64]
+        .iter()
+        .map(|&s| {
+            let (a, b) = (s * hop, ((s + 40) * hop).min(n));
+            let rows = &noise[s * 16..(s + (b - a).div_ceil(hop)) * 16];
+            let item = Described { audio: &input.real[a..b], description: &p };
+            let mut out = chunked
+                .separate_described(
+                    &[item],
+                    Some(rows),
+                    draws.watermark_message.as_deref(),
+                    &SeparateOptions::default(),
+                )
+                .unwrap();
+            let [t, r] = out.pop().unwrap();
+            [t[..b - a].to_vec(), r[..b - a].to_vec()]
+        })
+        .collect();
+    for (k, name) in ["target", "residual"].into_iter().enumerate() {
+        let mut want = vec![0f32; n];
+        for (c, &s) in [0usize, 32, 64].iter().enumerate() {
+            let a = s * hop;
+            let blend = if c == 0 { 0 } else { 8 * hop };
+            for (j, &v) in chunks[c][k].iter().enumerate() {
+                want[a + j] = if j < blend {
+                    let w = (j as f32 + 0.5) / blend as f32;
+                    want[a + j] * (1.0 - w) + v * w
+                } else {
+                    v
+                };
+            }
+        }
+        let got = stems.get(name).unwrap().channel(0);
+        assert_eq!(got, &want[..], "{name}: the chunks and their cross-fades");
+        let b = whole.get(name).unwrap().channel(0);
+        let seam = rel(&got[32 * hop..40 * hop], &b[32 * hop..40 * hop]);
+        let all = rel(got, b);
         println!("{name}: chunked vs whole, {all:.2e} of peak overall, {seam:.2e} over the first cross-fade");
     }
+    // A chunk no longer than the cross-fade is refused.
+    let mut short = load(NeuralOptions { prompt: draws, segment_secs: Some(1.0), ..NeuralOptions::default() });
+    let e = short.separate(&audio, &SeparateOptions::default());
+    assert!(matches!(e, Err(Error::InvalidArgument { name: "segment_secs", .. })), "{e:?}");
 }
 
 #[test]
@@ -194,7 +221,14 @@ fn descriptions_it_cannot_take_are_typed_errors() {
         sep.separate(&audio, &SeparateOptions::default()),
         Err(Error::InvalidArgument { name: "description", .. })
     ));
-    // Draws of the wrong shape.
+    // Draws of the wrong shape or values.
+    let x = refs("input_0").real;
+    let item = Described { audio: &x, description: "the piano" };
+    let mut sep = load(NeuralOptions::default());
+    let e = sep.separate_described(&[item], None, Some(&[0.7; 32]), &SeparateOptions::default());
+    assert!(matches!(e, Err(Error::InvalidArgument { name: "watermark message", .. })), "{e:?}");
+    let e = sep.separate_described(&[item, item], Some(&[f32::NAN; 2 * 58 * 16]), None, &SeparateOptions::default());
+    assert!(matches!(e, Err(Error::InvalidArgument { name: "ODE noise", .. })), "{e:?}");
     let mut sep = load(NeuralOptions {
         prompt: TextPrompt {
             description: Some("the piano".into()),

@@ -453,6 +453,22 @@ pub unsafe extern "C" fn splitsound_ensemble_new(
     })
 }
 
+/// A text-prompted separator (SAM-Audio): what the next separations separate
+/// ("a dog barking"). `SPLITSOUND_STATUS_INVALID_ARGUMENT` for a description
+/// its tokenizer cannot encode, and for any separator with fixed stems.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn splitsound_separator_set_description(
+    sep: *mut splitsound_separator,
+    description: *const c_char,
+) -> splitsound_status {
+    with_mut(sep, "separator", |s| {
+        // SAFETY: a string or NULL.
+        let d = unsafe { arg_str(description, "description") }?;
+        s.inner.set_description(d)?;
+        Ok(())
+    })
+}
+
 /// Frees a separator; NULL is a no-op.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn splitsound_separator_free(p: *mut splitsound_separator) {

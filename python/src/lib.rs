@@ -448,6 +448,7 @@ impl PySeparator {
         opts.seed = seed;
         opts.model.intra_threads = threads.or(opts.model.intra_threads);
         // A text-prompted model (SAM-Audio): what to separate, and the draws of a reference run.
+        let has_description = description.is_some();
         if description.is_some() {
             opts.prompt.description = description;
         }
@@ -473,6 +474,9 @@ impl PySeparator {
             }
         }
         .map_err(|e| py_err(py, e))?;
+        if has_description && !sep.text_prompted() {
+            return Err(invalid(py, "description", "a text-prompted model (SAM-Audio)", sep.name()));
+        }
         Ok(Self {
             name: sep.name().to_string(),
             stems: sep.stems().to_vec(),
@@ -501,6 +505,13 @@ impl PySeparator {
     #[getter]
     fn provider(&self) -> &str {
         &self.provider
+    }
+
+    /// A text-prompted model (SAM-Audio): what the next separations separate
+    /// ("a dog barking"). Other separators raise InvalidArgumentError.
+    fn set_description(&self, py: Python<'_>, description: &str) -> PyResult<()> {
+        let mut sep = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        sep.set_description(description).map_err(|e| py_err(py, e))
     }
 
     /// Channels of each stem for an input of `channels` channels.

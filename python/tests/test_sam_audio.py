@@ -57,3 +57,22 @@ def test_descriptions_it_cannot_take(package):
     with pytest.raises(ss.InvalidArgumentError, match="ODE noise"):
         ss.Separator(package, description="the piano", ode_noise=np.zeros((2, 3, 16), np.float32))\
             .separate(np.zeros(4800, np.float32), 48000)
+
+
+def test_the_description_can_change_and_fixed_stem_models_refuse_one(package, model):
+    x, _ = ref("input_0")
+    sep = ss.Separator(package, description="the piano", seed=2)
+    a = sep.separate(x, 48000)["target"]
+    sep.set_description("a dog barking")
+    b = sep.separate(x, 48000)["target"]
+    sep.set_description("the piano")
+    np.testing.assert_array_equal(sep.separate(x, 48000)["target"], a)
+    assert np.abs(a - b).max() > 0
+    with pytest.raises(ss.InvalidArgumentError, match="description"):
+        sep.set_description("")
+    with pytest.raises(ss.InvalidArgumentError, match="description"):
+        ss.Separator("builtin:hpss", description="a dog")
+    with pytest.raises(ss.InvalidArgumentError):
+        ss.Separator(str(model), description="a dog")
+    with pytest.raises(ss.InvalidArgumentError, match="description"):
+        ss.Separator("builtin:hpss").set_description("a dog")

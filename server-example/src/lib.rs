@@ -234,14 +234,9 @@ fn catalog(cfg: &Config, named: BTreeMap<String, Vec<String>>) -> Result<BTreeMa
 fn text_models(cfg: &Config) -> Result<std::collections::BTreeSet<String>, StartupError> {
     let mut out = std::collections::BTreeSet::new();
     for (name, path) in &cfg.worker.models {
-        let manifest_path = splitsound_core::model::manifest_path(path);
-        // A lone .onnx carries its manifest inside (or none): not a SAM-Audio package.
-        if !manifest_path.is_file() {
-            continue;
-        }
-        let m = splitsound_core::model::Manifest::from_file(&manifest_path)
-            .map_err(|e| StartupError::Config(format!("worker.models.{name}: {e}")))?;
-        if m.family == splitsound_core::model::Family::SamAudio {
+        if splitsound_core::model::is_text_prompted(path)
+            .map_err(|e| StartupError::Config(format!("worker.models.{name}: {e}")))?
+        {
             out.insert(name.clone());
         }
     }

@@ -318,11 +318,17 @@ async fn run_job(
         Ok(s) => s,
         Err(e) => return (Outcome::Failed("model_unavailable", e), audio_secs, runs_on),
     };
-    if let Some(d) = &cfg.text
-        && let Err(e) = sep.set_description(d)
-    {
+    // A cached text-prompted separator still holds the last job's description: set this one's.
+    let described = match &cfg.text {
+        Some(d) => sep.set_description(d).map_err(|e| ("description_not_understood", e.to_string())),
+        None if sep.text_prompted() => {
+            Err(("description_required", format!("{spec} is text-prompted and the job has no description")))
+        }
+        None => Ok(()),
+    };
+    if let Err((code, e)) = described {
         cache.insert(spec, sep);
-        return (Outcome::Failed("description_not_understood", e.to_string()), audio_secs, runs_on);
+        return (Outcome::Failed(code, e), audio_secs, runs_on);
     }
     let write = match jobs::write_options(&cfg.format, cfg.bits) {
         Ok(w) => w,

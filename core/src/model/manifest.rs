@@ -454,6 +454,10 @@ impl Manifest {
         if let Some(stft) = &self.stft {
             crate::stft::Stft::new(*stft).map_err(|e| format!("stft: {e}"))?;
         }
+        let per_file = self.files.iter().any(|f| f.inputs.is_some() || f.outputs.is_some());
+        if per_file && self.family != Family::SamAudio {
+            return Err("files name their own inputs and outputs only in a sam-audio package".into());
+        }
         let mut all = vec![("inputs", &self.inputs, false), ("outputs", &self.outputs, false)];
         for f in &self.files {
             all.extend(f.inputs.as_ref().map(|s| ("inputs", s, true)));

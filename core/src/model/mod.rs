@@ -46,6 +46,16 @@ use crate::error::{Error, Result};
 /// The ndarray these types use, for callers of [`Model::run`].
 pub use ndarray;
 
+/// Whether the package at `path` (a manifest, or an ONNX file with a sidecar
+/// one) is text-prompted: its family is `sam-audio`. A lone ONNX file is not.
+pub fn is_text_prompted(path: impl AsRef<Path>) -> Result<bool> {
+    let m = manifest_path(path.as_ref());
+    if !m.is_file() {
+        return Ok(false);
+    }
+    Ok(Manifest::from_file(&m)?.family == Family::SamAudio)
+}
+
 /// The ONNX metadata key holding a package's manifest (JSON), for single-file
 /// packages without a sidecar `.json`.
 pub const MANIFEST_METADATA_KEY: &str = "splitsound.manifest";

@@ -42,6 +42,8 @@ pub struct NeuralOptions {
     pub residual: bool,
     /// umx: frames per independently filtered window (openunmix's 300); 0 = the whole input.
     pub wiener_win_len: usize,
+    /// SAM-Audio: its chunks' length instead of the package's (rounded to
+    /// whole latent frames; longer than its cross-fade).
     /// umx: separate windows of about this many seconds, each with a quarter of
     /// that again as context on both sides, instead of the whole input at once
     /// (openunmix's way, whose bidirectional LSTM reads the whole track). Memory
@@ -223,7 +225,7 @@ impl NeuralSeparator {
             return Err(Error::invalid("batch", "at least 1", 0));
         }
         if let Some(s) = opts.segment_secs {
-            if m.family != Family::Umx {
+            if !matches!(m.family, Family::Umx | Family::SamAudio) {
                 return Err(Error::invalid("segment_secs", "unset: this model's segment is fixed", s));
             }
             if !(s.is_finite() && s >= 1.0) {
@@ -257,13 +259,6 @@ impl NeuralSeparator {
                 "description",
                 "none: this model has fixed stems (a text-prompted model, such as SAM-Audio, takes a description)",
                 p.description.as_deref().unwrap_or("(draws)"),
-            ));
-        }
-        if text_prompted && (opts.overlap.is_some() || opts.shifts.is_some() || opts.batch != 1 || opts.denoise) {
-            return Err(Error::invalid(
-                "options",
-                "none of overlap, shifts, batch or denoise for a SAM-Audio model (it chunks by its manifest)",
-                format!("{:?}", (opts.overlap, opts.shifts, opts.batch, opts.denoise)),
             ));
         }
         // Other families chunk as their own reference does whatever this says
@@ -371,7 +366,7 @@ impl Separator for NeuralSeparator {
                 self.opts.prompt.description = Some(description.to_string());
                 Ok(())
             }
-            _ => Err(Error::invalid("description", "a text-prompted model (SAM-Audio)", &self.model.manifest().name)),
+            _ => Err(not_text_prompted("description", &self.model.manifest().name)),
         }
     }
 
@@ -540,6 +535,11 @@ impl NeuralSeparator {
     }
 }
 
+/// The error of asking a model with fixed stems for what a text-prompted one does.
+fn not_text_prompted(what: &'static str, model: &str) -> Error {
+    Error::invalid(what, "a text-prompted model (SAM-Audio)", model)
+}
+
 /// A text-prompted model on one input: the mono downmix separated, then
 /// spread over the input's channels (`sam_audio::spread`).
 #[cfg(feature = "sam-audio")]
@@ -553,8 +553,12 @@ fn separate_text(
     let description = o.prompt.description.as_deref().ok_or_else(|| {
         Error::invalid("description", "the sound to separate, in words (this is a text-prompted model)", "none")
     })?;
-    let mono = if audio.num_channels() == 1 { None } else { Some(audio.to_channels(1)?) };
-    let x = mono.as_ref().map_or(audio.channel(0), |m| m.channel(0));
+    // The reference's processor averages every channel.
+    let mono: Option<Vec<f32>> = (audio.num_channels() > 1).then(|| {
+        let k = 1.0 / audio.num_channels() as f32;
+        (0..audio.frames()).map(|i| audio.channels().iter().map(|c| c[i]).sum::<f32>() * k).collect()
+    });
+    let x = mono.as_deref().unwrap_or(audio.channel(0));
     let frames = sa.frames(x.len());
     let mut draws = sa.draw(frames, o.seed);
     if let Some(n) = &o.prompt.ode_noise {
@@ -563,7 +567,7 @@ fn separate_text(
     if let Some(m) = &o.prompt.watermark_message {
         draws.message = m.clone();
     }
-    let [target, residual] = sa.separate(model, x, description, &draws, opts)?;
+    let [target, residual] = sa.separate(model, x, description, &draws, o.segment_secs, opts)?;
     let rate = audio.sample_rate();
     let (t, r) = if mono.is_none() {
         (vec![target], vec![residual])
@@ -582,15 +586,16 @@ impl NeuralSeparator {
     /// (`</s>` included), or the error a description it cannot take gets.
     pub fn tokenize(&self, description: &str) -> Result<Vec<u32>> {
         let Pipeline::SamAudio(sa) = &self.pipeline else {
-            return Err(Error::invalid("model", "a text-prompted model (SAM-Audio)", &self.model.manifest().name));
+            return Err(not_text_prompted("model", &self.model.manifest().name));
         };
         sa.tokenize(description)
     }
 
     /// SAM-Audio's `separate()` on a batch, as its reference computes it: each
     /// item's mono audio at the model's rate with its description; `noise`
-    /// [B, T, 2C] over the batch's frames and `message` [2B, bits], or drawn
-    /// from the seed. Returns each item's target and residual in whole latent
+    /// [B, T, 2C] over the batch's T frames (its longest item's) and `message`
+    /// [2B, bits], as the reference takes them; absent, every item gets the
+    /// seed's draws, so the batch's longest item gives what `separate` gives it alone. Returns each item's target and residual in whole latent
     /// frames (`⌈N / hop⌉ · hop` samples, the reference's length), with no
     /// chunking: memory grows with the square of the longest item.
     pub fn separate_described(
@@ -601,7 +606,7 @@ impl NeuralSeparator {
         opts: &SeparateOptions<'_>,
     ) -> Result<Vec<[Vec<f32>; 2]>> {
         let Pipeline::SamAudio(sa) = &self.pipeline else {
-            return Err(Error::invalid("model", "a text-prompted model (SAM-Audio)", &self.model.manifest().name));
+            return Err(not_text_prompted("model", &self.model.manifest().name));
         };
         if items.is_empty() {
             return Err(Error::Empty { what: "batch".into() });
@@ -615,20 +620,19 @@ impl NeuralSeparator {
             }
         }
         let frames = sa.frames(items.iter().map(|i| i.audio.len()).max().unwrap_or(0));
-        let mut draws = sa.draw(frames * items.len(), self.opts.seed);
-        draws.message = (0..items.len()).flat_map(|_| draws.message.clone()).collect();
-        let noise = noise.unwrap_or(&draws.noise);
-        let message = message.unwrap_or(&draws.message);
+        // Drawn, every item gets the seed's draws (its first frames are what
+        // `separate` would draw for it alone).
+        let one = sa.draw(frames, self.opts.seed);
+        let n = items.len();
+        let draws = super::sam_audio::Draws {
+            noise: noise.map_or_else(|| one.noise.repeat(n), <[f32]>::to_vec),
+            message: message.map_or_else(|| one.message.repeat(n), <[f32]>::to_vec),
+        };
+        sa.check_draws(&draws, n, frames)?;
         let descriptions: Vec<&str> = items.iter().map(|i| i.description).collect();
         let text = sa.encode_text(&mut self.model, &descriptions)?;
-        let total = 2 * sa.params().ode_steps as u64;
-        let mut done = 0;
+        let mut evals = super::sam_audio::Evals::new(opts, 2 * sa.params().ode_steps as u64);
         let audio: Vec<&[f32]> = items.iter().map(|i| i.audio).collect();
-        sa.run_batch(&mut self.model, &audio, &text, noise, message, &mut || {
-            opts.check_cancel()?;
-            done += 1;
-            opts.report(crate::separator::Stage::Separate, done, total);
-            Ok(())
-        })
+        sa.run_batch(&mut self.model, &audio, &text, &draws.noise, &draws.message, &mut || evals.tick())
     }
 }

@@ -173,8 +173,11 @@ impl SamAudio {
         }
         let dir = manifest_path.parent().unwrap_or(Path::new("."));
         let tok_path = dir.join(&p.tokenizer);
-        let tokenizer = tokenizers::Tokenizer::from_file(&tok_path)
+        let mut tokenizer = tokenizers::Tokenizer::from_file(&tok_path)
             .map_err(|e| format!("tokenizer {}: {e}", tok_path.display()))?;
+        // Padding and truncation are ours to do (a tokenizer.json may ask for them).
+        tokenizer.with_padding(None);
+        tokenizer.with_truncation(None).map_err(|e| format!("tokenizer {}: {e}", tok_path.display()))?;
         let pad_id = tokenizer.token_to_id("<pad>").ok_or("the tokenizer has no `<pad>` token")?;
         let unk_id = tokenizer.token_to_id("<unk>");
         Ok(Self { c: p.latent_channels, p, tokenizer, pad_id, unk_id })
@@ -207,14 +210,16 @@ impl SamAudio {
             actual: e.to_string(),
         })?;
         let ids = enc.get_ids();
-        if let Some(unk) = self.unk_id {
+        if let Some(unk) = self.unk_id
+            && ids.contains(&unk)
+        {
             let unknown: Vec<&str> = ids
                 .iter()
                 .zip(enc.get_offsets())
                 .filter(|(id, _)| **id == unk)
                 .filter_map(|(_, &(a, b))| description.get(a..b))
                 .collect();
-            if !unknown.is_empty() {
+            {
                 return bad(
                     "words the model's tokenizer can encode (its vocabulary lacks some characters used)".into(),
                     format!("{description:?}: cannot encode {unknown:?}"),
@@ -258,13 +263,19 @@ impl SamAudio {
         Draws { noise, message }
     }
 
-    /// Checks caller-supplied draws for an input of `frames` latent frames.
-    pub(crate) fn check_draws(&self, d: &Draws, frames: usize) -> Result<()> {
-        let (n, m) = (frames * 2 * self.c, 2 * self.p.watermark_bits);
+    /// Checks draws for `items` inputs of `frames` latent frames each: noise
+    /// [items, frames, 2C], finite; message [2 · items, bits] of 0 or 1.
+    pub(crate) fn check_draws(&self, d: &Draws, items: usize, frames: usize) -> Result<()> {
+        let (n, m) = (items * frames * 2 * self.c, 2 * items * self.p.watermark_bits);
+        let lead = if items == 1 { String::new() } else { format!("{items}, ") };
         if d.noise.len() != n {
             return Err(Error::invalid(
                 "ODE noise",
-                format!("[{frames}, {}] = {n} values (latent frames of the input at 25 Hz, 2C)", 2 * self.c),
+                format!(
+                    "[{lead}{frames}, {}] = {n} values (the input's latent frames, ceil(samples / {}), by 2C)",
+                    2 * self.c,
+                    self.p.hop_length
+                ),
                 format!("{} values", d.noise.len()),
             ));
         }
@@ -274,7 +285,7 @@ impl SamAudio {
         if d.message.len() != m {
             return Err(Error::invalid(
                 "watermark message",
-                format!("[2, {}] = {m} bits (target, residual)", self.p.watermark_bits),
+                format!("[{}, {}] = {m} bits (target, residual)", 2 * items, self.p.watermark_bits),
                 format!("{} values", d.message.len()),
             ));
         }
@@ -387,6 +398,9 @@ impl SamAudio {
                 [2 * b, 1, padded]
             )));
         }
+        if out.iter().any(|x| !x.is_finite()) {
+            return Err(inference("the codec decoder gave NaN or infinite samples".into()));
+        }
         let out = out.into_shape_with_order((2 * b, padded)).map_err(|e| inference(e.to_string()))?;
         Ok(audio
             .iter()
@@ -408,35 +422,45 @@ impl SamAudio {
         mono: &[f32],
         description: &str,
         draws: &Draws,
+        segment_secs: Option<f64>,
         opts: &SeparateOptions<'_>,
     ) -> Result<[Vec<f32>; 2]> {
         let (hop, c) = (self.p.hop_length, self.c);
         let frames = self.frames(mono.len());
-        self.check_draws(draws, frames)?;
+        self.check_draws(draws, 1, frames)?;
         let text = self.encode_text(model, &[description])?;
-        let (seg, fade) = (model.manifest().segment_samples / hop, self.p.crossfade_samples / hop);
+        let fade = self.p.crossfade_samples / hop;
+        let seg = match segment_secs {
+            None => model.manifest().segment_samples / hop,
+            Some(s) => {
+                let seg = (s * model.manifest().sample_rate as f64 / hop as f64).round() as usize;
+                if seg <= fade {
+                    return Err(Error::invalid(
+                        "segment_secs",
+                        format!(
+                            "longer than the cross-fade, {} s",
+                            (fade * hop) as f64 / model.manifest().sample_rate as f64
+                        ),
+                        s,
+                    ));
+                }
+                seg
+            }
+        };
         let step = seg - fade;
         let mut starts = vec![0usize];
         while starts.last().unwrap() + seg < frames {
             starts.push(starts.last().unwrap() + step);
         }
-        let total = (starts.len() * 2 * self.p.ode_steps) as u64;
-        let mut done = 0u64;
-        opts.report(Stage::Separate, 0, total);
+        let mut evals = Evals::new(opts, (starts.len() * 2 * self.p.ode_steps) as u64);
         let mut out = [vec![0.0f32; mono.len()], vec![0.0f32; mono.len()]];
         for (k, &s) in starts.iter().enumerate() {
             let a = s * hop;
             let b = ((s + seg) * hop).min(mono.len());
             let len_frames = self.frames(b - a);
             let noise = &draws.noise[s * 2 * c..(s + len_frames) * 2 * c];
-            let mut count = || {
-                opts.check_cancel()?;
-                done += 1;
-                opts.report(Stage::Separate, done, total);
-                Ok(())
-            };
             let [target, residual] = self
-                .run_batch(model, &[&mono[a..b]], &text, noise, &draws.message, &mut count)?
+                .run_batch(model, &[&mono[a..b]], &text, noise, &draws.message, &mut || evals.tick())?
                 .pop()
                 .expect("one item");
             // The first `fade` frames of every chunk but the first blend into the previous one.
@@ -454,6 +478,26 @@ impl SamAudio {
             }
         }
         Ok(out)
+    }
+}
+
+/// Progress per velocity evaluation, and the cancellation check before each.
+pub(crate) struct Evals<'o, 'a> {
+    opts: &'o SeparateOptions<'a>,
+    done: u64,
+    total: u64,
+}
+
+impl<'o, 'a> Evals<'o, 'a> {
+    pub(crate) fn new(opts: &'o SeparateOptions<'a>, total: u64) -> Self {
+        opts.report(Stage::Separate, 0, total);
+        Self { opts, done: 0, total }
+    }
+    pub(crate) fn tick(&mut self) -> Result<()> {
+        self.opts.check_cancel()?;
+        self.done += 1;
+        self.opts.report(Stage::Separate, self.done, self.total);
+        Ok(())
     }
 }
 
@@ -476,6 +520,7 @@ pub(crate) fn spread(channels: &[Vec<f32>], target: &[f32], residual: &[f32]) ->
             if pa + pb > 0.0 { pa / (pa + pb) } else { 0.5 }
         })
         .collect();
+    drop((t, r));
     let (mut targets, mut residuals) = (Vec::new(), Vec::new());
     for x in channels {
         let mut spec = stft.forward(x)?;

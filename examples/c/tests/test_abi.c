@@ -800,6 +800,16 @@ static void test_sam_audio(void) {
     err = fmax(err, fabs(outs[0][i] - target[i]));
   }
   CHECK(err / peak < 1e-5);
+  /* Another description on the same separator; then back, the same output. */
+  float first = outs[0][n / 2];
+  OK(splitsound_separator_set_description(sep, "a dog barking"));
+  OK(splitsound_separator_separate(sep, in, 1, n, 48000, outs, 2, NULL, NULL, NULL));
+  CHECK(outs[0][n / 2] != first);
+  OK(splitsound_separator_set_description(sep, "the piano"));
+  OK(splitsound_separator_separate(sep, in, 1, n, 48000, outs, 2, NULL, NULL, NULL));
+  CHECK(outs[0][n / 2] == first);
+  CHECK_STATUS(splitsound_separator_set_description(sep, ""), SPLITSOUND_STATUS_INVALID_ARGUMENT);
+  CHECK_STATUS(splitsound_separator_set_description(sep, NULL), SPLITSOUND_STATUS_NULL_ARGUMENT);
   splitsound_separator_free(sep);
   sep = NULL;
   OK(splitsound_options_set_description(o, "\xe7\x8a\xac")); /* a script the tiny tokenizer lacks */
