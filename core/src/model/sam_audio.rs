@@ -385,32 +385,40 @@ impl SamAudio {
         for ((i, f, ch), &v) in y.indexed_iter() {
             latent[[2 * i + ch / c, ch % c, f]] = v;
         }
+        // One latent at a time: the decoder's activations at the output rate
+        // are the pipeline's largest (each row is independent of the others).
         let bits = self.p.watermark_bits;
-        let msg = Array2::from_shape_vec((2 * b, bits), message.to_vec()).expect("checked length");
-        let out = take(
-            model.run(DECODER, vec![("latent".into(), latent.into_dyn()), ("message".into(), msg.into_dyn())])?,
-            "audio",
-        )?;
-        if out.shape() != [2 * b, 1, padded] {
-            return Err(inference(format!(
-                "the codec decoder gave {:?}, expected {:?}",
-                out.shape(),
-                [2 * b, 1, padded]
-            )));
+        let mut rows = Vec::with_capacity(2 * b);
+        for r in 0..2 * b {
+            let one = latent.slice(ndarray::s![r..r + 1, .., ..]).to_owned();
+            let msg =
+                Array2::from_shape_vec((1, bits), message[r * bits..(r + 1) * bits].to_vec()).expect("checked length");
+            let out = take(
+                model.run(DECODER, vec![("latent".into(), one.into_dyn()), ("message".into(), msg.into_dyn())])?,
+                "audio",
+            )?;
+            if out.shape() != [1, 1, padded] {
+                return Err(inference(format!(
+                    "the codec decoder gave {:?}, expected {:?}",
+                    out.shape(),
+                    [1, 1, padded]
+                )));
+            }
+            if out.iter().any(|x| !x.is_finite()) {
+                return Err(inference("the codec decoder gave NaN or infinite samples".into()));
+            }
+            rows.push(out.iter().copied().collect::<Vec<f32>>());
         }
-        if out.iter().any(|x| !x.is_finite()) {
-            return Err(inference("the codec decoder gave NaN or infinite samples".into()));
-        }
-        let out = out.into_shape_with_order((2 * b, padded)).map_err(|e| inference(e.to_string()))?;
+        let mut rows = rows.into_iter();
         Ok(audio
             .iter()
-            .enumerate()
-            .map(|(i, a)| {
+            .map(|a| {
                 let keep = self.frames(a.len()) * hop;
-                [
-                    out.row(2 * i).slice(ndarray::s![..keep]).to_vec(),
-                    out.row(2 * i + 1).slice(ndarray::s![..keep]).to_vec(),
-                ]
+                let mut t = rows.next().expect("two rows per item");
+                let mut r = rows.next().expect("two rows per item");
+                t.truncate(keep);
+                r.truncate(keep);
+                [t, r]
             })
             .collect())
     }
