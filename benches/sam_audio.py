@@ -159,10 +159,76 @@ def run_torch(weights, wav, noise, message, out_npy, dtype="float32"):
             k1 = f(t, y)
             y = y + f(t + h / 2, y + k1 * (h / 2)) * h
         latent = y.transpose(1, 2).reshape(2, 128, T)
-        out = codec.decode(latent, torch.from_numpy(np.load(message)).to(dt))
+        # One latent at a time, as splitsound decodes them (half the peak memory).
+        msg = torch.from_numpy(np.load(message)).to(dt)
+        out = torch.cat([codec.decode(latent[i:i + 1], msg[i:i + 1]) for i in range(2)])
     secs = time.perf_counter() - t0
     np.save(out_npy, out[:, 0].float().numpy())
     print(json.dumps({"separate_secs": secs}))
+
+
+def per_graph(preset, work):
+    """Each graph at full size against the same module in float64 (the accuracy
+    reference), next to PyTorch float32: text encoder, codec encoder (100
+    frames), one velocity evaluation (the 30 s input's frames, t = 0.5), codec
+    decoder (100 frames)."""
+    import copy
+
+    import onnxruntime as ort
+    import torch
+    from tokenizers import Tokenizer
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    manifest = export(preset, work)
+    base = manifest[: -len(".json")] + "."
+    w = torch.load(os.path.join(os.path.dirname(manifest), "weights.pt"), map_location="cpu", weights_only=False)
+    cfg, t5, vel, codec = build(preset)
+    for m, k in ((t5, "t5"), (vel, "vel"), (codec, "codec")):
+        m.load_state_dict(w[k])
+    rel = lambda a, b: float(np.abs(a - b).max() / np.abs(b).max())  # noqa: E731
+
+    t5.eval(), vel.eval(), codec.eval()
+    d64 = {id(m): copy.deepcopy(m).double() for m in (t5, vel, codec)}
+
+    def compare(name, call, module, args, feeds):
+        """`call(module, *args)` with the float32 module and its float64 copy."""
+        with torch.inference_mode():
+            r32 = call(module, *args).numpy()
+            r64 = call(d64[id(module)], *[a.double() if a.is_floating_point() else a for a in args]).numpy()
+        sess = ort.InferenceSession(base + name + ".onnx", providers=["CPUExecutionProvider"])
+        o = sess.run(None, feeds)[0]
+        return name, rel(o, r64), rel(r32, r64), rel(o, r32)
+
+    ids = np.array([Tokenizer.from_file(TINY).encode(DESCRIPTION).ids], dtype=np.float32)
+    ones = np.ones_like(ids)
+    rows = [compare("text_encoder", lambda m, i, a: m(i.long(), a), t5, (torch.from_numpy(ids), torch.from_numpy(ones)),
+                    {"input_ids": ids, "attention_mask": ones})]
+    n = 100 * 1920
+    x = test_signal(1, n, seed=7, sr=48000)[0][None, None]
+    rows.append(compare("codec_encoder", lambda m, a: m.encode_mean(a), codec, (torch.from_numpy(x),), {"audio": x}))
+    rng = np.random.default_rng(1)
+    t = 750
+    with torch.inference_mode():
+        text = t5(torch.from_numpy(ids).long(), torch.from_numpy(ones)).numpy()
+    feats = (0.3 * rng.standard_normal((1, t, 256))).astype(np.float32)
+    feeds = dict(noisy=rng.standard_normal((1, t, 256)).astype(np.float32), time=np.array([0.5], np.float32),
+                 audio_features=feats, text_features=text, text_mask=ones, audio_mask=np.ones((1, t), np.float32),
+                 anchor_ids=np.zeros((1, t), np.float32))
+    order = ["noisy", "time", "audio_features", "text_features", "text_mask", "audio_mask"]
+    rows.append(compare("velocity", lambda m, *a: m(*a[:-1], a[-1].long()), vel,
+                        [torch.from_numpy(feeds[k]) for k in order] + [torch.zeros(1, t)], feeds))
+    lat = rng.standard_normal((1, 128, 100)).astype(np.float32)
+    msg = rng.integers(0, 2, (1, 16)).astype(np.float32)
+    rows.append(compare("codec_decoder", lambda m, a, b: m.decode(a, b), codec,
+                        (torch.from_numpy(lat), torch.from_numpy(msg)), {"latent": lat, "message": msg}))
+    lines = [f"Each graph of the full-size {preset} package against the same PyTorch module in float64, on random "
+             f"inputs (max |diff| / float64's peak); {os.cpu_count()} CPU cores, {datetime.date.today()}. Command: "
+             f"`~/.cache/splitsound/ref-venv/bin/python benches/sam_audio.py --preset {preset} --per-graph`.", "",
+             "| graph | ONNX Runtime vs float64 | PyTorch float32 vs float64 | ONNX Runtime vs PyTorch float32 |",
+             "|---|---|---|---|"]
+    lines += [f"| {g} | {a:.2e} | {b:.2e} | {c:.2e} |" for g, a, b, c in rows]
+    print("\n".join(lines))
+    update_section(f"sam-audio-graphs-{preset}", "\n".join(lines))
 
 
 def main():
@@ -171,10 +237,14 @@ def main():
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "splitsound-sam-audio-bench"))
     ap.add_argument("--bin", default=None)
+    ap.add_argument("--per-graph", action="store_true", help="each graph against float64 (no timing)")
     ap.add_argument("--torch-runner", nargs=6, metavar=("WEIGHTS", "WAV", "NOISE", "MESSAGE", "OUT", "DTYPE"))
     args = ap.parse_args()
     if args.torch_runner:
         run_torch(*args.torch_runner)
+        return
+    if args.per_graph:
+        per_graph(args.preset, args.work)
         return
     import soundfile as sf
 

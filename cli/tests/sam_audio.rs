@@ -100,30 +100,11 @@ fn a_description_separates_as_the_reference() {
         assert!(e < 1e-5, "{stem}: {e:.2e}");
     }
     // Without draws, --seed decides them: the same seed, the same files.
-    let a = run(&[
-        "separate",
-        "-m",
-        &model.display().to_string(),
-        "-q",
-        prompt,
-        &p("mix.wav"),
-        "-o",
-        &p("s1"),
-        "--seed",
-        "5",
-    ]);
-    let b = run(&[
-        "separate",
-        "-m",
-        &model.display().to_string(),
-        "-q",
-        prompt,
-        &p("mix.wav"),
-        "-o",
-        &p("s2"),
-        "--seed",
-        "5",
-    ]);
+    let seeded = |out: &str| {
+        let m = model.display().to_string();
+        run(&["separate", "-m", &m, "-q", prompt, &p("mix.wav"), "-o", &p(out), "--seed", "5"])
+    };
+    let (a, b) = (seeded("s1"), seeded("s2"));
     assert!(a.status.success() && b.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
     assert_eq!(
         std::fs::read(dir.join("s1/mix/target.wav")).unwrap(),

@@ -28,6 +28,18 @@ fn prompt(i: usize) -> String {
     refs(&format!("input_{i}")).params["prompt"].as_str().unwrap().to_string()
 }
 
+/// A scratch copy of the package, for edited manifests next to its files.
+fn package_copy(name: &str) -> PathBuf {
+    let src = scratch(name);
+    for f in std::fs::read_dir(dir()).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::copy(&f, src.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    src
+}
+
 /// max |a − b| over the reference's peak.
 fn rel(a: &[f32], want: &[f32]) -> f32 {
     assert_eq!(a.len(), want.len());
@@ -132,13 +144,7 @@ fn stereo_spreads_the_mono_result_and_sums_back() {
 /// against the unchunked run, is printed.
 #[test]
 fn long_inputs_are_chunked_and_cross_faded() {
-    let src = scratch("sam-audio-chunks");
-    for f in std::fs::read_dir(dir()).unwrap() {
-        let f = f.unwrap().path();
-        if f.is_file() {
-            std::fs::copy(&f, src.join(f.file_name().unwrap())).unwrap();
-        }
-    }
+    let src = package_copy("sam-audio-chunks");
     let mut m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir().join("sam-audio-tiny.json")).unwrap()).unwrap();
     // 40-frame chunks (1.6 s) overlapping by 8 frames.
@@ -274,13 +280,7 @@ fn cancelling_stops_between_evaluations() {
 
 #[test]
 fn packages_whose_graphs_disagree_are_refused() {
-    let src = scratch("sam-audio-bad");
-    for f in std::fs::read_dir(dir()).unwrap() {
-        let f = f.unwrap().path();
-        if f.is_file() {
-            std::fs::copy(&f, src.join(f.file_name().unwrap())).unwrap();
-        }
-    }
+    let src = package_copy("sam-audio-bad");
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir().join("sam-audio-tiny.json")).unwrap()).unwrap();
     type Edit = Box<dyn Fn(&mut serde_json::Value)>;

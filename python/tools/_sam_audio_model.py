@@ -115,8 +115,9 @@ class T5Encoder(nn.Module):
 def sinusoid(t, dim, max_period=10000.0):
     """cat(cos(t·f), sin(t·f)), f_i = exp(-ln(max_period)·i/(dim/2)); t raw."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t[..., None].float() * freqs
+    dtype = t.dtype if t.is_floating_point() else torch.float32
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=dtype, device=t.device) / half)
+    args = t[..., None].to(dtype) * freqs
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
