@@ -52,6 +52,9 @@ export CARGO_TERM_COLOR=never
 echo "==> formatting"
 cargo fmt --all --check
 
+echo "==> server-example's layering (no module imports one of its layer or above)"
+python3 scripts/check-layers.py
+
 echo "==> API docs build without warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked -q -p splitsound-core --no-deps
 

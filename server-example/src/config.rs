@@ -1,17 +1,21 @@
 //! Configuration: one JSON file (`--config`, or `SPLITSOUND_SERVER_CONFIG`),
-//! every field optional. The defaults are the embedded configuration: a SQLite
-//! file, objects on local disk, the queue in the database, all under
-//! `data_dir`, so a fresh machine needs nothing.
+//! every field optional, and secrets from the environment. The defaults are
+//! the embedded configuration: a SQLite file, objects on local disk, the
+//! queue in the database, all under `data_dir`, so a fresh machine needs
+//! nothing.
+//!
+//! Each plane owns its sections (`storage` and `retention`: media; `queue`
+//! and `worker`: compute; `auth` and `billing`: control); this module
+//! aggregates them, with the sections that span the planes: `limits` and `ops`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::billing::BillingConfig;
+pub use crate::compute::{QueueConfig, SqsConfig, WorkerConfig};
+pub use crate::control::{AuthConfig, BillingConfig, OidcProvider};
 use crate::error::StartupError;
-pub use crate::ratelimit::Rate;
-pub use crate::retention::RetentionConfig;
+pub use crate::media::{RetentionConfig, S3Config, StorageConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -78,123 +82,18 @@ impl Default for Config {
     }
 }
 
-/// Where objects (originals and outputs) live.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum StorageConfig {
-    /// Files under `<data_dir>/objects`, with URLs the API signs and serves itself.
-    #[default]
-    Local,
-    /// Any S3-compatible store.
-    S3(S3Config),
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct S3Config {
-    pub bucket: String,
-    pub region: String,
-    /// For S3-compatible servers (`http://127.0.0.1:9000`); AWS's own endpoint when absent.
-    pub endpoint: Option<String>,
-    /// `http://host/bucket/key` instead of `http://bucket.host/key`.
-    pub path_style: bool,
-    /// Credentials; `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN` when absent.
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    /// Create the bucket at start if it does not exist (test servers).
-    pub create_bucket: bool,
-}
-
-impl Default for S3Config {
-    fn default() -> Self {
-        S3Config {
-            bucket: "splitsound".into(),
-            region: "us-east-1".into(),
-            endpoint: None,
-            path_style: false,
-            access_key_id: None,
-            secret_access_key: None,
-            create_bucket: false,
-        }
-    }
-}
-
-/// Where job messages wait for a worker.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum QueueConfig {
-    /// A table in the job database (`SKIP LOCKED` on PostgreSQL).
-    #[default]
-    Database,
-    Sqs(SqsConfig),
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SqsConfig {
-    /// The queue's URL; or `queue_name`, looked up (and created when `create_queue`).
-    pub queue_url: Option<String>,
-    pub queue_name: Option<String>,
-    pub create_queue: bool,
-    pub region: String,
-    pub endpoint: Option<String>,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-}
-
-impl Default for SqsConfig {
-    fn default() -> Self {
-        SqsConfig {
-            queue_url: None,
-            queue_name: None,
-            create_queue: false,
-            region: "us-east-1".into(),
-            endpoint: None,
-            access_key_id: None,
-            secret_access_key: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthConfig {
-    /// HS256 secret of session tokens. When absent, one is generated and kept
-    /// in `<data_dir>/session-secret` (fine for one machine; set it when the
-    /// API runs on several).
-    pub session_secret: Option<String>,
-    pub session_ttl_secs: u64,
-    /// `POST /v1/auth/dev/login` signs anyone in by e-mail alone. Off unless set.
-    pub dev_login: bool,
-    /// OpenID Connect providers whose ID tokens `POST /v1/auth/oauth/login` accepts.
-    pub oidc: Vec<OidcProvider>,
-    /// E-mail addresses whose sessions carry the admin claim.
-    pub admin_emails: Vec<String>,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig {
-            session_secret: None,
-            session_ttl_secs: 12 * 3600,
-            dev_login: false,
-            oidc: Vec::new(),
-            admin_emails: Vec::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A sustained rate and the burst allowed above it. A rate or a burst of 0
+/// means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OidcProvider {
-    /// The `iss` the tokens carry.
-    pub issuer: String,
-    /// The `aud` they must carry: our client id at that provider.
-    pub audience: String,
-    /// Where its signing keys are: an `https://` JWKS URL or a local file.
-    pub jwks: String,
+pub struct Rate {
+    pub per_sec: f64,
+    pub burst: u32,
 }
 
+/// `limits`: what one request, upload or user may do. The media plane takes
+/// the upload limits, the control plane `max_active_jobs`, the workers
+/// `max_duration_secs`, and the HTTP layer the rest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -242,68 +141,60 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WorkerConfig {
-    /// Jobs one worker process runs at once.
-    pub concurrency: usize,
-    /// How long a received message stays hidden; extended while the job runs.
-    pub visibility_secs: u64,
-    /// Long-poll wait of one receive.
-    pub poll_secs: u64,
-    /// Deliveries of one message before its job fails as poison.
-    pub max_attempts: i64,
-    /// First retry delay after a transient failure; doubles per attempt.
-    pub retry_backoff_secs: u64,
-    /// The separator used when a job names none.
-    pub default_separator: String,
-    /// Model packages jobs may name: name → path of the manifest, ONNX file or folder.
-    pub models: BTreeMap<String, PathBuf>,
-    /// Extra options of the neural models (providers, threads, …), as the CLI's `--options` JSON.
-    pub neural: Option<serde_json::Value>,
-    /// Models that jobs may name by their registry name (`splitsound model
-    /// list`), opened from the model cache.
-    pub named_models: Vec<String>,
-    /// Registries (files or URLs) for `named_models`, after the compiled-in
-    /// one and $SPLITSOUND_REGISTRY: a deployment's own mirror.
-    pub registries: Vec<String>,
-    /// The model cache's folder (else $SPLITSOUND_MODELS, else the platform's cache folder).
-    pub model_cache: Option<PathBuf>,
-    /// Fetch the `named_models` the cache lacks at startup. Off, a missing
-    /// one stops the startup with the command that fetches it.
-    pub pull_models: bool,
-    /// A text-prompted model (a SAM-Audio package in `models` or
-    /// `named_models`) for descriptions that name no stem of the job's
-    /// model: "a dog barking" then gives that sound and the residual.
-    pub text_model: Option<String>,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        WorkerConfig {
-            concurrency: 1,
-            visibility_secs: 60,
-            poll_secs: 10,
-            max_attempts: 5,
-            retry_backoff_secs: 2,
-            default_separator: "builtin:hpss".into(),
-            models: BTreeMap::new(),
-            neural: None,
-            named_models: Vec::new(),
-            registries: Vec::new(),
-            model_cache: None,
-            pull_models: false,
-            text_model: None,
-        }
-    }
-}
+/// The environment variables that set secrets, over the file's values:
+/// the database URL (which may hold a password), the session secret, the
+/// metrics token and Stripe's two secrets. S3 and SQS take the standard
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`.
+pub const SECRET_VARIABLES: [&str; 5] = [
+    "SPLITSOUND_DATABASE_URL",
+    "SPLITSOUND_SESSION_SECRET",
+    "SPLITSOUND_METRICS_TOKEN",
+    "SPLITSOUND_STRIPE_SECRET_KEY",
+    "SPLITSOUND_STRIPE_WEBHOOK_SECRET",
+];
 
 impl Config {
-    /// Reads `path` (JSON), or the defaults when `None`.
+    /// Reads `path` (JSON), or the defaults when `None`, then takes the
+    /// secrets the environment sets ([`SECRET_VARIABLES`]) over the file's.
     pub fn load(path: Option<&Path>) -> Result<Config, StartupError> {
-        let Some(path) = path else { return Ok(Config::default()) };
-        let text = std::fs::read(path).map_err(|e| StartupError::Config(format!("{}: {e}", path.display())))?;
-        serde_json::from_slice(&text).map_err(|e| StartupError::Config(format!("{}: {e}", path.display())))
+        let mut cfg = match path {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read(path).map_err(|e| StartupError::Config(format!("{}: {e}", path.display())))?;
+                serde_json::from_slice(&text).map_err(|e| StartupError::Config(format!("{}: {e}", path.display())))?
+            }
+        };
+        cfg.take_secrets(|name| std::env::var(name).ok())?;
+        Ok(cfg)
+    }
+
+    /// Sets each secret that `var` (the environment) gives a non-empty value,
+    /// so that none has to be written in the file. A Stripe variable without
+    /// a `billing` section is an error: it would be ignored.
+    pub fn take_secrets(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), StartupError> {
+        let get = |name: &str| var(name).filter(|v| !v.is_empty());
+        if let Some(v) = get("SPLITSOUND_DATABASE_URL") {
+            self.database_url = Some(v);
+        }
+        if let Some(v) = get("SPLITSOUND_SESSION_SECRET") {
+            self.auth.session_secret = Some(v);
+        }
+        if let Some(v) = get("SPLITSOUND_METRICS_TOKEN") {
+            self.ops.metrics_token = Some(v);
+        }
+        for (name, is_key) in [("SPLITSOUND_STRIPE_SECRET_KEY", true), ("SPLITSOUND_STRIPE_WEBHOOK_SECRET", false)] {
+            if let Some(v) = get(name) {
+                let billing = self.billing.as_mut().ok_or_else(|| {
+                    StartupError::Config(format!("{name} is set but the configuration has no billing section"))
+                })?;
+                if is_key {
+                    billing.stripe_secret_key = v;
+                } else {
+                    billing.webhook_secret = v;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The configuration as JSON with its secrets replaced by `"<redacted>"`:
@@ -365,7 +256,7 @@ mod tests {
         };
         cfg.auth.session_secret = Some("s3ssion-secret-value".into());
         cfg.ops.metrics_token = Some("metrics-token-value-1234".into());
-        cfg.billing = Some(crate::billing::BillingConfig {
+        cfg.billing = Some(BillingConfig {
             stripe_secret_key: "sk_test_abcdef".into(),
             webhook_secret: "whsec_abcdef".into(),
             ..Default::default()
@@ -379,5 +270,38 @@ mod tests {
         assert!(text.contains("\"session_secret\":\"<redacted>\""), "{text}");
         // Unset secrets stay null, so the output still says they are unset.
         assert!(Config::default().redacted()["auth"]["session_secret"].is_null());
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        let mut cfg = Config { billing: Some(BillingConfig::default()), ..Config::default() };
+        cfg.take_secrets(env(&[
+            ("SPLITSOUND_DATABASE_URL", "postgres://app:pw-from-env@db/app"),
+            ("SPLITSOUND_SESSION_SECRET", "a-session-secret-from-the-environment"),
+            ("SPLITSOUND_METRICS_TOKEN", ""),
+            ("SPLITSOUND_STRIPE_SECRET_KEY", "sk_test_env"),
+            ("SPLITSOUND_STRIPE_WEBHOOK_SECRET", "whsec_env"),
+        ]))
+        .unwrap();
+        assert_eq!(cfg.database_url.as_deref(), Some("postgres://app:pw-from-env@db/app"));
+        assert_eq!(cfg.auth.session_secret.as_deref(), Some("a-session-secret-from-the-environment"));
+        // Empty is unset.
+        assert_eq!(cfg.ops.metrics_token, None);
+        let billing = cfg.billing.as_ref().unwrap();
+        assert_eq!((billing.stripe_secret_key.as_str(), billing.webhook_secret.as_str()), ("sk_test_env", "whsec_env"));
+        // Printed, they are redacted like the file's.
+        let text = cfg.redacted().to_string();
+        for secret in ["pw-from-env", "a-session-secret-from-the-environment", "sk_test_env", "whsec_env"] {
+            assert!(!text.contains(secret), "{secret} printed: {text}");
+        }
+        // A Stripe secret with billing off would be silently ignored: refused.
+        let e = Config::default().take_secrets(env(&[("SPLITSOUND_STRIPE_SECRET_KEY", "sk_x")])).unwrap_err();
+        assert!(e.to_string().contains("no billing section"), "{e}");
+        for name in SECRET_VARIABLES {
+            assert!(name.starts_with("SPLITSOUND_"));
+        }
     }
 }

@@ -1,12 +1,14 @@
 //! The database: one pool (`sqlx::AnyPool`) over PostgreSQL or SQLite, with
-//! the schema in `migrations/<backend>/` applied in order. Every query is
+//! the schema in `migrations/` applied in order by sqlx's migrator. Every query is
 //! written once, in the SQL both accept (`$n` parameters, BIGINT times).
 
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::AnyConnection;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions, Connection, Executor, Row};
+use sqlx::migrate::{Migrate, Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, ConnectOptions, Executor, Row, SqlSafeStr};
 
 use crate::error::StartupError;
 
@@ -23,36 +25,34 @@ pub struct Db {
     pub backend: Backend,
 }
 
-struct Migration {
-    version: i64,
-    name: &'static str,
-    postgres: &'static str,
-    sqlite: &'static str,
+/// sqlx's table of applied migrations, with their checksums.
+const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
+
+/// Where the runner before sqlx's recorded applied migrations (no checksums).
+const LEGACY_TABLE: &str = "schema_migrations";
+
+/// The schema for `backend`, in order. A file never changes once released:
+/// sqlx keeps each applied one's checksum and refuses a database whose
+/// applied migrations differ from these.
+fn migrator(backend: Backend) -> Migrator {
+    let init = match backend {
+        Backend::Postgres => include_str!("../migrations/postgres/0001_init.sql"),
+        Backend::Sqlite => include_str!("../migrations/sqlite/0001_init.sql"),
+    };
+    let files = [
+        (1, "init", init),
+        (2, "billing_retention", include_str!("../migrations/0002_billing_retention.sql")),
+        (3, "completion_lease", include_str!("../migrations/0003_completion_lease.sql")),
+    ];
+    Migrator::with_migrations(
+        files
+            .into_iter()
+            .map(|(version, name, sql)| {
+                Migration::new(version, name.into(), MigrationType::Simple, sql.into_sql_str(), false)
+            })
+            .collect(),
+    )
 }
-
-const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "init",
-        postgres: include_str!("../migrations/postgres/0001_init.sql"),
-        sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "billing_retention",
-        postgres: include_str!("../migrations/0002_billing_retention.sql"),
-        sqlite: include_str!("../migrations/0002_billing_retention.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "completion_lease",
-        postgres: include_str!("../migrations/0003_completion_lease.sql"),
-        sqlite: include_str!("../migrations/0003_completion_lease.sql"),
-    },
-];
-
-/// Any PostgreSQL advisory-lock key will do; this one is "splitsnd" in ASCII.
-const MIGRATION_LOCK: i64 = 0x73706c6974736e64;
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db, StartupError> {
@@ -92,49 +92,50 @@ impl Db {
         Ok(Db { pool, backend })
     }
 
-    /// Applies the migrations not yet applied, each in its own transaction.
-    /// Concurrent callers on PostgreSQL wait for each other on an advisory lock.
+    /// Applies the migrations not yet applied, with sqlx's [`Migrator`]: each
+    /// in its own transaction, concurrent callers serialised by its lock
+    /// (an advisory lock on PostgreSQL), the applied ones checked against
+    /// their checksums. Returns the versions this call applied.
+    ///
+    /// A database migrated by the runner before sqlx's keeps its history: the
+    /// versions its `schema_migrations` table lists are recorded as applied
+    /// (with the checksums of the files they ran, unchanged since) before
+    /// anything runs, and that table is left as it was.
     pub async fn migrate(&self) -> Result<Vec<i64>, StartupError> {
+        let mut migrator = migrator(self.backend);
+        // One lock of ours around the carry-over and the run, released
+        // whatever fails (sqlx's own would stay held on the pooled connection
+        // after an error).
+        migrator.set_locking(false);
         let mut conn = self.pool.acquire().await?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await?;
-        }
+        conn.lock().await?;
         let result = async {
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
-            )
-            .await?;
-            let done: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
-                .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(|r| r.try_get::<i64, _>(0))
-                .collect::<Result<_, _>>()?;
-            let mut applied = Vec::new();
-            for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
-                let sql = match self.backend {
-                    Backend::Postgres => m.postgres,
-                    Backend::Sqlite => m.sqlite,
-                };
-                let mut tx = conn.begin().await?;
-                sqlx::raw_sql(sql).execute(&mut *tx).await?;
-                sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-                    .bind(m.version)
-                    .bind(m.name)
-                    .bind(now_ms())
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                tracing::info!(version = m.version, name = m.name, "applied migration");
-                applied.push(m.version);
+            conn.ensure_migrations_table(MIGRATIONS_TABLE).await?;
+            let legacy = legacy_versions(self.backend, &mut conn).await?;
+            let before = applied_versions(&mut conn).await?;
+            for m in migrator.iter().filter(|m| legacy.contains(&m.version) && !before.contains(&m.version)) {
+                conn.skip(MIGRATIONS_TABLE, m).await?;
+                tracing::info!(version = m.version, "recorded a migration the earlier runner applied");
             }
-            Ok::<_, sqlx::Error>(applied)
+            let before = applied_versions(&mut conn).await?;
+            migrator.run(&mut *conn).await?;
+            let applied: Vec<i64> =
+                applied_versions(&mut conn).await?.into_iter().filter(|v| !before.contains(v)).collect();
+            Ok::<_, StartupError>(applied)
         }
         .await;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await?;
+        let unlocked = conn.unlock().await;
+        let applied = result?;
+        unlocked?;
+        for version in &applied {
+            tracing::info!(version, "applied migration");
         }
-        Ok(result?)
+        Ok(applied)
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> sqlx::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
     }
 
     /// `FOR UPDATE SKIP LOCKED` where the backend has it (SQLite has one writer anyway).
@@ -144,6 +145,29 @@ impl Db {
             Backend::Sqlite => "",
         }
     }
+}
+
+async fn applied_versions(conn: &mut AnyConnection) -> Result<Vec<i64>, StartupError> {
+    let mut v: Vec<i64> = conn.list_applied_migrations(MIGRATIONS_TABLE).await?.iter().map(|m| m.version).collect();
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// The versions the earlier runner recorded; none where its table is absent.
+async fn legacy_versions(backend: Backend, conn: &mut AnyConnection) -> Result<Vec<i64>, StartupError> {
+    let exists = match backend {
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1"
+        }
+        Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+    };
+    let n: i64 = sqlx::query(exists).bind(LEGACY_TABLE).fetch_one(&mut *conn).await?.try_get(0)?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let rows =
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT version FROM {LEGACY_TABLE}"))).fetch_all(&mut *conn).await?;
+    Ok(rows.iter().map(|r| r.try_get::<i64, _>(0)).collect::<Result<_, _>>()?)
 }
 
 fn sqlite_path(url: &str) -> Option<String> {
@@ -176,7 +200,46 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// A job that is still to run or running, as an SQL list for `status IN …`.
+pub const ACTIVE_JOB_STATUSES: &str = "('queued', 'running')";
+
 /// Whether `e` is a CHECK violation (a balance that would go negative).
 pub fn is_check_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_check_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database the earlier runner migrated to version 2 keeps that history
+    /// (nothing runs twice), gets version 3, and a changed file is refused.
+    #[tokio::test]
+    async fn migrations_keep_the_earlier_history_and_check_checksums() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()), 2).await.unwrap();
+        for m in migrator(Backend::Sqlite).iter().take(2) {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(m.sql.as_str().to_string())).execute(&db.pool).await.unwrap();
+        }
+        sqlx::raw_sql(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL); \
+             INSERT INTO schema_migrations VALUES (1, 'init', 0), (2, 'billing_retention', 0)",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(db.migrate().await.unwrap(), vec![3]);
+        assert_eq!(db.migrate().await.unwrap(), Vec::<i64>::new());
+        let mut conn = db.pool.acquire().await.unwrap();
+        assert_eq!(applied_versions(&mut conn).await.unwrap(), vec![1, 2, 3]);
+        drop(conn);
+
+        sqlx::query("UPDATE _sqlx_migrations SET checksum = $1 WHERE version = 2")
+            .bind(vec![0u8; 48])
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        let e = db.migrate().await.unwrap_err().to_string();
+        assert!(e.contains("migration 2") && e.contains("modified"), "{e}");
+    }
 }

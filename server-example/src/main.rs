@@ -87,7 +87,8 @@ async fn run(command: Command, mut cfg: Config) -> Result<(), Box<dyn std::error
     }
     if let Command::Cleanup = command {
         let app = App::new(cfg).await?;
-        let report = splitsound_server::retention::run_once(&app, splitsound_server::db::now_ms()).await?;
+        let now = splitsound_server::db::now_ms();
+        let report = splitsound_server::media::retention::run_once(&app.db, &app.media, &app.metrics, now).await?;
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
@@ -104,9 +105,10 @@ async fn run(command: Command, mut cfg: Config) -> Result<(), Box<dyn std::error
         cfg.public_url = Some(format!("http://{}", l.local_addr()?));
     }
     let app = App::new(cfg).await?;
-    let worker = works.then(|| tokio::spawn(splitsound_server::worker::run(app.clone(), rx.clone())));
+    let worker = works.then(|| tokio::spawn(splitsound_server::compute::worker::run(app.worker(), rx.clone())));
     if serves {
-        tokio::spawn(splitsound_server::retention::run_periodically(app.clone(), rx.clone()));
+        let (db, media, metrics) = (app.db.clone(), app.media.clone(), app.metrics.clone());
+        tokio::spawn(splitsound_server::media::retention::run_periodically(db, media, metrics, rx.clone()));
     }
     if let Some(addr) = &app.cfg.ops.listen {
         // /health and /metrics on their own port, for the operators' network.

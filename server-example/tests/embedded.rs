@@ -456,7 +456,7 @@ async fn configured_model_packages() {
     let srv = Server::start(cfg, 1).await;
     let (_, models) = srv.call("GET", "/v1/models", None, None).await;
     let listed = models["models"].as_array().unwrap().iter().find(|m| m["name"] == "demucs-ci").cloned().unwrap();
-    let stems = srv.app.catalog["demucs-ci"].clone();
+    let stems = srv.app.control.catalog.models["demucs-ci"].clone();
     assert_eq!(listed["stems"], json!(stems));
     assert!(stems.contains(&"vocals".to_string()), "{stems:?}");
     let token = srv.login("lee@example.com").await;

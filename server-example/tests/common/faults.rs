@@ -70,7 +70,7 @@ pub async fn no_orphans(srv: &Server) {
     {
         known.insert(r.get::<String, _>(0));
     }
-    let stored: BTreeSet<String> = srv.app.store.list("").await.unwrap().into_iter().collect();
+    let stored: BTreeSet<String> = srv.app.media.store.list("").await.unwrap().into_iter().collect();
     assert_eq!(stored, known, "objects in the store vs rows");
 }
 
@@ -407,11 +407,23 @@ pub async fn complete_crash(mut cfg: Config) {
 
     // Rolled back by the cleanup task, once its grace has passed.
     let grace = srv.app.cfg.retention.abandoned_upload_grace_secs as i64 * 1000;
-    let report =
-        splitsound_server::retention::run_once(&srv.app, splitsound_server::db::now_ms() + 1000).await.unwrap();
+    let report = splitsound_server::media::retention::run_once(
+        &srv.app.db,
+        &srv.app.media,
+        &srv.app.metrics,
+        splitsound_server::db::now_ms() + 1000,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.uploads_rolled_back, 0, "not before the grace: {report:?}");
-    let report =
-        splitsound_server::retention::run_once(&srv.app, splitsound_server::db::now_ms() + grace + 5000).await.unwrap();
+    let report = splitsound_server::media::retention::run_once(
+        &srv.app.db,
+        &srv.app.media,
+        &srv.app.metrics,
+        splitsound_server::db::now_ms() + grace + 5000,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.uploads_rolled_back, 1, "{report:?}");
     assert_eq!(status(untouched.clone()).await, "aborted");
 
@@ -419,13 +431,25 @@ pub async fn complete_crash(mut cfg: Config) {
     // recording it) goes once it is past its grace, and not before.
     let stray = srv.dir.path().join("stray.wav");
     std::fs::write(&stray, b"RIFF").unwrap();
-    srv.app.store.upload_file("user_nobody/originals/x/stray.wav", &stray, "audio/wav").await.unwrap();
+    srv.app.media.store.upload_file("user_nobody/originals/x/stray.wav", &stray, "audio/wav").await.unwrap();
     let day = srv.app.cfg.retention.orphan_grace_secs as i64 * 1000;
-    let report =
-        splitsound_server::retention::run_once(&srv.app, splitsound_server::db::now_ms() + grace + 5000).await.unwrap();
+    let report = splitsound_server::media::retention::run_once(
+        &srv.app.db,
+        &srv.app.media,
+        &srv.app.metrics,
+        splitsound_server::db::now_ms() + grace + 5000,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.orphans_deleted, 0, "{report:?}");
-    let report =
-        splitsound_server::retention::run_once(&srv.app, splitsound_server::db::now_ms() + day + 5000).await.unwrap();
+    let report = splitsound_server::media::retention::run_once(
+        &srv.app.db,
+        &srv.app.media,
+        &srv.app.metrics,
+        splitsound_server::db::now_ms() + day + 5000,
+    )
+    .await
+    .unwrap();
     assert!(report.orphans_deleted >= 1, "{report:?}");
     no_orphans(&srv).await;
     srv.stop().await;

@@ -24,7 +24,7 @@ pub async fn full_flow(cfg: Config) {
     assert_eq!(asset["sample_rate"], 44100);
     assert_eq!(asset["channels"], 2);
     let secs = asset["duration_secs"].as_f64().unwrap();
-    let cost = splitsound_server::credits::job_cost(secs);
+    let cost = splitsound_server::control::credits::job_cost(secs);
     assert!(secs > 1.0);
 
     let body = json!({"asset_id": asset["id"], "model": "builtin:hpss", "options": {"bits": 32}});
@@ -68,15 +68,34 @@ pub async fn full_flow(cfg: Config) {
     let (s, pv) = srv.call("GET", &format!("/v1/jobs/{id}/preview"), Some(&token), None).await;
     assert_eq!(s, StatusCode::OK, "{pv}");
     let url = pv["stems"][0]["url"].as_str().unwrap();
-    match &srv.app.store {
-        splitsound_server::storage::Store::S3(_) => assert!(url.contains("X-Amz-Signature="), "{url}"),
-        splitsound_server::storage::Store::Local(_) => assert!(url.contains("/storage/o/user_"), "{url}"),
+    match &srv.app.media.store {
+        splitsound_server::media::Store::S3(_) => assert!(url.contains("X-Amz-Signature="), "{url}"),
+        splitsound_server::media::Store::Local(_) => assert!(url.contains("/storage/o/user_"), "{url}"),
     }
     let resp = srv.http.get(url).header("range", "bytes=0-11").send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
     let disp = resp.headers().get("content-disposition").unwrap().to_str().unwrap().to_string();
     assert!(disp.starts_with("inline;"), "{disp}");
     assert_eq!(&resp.bytes().await.unwrap()[..4], b"RIFF");
+    if let splitsound_server::media::Store::Local(_) = &srv.app.media.store {
+        // The local store's objects, through tower-http's ServeFile: whole, a
+        // suffix range, and a range past the end (416 naming the length, in
+        // the API's error format).
+        let whole = srv.http.get(url).send().await.unwrap();
+        assert_eq!(whole.status(), StatusCode::OK);
+        assert_eq!(whole.headers()["accept-ranges"], "bytes");
+        assert_eq!(whole.headers()["content-type"], "audio/wav");
+        let whole = whole.bytes().await.unwrap();
+        let n = whole.len();
+        let tail = srv.http.get(url).header("range", "bytes=-10").send().await.unwrap();
+        assert_eq!(tail.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(tail.headers()["content-range"].to_str().unwrap(), format!("bytes {}-{}/{n}", n - 10, n - 1));
+        assert_eq!(tail.bytes().await.unwrap(), whole[n - 10..]);
+        let past = srv.http.get(url).header("range", format!("bytes={n}-")).send().await.unwrap();
+        assert_eq!(past.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(past.headers()["content-range"].to_str().unwrap(), format!("bytes */{n}"));
+        assert_eq!(past.json::<Value>().await.unwrap()["error"]["code"], "range_not_satisfiable");
+    }
 
     // Deterministic object keys.
     use sqlx::Row;
@@ -134,7 +153,7 @@ pub async fn full_flow(cfg: Config) {
     assert_eq!(s, StatusCode::OK, "{d}");
     assert_eq!(d["objects_deleted"], 5);
     for k in keys.iter().chain([&original_key]) {
-        assert_eq!(srv.app.store.size(k).await.unwrap(), None, "{k} is gone");
+        assert_eq!(srv.app.media.store.size(k).await.unwrap(), None, "{k} is gone");
     }
     let (_, lib) = srv.call("GET", "/v1/me/library", Some(&token), None).await;
     assert_eq!(lib["assets"].as_array().unwrap().len(), 0);
@@ -339,9 +358,9 @@ pub async fn cancel_and_retry(cfg: Config) {
         .unwrap()
         .get(0);
     assert_eq!(n, 0);
-    for stem in &srv.app.catalog["builtin:repet"] {
-        let key = splitsound_server::worker::output_key(&user, &rid, stem, "wav");
-        assert_eq!(srv.app.store.size(&key).await.unwrap(), None);
+    for stem in &srv.app.control.catalog.models["builtin:repet"] {
+        let key = splitsound_server::media::keys::output_key(&user, &rid, stem, "wav");
+        assert_eq!(srv.app.media.store.size(&key).await.unwrap(), None);
     }
     srv.ledger_balances(&user).await;
     workers.stop().await;
@@ -394,7 +413,7 @@ pub async fn poison_message(cfg: Config) {
     let id = job["id"].as_str().unwrap().to_string();
     assert_eq!(srv.balance(&token).await, 9);
     // Take the message max_attempts times without finishing it, as crashing workers would.
-    let q = &srv.app.queue;
+    let q = &srv.app.compute.queue;
     for _ in 0..srv.app.cfg.worker.max_attempts {
         let m = q.receive(Duration::from_secs(5), Duration::from_secs(0)).await.unwrap().expect("the message");
         assert_eq!(m.job_id, id);

@@ -64,7 +64,7 @@ impl Server {
             async move { splitsound_server::serve(app, listener, rx).await.unwrap() }
         })];
         if workers > 0 {
-            tasks.push(tokio::spawn(splitsound_server::worker::run(app.clone(), rx)));
+            tasks.push(tokio::spawn(splitsound_server::compute::worker::run(app.worker(), rx)));
         }
         let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
         Server { base: format!("http://{addr}"), app, http, shutdown: tx, tasks, dir }
@@ -80,7 +80,7 @@ impl Server {
         cfg.worker.concurrency = n;
         let app = App::new(cfg).await.unwrap();
         let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(splitsound_server::worker::run(app, rx));
+        let task = tokio::spawn(splitsound_server::compute::worker::run(app.worker(), rx));
         Workers { tx, task }
     }
 

@@ -11,7 +11,7 @@ use hmac::{KeyInit, Mac};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use splitsound_server::Config;
-use splitsound_server::billing::BillingConfig;
+use splitsound_server::config::BillingConfig;
 use splitsound_server::config::Rate;
 
 use sqlx::Row;
@@ -163,7 +163,7 @@ pub async fn billing(mut cfg: Config) {
         let (h, form) = reqs.last().unwrap();
         assert_eq!(h["authorization"], "Bearer sk_test_abc");
         assert_eq!(h["content-type"], "application/x-www-form-urlencoded");
-        assert_eq!(h["stripe-version"], splitsound_server::billing::STRIPE_VERSION);
+        assert_eq!(h["stripe-version"], splitsound_server::control::billing::STRIPE_VERSION);
         assert_eq!(h["idempotency-key"], format!("checkout-{checkout}"));
         assert_eq!(form["mode"], "payment");
         assert_eq!(form["client_reference_id"], checkout);
@@ -475,24 +475,25 @@ pub async fn retention(cfg: Config) {
     let outputs = job["outputs"].as_array().unwrap().len();
     // An upload never completed.
     let (pending, _) = srv.put_parts(&token, "never.wav", &wav(1.0, 8000), "audio/wav").await;
-    let stray = splitsound_server::worker::output_key(&user, &failing, "vocals", "wav");
+    let stray = splitsound_server::media::keys::output_key(&user, &failing, "vocals", "wav");
     let tmp = srv.dir.path().join("stray.wav");
     std::fs::write(&tmp, wav(0.5, 8000)).unwrap();
-    srv.app.store.upload_file(&stray, &tmp, "audio/wav").await.unwrap();
+    srv.app.media.store.upload_file(&stray, &tmp, "audio/wav").await.unwrap();
     // On local disk, a temporary file of a write that a killed worker never finished.
     let partial = srv.app.cfg.data_dir.join("objects").join(format!("user_{user}/jobs/job_{failing}/output"));
-    let partial = matches!(srv.app.store, splitsound_server::storage::Store::Local(_)).then(|| {
+    let partial = matches!(srv.app.media.store, splitsound_server::media::Store::Local(_)).then(|| {
         std::fs::create_dir_all(&partial).unwrap();
         let p = partial.join(".vocals.wav.4242.1.partial");
         std::fs::write(&p, b"half a stem").unwrap();
         p
     });
-    let objects = || async { srv.app.store.list("").await.unwrap() };
+    let objects = || async { srv.app.media.store.list("").await.unwrap() };
     assert_eq!(objects().await.len(), 1 + outputs + 1, "{:?}", objects().await);
 
     let now = splitsound_server::db::now_ms();
     let day = 86_400_000;
-    let run = |at: i64| splitsound_server::retention::run_once(&srv.app, at);
+    let run =
+        |at: i64| splitsound_server::media::retention::run_once(&srv.app.db, &srv.app.media, &srv.app.metrics, at);
     assert_eq!(run(now).await.unwrap(), Default::default());
     let r = run(now + 2 * day).await.unwrap();
     assert_eq!((r.uploads_aborted, r.failed_job_objects_deleted, r.outputs_deleted, r.originals_deleted), (1, 1, 0, 0));
@@ -551,12 +552,14 @@ pub async fn observability(mut cfg: Config) {
     }
     let resp = srv.http.get(srv.url("/metrics")).bearer_auth("scrape-secret-0123456789").send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(
+        resp.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text; version=1.0.0")
+    );
     let text = resp.text().await.unwrap();
     for needle in [
         "# TYPE splitsound_http_request_duration_seconds histogram",
         "splitsound_http_requests_total{method=\"GET\",route=\"/v1/jobs/{id}\",status=\"200\"}",
-        "splitsound_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/jobs\",le=\"+Inf\"} 1",
+        "splitsound_http_request_duration_seconds_bucket{le=\"+Inf\",method=\"POST\",route=\"/v1/jobs\"} 1",
         "splitsound_job_runs_total{outcome=\"succeeded\"} 1",
         "splitsound_job_stage_duration_seconds_count{stage=\"separate\"} 1",
         "splitsound_jobs{status=\"succeeded\"} 1",
@@ -564,6 +567,7 @@ pub async fn observability(mut cfg: Config) {
     ] {
         assert!(text.contains(needle), "{needle} not in:\n{text}");
     }
+    assert!(text.ends_with("# EOF\n"), "an OpenMetrics exposition ends with # EOF");
     // Every sample line is `name{labels} value`.
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let (_, v) = line.rsplit_once(' ').unwrap();
@@ -680,7 +684,7 @@ pub async fn abuse_limits(mut cfg: Config) {
 /// stems of a deleted upload, and `/metrics` without its token.
 pub async fn hardening(cfg: Config) {
     let srv = Server::start(cfg, 1).await;
-    let local = matches!(srv.app.store, splitsound_server::storage::Store::Local(_));
+    let local = matches!(srv.app.media.store, splitsound_server::media::Store::Local(_));
     let token = srv.login("eve@example.com").await;
     let nosniff = |h: &reqwest::header::HeaderMap, what: &str| {
         assert_eq!(h.get("x-content-type-options").map(|v| v.to_str().unwrap()), Some("nosniff"), "{what}");
@@ -691,7 +695,7 @@ pub async fn hardening(cfg: Config) {
 
     // A validly signed session whose user does not exist: 401 on every
     // operation that needs a session, never a 500.
-    let (ghost, _) = srv.app.auth.issue(&splitsound_server::db::new_id(), "ghost@example.com", true).unwrap();
+    let (ghost, _) = srv.app.control.auth.issue(&splitsound_server::db::new_id(), "ghost@example.com", true).unwrap();
     let doc = serde_json::to_value(splitsound_server::openapi()).unwrap();
     let mut secured = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {

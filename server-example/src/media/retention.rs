@@ -13,9 +13,12 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use tokio::sync::watch;
 
-use crate::App;
-use crate::db::now_ms;
-use crate::storage::StoreError;
+use super::Media;
+use super::keys::{is_service_key, job_prefix};
+use super::store::{Store, StoreError};
+use super::uploads::{discard_objects, release_lease, take_lease};
+use crate::db::{ACTIVE_JOB_STATUSES, Db, now_ms};
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -84,8 +87,8 @@ fn ago(now: i64, secs: u64) -> i64 {
 }
 
 /// One pass of every step, as if the time were `now` (Unix milliseconds).
-pub async fn run_once(app: &App, now: i64) -> Result<CleanupReport, CleanupError> {
-    let cfg = &app.cfg.retention;
+pub async fn run_once(db: &Db, media: &Media, metrics: &Metrics, now: i64) -> Result<CleanupReport, CleanupError> {
+    let cfg = &media.retention;
     let mut report = CleanupReport::default();
 
     // Abandoned multipart uploads (the store drops their parts), and
@@ -99,23 +102,23 @@ pub async fn run_once(app: &App, now: i64) -> Result<CleanupReport, CleanupError
     )
     .bind(grace)
     .bind(cfg.batch)
-    .fetch_all(&app.db.pool)
+    .fetch_all(&db.pool)
     .await?;
     for r in &rows {
         let (id, key, upload, status): (String, String, String, String) =
             (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
         // Still as selected: a completion resumed and put back to pending meanwhile is not abandoned.
         let stale = if status == "pending" { Some(grace) } else { None };
-        let Some(lease) = crate::uploads::take_upload_lease(app, &id, now, stale).await? else { continue };
-        if let Err(e) = crate::uploads::discard_upload_objects(app, &key, &upload).await {
+        let Some(lease) = take_lease(db, media.uploads.complete_lease, &id, now, stale).await? else { continue };
+        if let Err(e) = discard_objects(&media.store, &key, &upload).await {
             // Pending again, for the next run; one upload the store refuses
             // to let go of does not hold up the rest of the cleanup.
-            crate::uploads::release_upload_lease(app, &id, &lease, "pending", None).await?;
+            release_lease(db, &id, &lease, "pending", None).await?;
             tracing::warn!(upload = %id, error = %e, "could not discard an abandoned upload; next run will retry");
             continue;
         }
         let code = if status == "pending" { "abandoned" } else { "interrupted" };
-        if crate::uploads::release_upload_lease(app, &id, &lease, "aborted", Some(code)).await? {
+        if release_lease(db, &id, &lease, "aborted", Some(code)).await? {
             match code {
                 "abandoned" => report.uploads_aborted += 1,
                 _ => report.uploads_rolled_back += 1,
@@ -130,15 +133,15 @@ pub async fn run_once(app: &App, now: i64) -> Result<CleanupReport, CleanupError
         )
         .bind(ago(now, cfg.outputs_secs))
         .bind(cfg.batch)
-        .fetch_all(&app.db.pool)
+        .fetch_all(&db.pool)
         .await?;
         for r in &rows {
             let (id, key): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-            app.store.delete(&key).await?;
+            media.store.delete(&key).await?;
             sqlx::query("UPDATE output_tracks SET deleted_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(&id)
-                .execute(&app.db.pool)
+                .execute(&db.pool)
                 .await?;
             report.outputs_deleted += 1;
         }
@@ -149,15 +152,15 @@ pub async fn run_once(app: &App, now: i64) -> Result<CleanupReport, CleanupError
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT id, object_key FROM media_assets a WHERE deleted_at IS NULL AND created_at < $1 \
              AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.asset_id = a.id AND j.status IN {}) LIMIT $2",
-            crate::jobs::ACTIVE
+            ACTIVE_JOB_STATUSES
         )))
         .bind(ago(now, cfg.originals_secs))
         .bind(cfg.batch)
-        .fetch_all(&app.db.pool)
+        .fetch_all(&db.pool)
         .await?;
         for r in &rows {
             let (id, key): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-            purge_asset(app, &id, &key, now).await?;
+            purge_asset(db, &media.store, &id, &key, now).await?;
             report.originals_deleted += 1;
         }
     }
@@ -169,23 +172,23 @@ pub async fn run_once(app: &App, now: i64) -> Result<CleanupReport, CleanupError
     )
     .bind(ago(now, cfg.failed_artifacts_secs))
     .bind(cfg.batch)
-    .fetch_all(&app.db.pool)
+    .fetch_all(&db.pool)
     .await?;
     for r in &rows {
         let (id, user): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-        for key in app.store.list(&crate::worker::job_prefix(&user, &id)).await? {
-            app.store.delete(&key).await?;
+        for key in media.store.list(&job_prefix(&user, &id)).await? {
+            media.store.delete(&key).await?;
             report.failed_job_objects_deleted += 1;
         }
-        sqlx::query("UPDATE jobs SET cleaned_at = $1 WHERE id = $2").bind(now).bind(&id).execute(&app.db.pool).await?;
+        sqlx::query("UPDATE jobs SET cleaned_at = $1 WHERE id = $2").bind(now).bind(&id).execute(&db.pool).await?;
     }
 
     // Objects that no row knows.
-    report.orphans_deleted = delete_orphans(app, now).await?;
+    report.orphans_deleted = delete_orphans(db, media, now).await?;
 
     // Temporary files that killed processes left mid-write.
     let cutoff = std::time::UNIX_EPOCH + Duration::from_millis(ago(now, cfg.failed_artifacts_secs).max(0) as u64);
-    report.stale_temp_files_deleted = app.store.sweep_partials(cutoff).await?;
+    report.stale_temp_files_deleted = media.store.sweep_partials(cutoff).await?;
 
     for (kind, n) in [
         ("upload", report.uploads_aborted),
@@ -197,7 +200,7 @@ pub async fn run_once(app: &App, now: i64) -> Result<CleanupReport, CleanupError
         ("temp_file", report.stale_temp_files_deleted),
     ] {
         if n > 0 {
-            app.metrics.add("splitsound_retention_deleted_total", &[("kind", kind)], n as f64);
+            metrics.retention_deleted(kind, n as u64);
         }
     }
     Ok(report)
@@ -207,17 +210,17 @@ pub async fn run_once(app: &App, now: i64) -> Result<CleanupReport, CleanupError
 /// not a live original or stem, not the object of an upload still pending or
 /// completing, and not under the prefix of a job that is still active or
 /// whose leftovers the failed-job step has yet to remove.
-async fn delete_orphans(app: &App, now: i64) -> Result<usize, CleanupError> {
+async fn delete_orphans(db: &Db, media: &Media, now: i64) -> Result<usize, CleanupError> {
     let cutoff =
-        std::time::UNIX_EPOCH + Duration::from_millis(ago(now, app.cfg.retention.orphan_grace_secs).max(0) as u64);
+        std::time::UNIX_EPOCH + Duration::from_millis(ago(now, media.retention.orphan_grace_secs).max(0) as u64);
     // Only keys of this service's own layout: whatever else shares the bucket is not ours to judge.
-    let ours = |key: &str| {
-        key.strip_prefix("user_")
-            .and_then(|k| k.split_once('/'))
-            .is_some_and(|(_, rest)| rest.starts_with("originals/") || rest.starts_with("jobs/"))
-    };
-    let candidates: Vec<_> =
-        app.store.list_objects("").await?.into_iter().filter(|o| o.modified < cutoff && ours(&o.key)).collect();
+    let candidates: Vec<_> = media
+        .store
+        .list_objects("")
+        .await?
+        .into_iter()
+        .filter(|o| o.modified < cutoff && is_service_key(&o.key))
+        .collect();
     if candidates.is_empty() {
         return Ok(0);
     }
@@ -227,7 +230,7 @@ async fn delete_orphans(app: &App, now: i64) -> Result<usize, CleanupError> {
     // outputs (jobs first).
     let mut known = std::collections::HashSet::new();
     let mut prefixes = Vec::new();
-    let rows = |sql: &'static str| sqlx::query(sql).fetch_all(&app.db.pool);
+    let rows = |sql: &'static str| sqlx::query(sql).fetch_all(&db.pool);
     for r in rows("SELECT object_key FROM uploads WHERE status IN ('pending', 'completing')").await? {
         known.insert(r.try_get::<String, _>(0)?);
     }
@@ -236,12 +239,12 @@ async fn delete_orphans(app: &App, now: i64) -> Result<usize, CleanupError> {
     }
     let jobs = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT user_id, id FROM jobs WHERE status IN {} OR (status IN ('failed', 'cancelled') AND cleaned_at IS NULL)",
-        crate::jobs::ACTIVE
+        ACTIVE_JOB_STATUSES
     )))
-    .fetch_all(&app.db.pool)
+    .fetch_all(&db.pool)
     .await?;
     for r in &jobs {
-        prefixes.push(crate::worker::job_prefix(&r.try_get::<String, _>(0)?, &r.try_get::<String, _>(1)?));
+        prefixes.push(job_prefix(&r.try_get::<String, _>(0)?, &r.try_get::<String, _>(1)?));
     }
     for r in rows("SELECT object_key FROM output_tracks WHERE deleted_at IS NULL").await? {
         known.insert(r.try_get::<String, _>(0)?);
@@ -252,7 +255,7 @@ async fn delete_orphans(app: &App, now: i64) -> Result<usize, CleanupError> {
             continue;
         }
         tracing::info!(key = %o.key, "deleting an object no row knows");
-        app.store.delete(&o.key).await?;
+        media.store.delete(&o.key).await?;
         deleted += 1;
     }
     Ok(deleted)
@@ -262,18 +265,24 @@ async fn delete_orphans(app: &App, now: i64) -> Result<usize, CleanupError> {
 /// them deleted. The objects go first: should this stop half-way, the rows
 /// still list what may remain, and running it again finishes the job.
 /// Returns the number of objects deleted.
-pub async fn purge_asset(app: &App, asset_id: &str, original_key: &str, now: i64) -> Result<usize, CleanupError> {
+pub async fn purge_asset(
+    db: &Db,
+    store: &Store,
+    asset_id: &str,
+    original_key: &str,
+    now: i64,
+) -> Result<usize, CleanupError> {
     let outputs = sqlx::query(
         "SELECT o.object_key FROM output_tracks o JOIN jobs j ON j.id = o.job_id WHERE j.asset_id = $1 AND o.deleted_at IS NULL",
     )
     .bind(asset_id)
-    .fetch_all(&app.db.pool)
+    .fetch_all(&db.pool)
     .await?;
     for r in &outputs {
-        app.store.delete(&r.try_get::<String, _>(0)?).await?;
+        store.delete(&r.try_get::<String, _>(0)?).await?;
     }
-    app.store.delete(original_key).await?;
-    let mut tx = app.db.pool.begin().await?;
+    store.delete(original_key).await?;
+    let mut tx = db.pool.begin().await?;
     sqlx::query("UPDATE media_assets SET deleted_at = $1 WHERE id = $2")
         .bind(now)
         .bind(asset_id)
@@ -289,13 +298,13 @@ pub async fn purge_asset(app: &App, asset_id: &str, original_key: &str, now: i64
 }
 
 /// Runs the task every `interval_secs` until `shutdown`.
-pub async fn run_periodically(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
-    let every = app.cfg.retention.interval_secs;
+pub async fn run_periodically(db: Db, media: Arc<Media>, metrics: Arc<Metrics>, mut shutdown: watch::Receiver<bool>) {
+    let every = media.retention.interval_secs;
     if every == 0 {
         return;
     }
     loop {
-        match run_once(&app, now_ms()).await {
+        match run_once(&db, &media, &metrics, now_ms()).await {
             Ok(r) if r != CleanupReport::default() => tracing::info!(report = ?r, "cleanup"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cleanup failed; next run will retry"),

@@ -1,6 +1,6 @@
-//! Separation jobs: creation (credits debited and the row inserted in one
-//! transaction, the message sent after commit), their state machine, and the
-//! JSON clients see. Every move to a terminal state is one conditional UPDATE,
+//! Separation jobs as records: creation (credits debited and the row inserted
+//! in one transaction; the caller sends the message after commit), their state
+//! machine, and the JSON clients see. Every move to a terminal state is one conditional UPDATE,
 //! so a job ends exactly once however many workers or requests race for it.
 
 use serde::{Deserialize, Serialize};
@@ -9,10 +9,11 @@ use splitsound_core::{QueryMode, StemSelection};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::App;
-use crate::credits::{LedgerError, insert_entry, job_cost, refund_job};
-use crate::db::{Db, new_sorted_id, now_ms};
-use crate::error::{ApiError, ApiResult};
+use super::Control;
+use super::catalog::Catalog;
+use super::credits::{LedgerError, insert_entry, job_cost, refund_job};
+use crate::db::{ACTIVE_JOB_STATUSES as ACTIVE, Db, new_sorted_id, now_ms};
+use crate::error::{ErrorKind, ServiceError, ServiceResult};
 
 /// The body of `POST /v1/jobs`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -65,22 +66,20 @@ pub struct JobConfig {
     pub text: Option<String>,
 }
 
-pub const ACTIVE: &str = "('queued', 'running')";
-
 /// Checks `req` against the separators this deployment offers.
-pub fn resolve(app: &App, req: &JobRequest) -> ApiResult<JobConfig> {
-    let separator = req.model.clone().unwrap_or_else(|| app.cfg.worker.default_separator.clone());
-    let stems = app.catalog.get(&separator).ok_or_else(|| {
-        let names: Vec<&str> = app.catalog.keys().map(String::as_str).collect();
-        ApiError::unprocessable("unknown_model", format!("no model {separator:?}; available: {}", names.join(", ")))
+pub fn resolve(catalog: &Catalog, req: &JobRequest) -> ServiceResult<JobConfig> {
+    let separator = req.model.clone().unwrap_or_else(|| catalog.default_separator.clone());
+    let stems = catalog.models.get(&separator).ok_or_else(|| {
+        let names: Vec<&str> = catalog.models.keys().map(String::as_str).collect();
+        ServiceError::unprocessable("unknown_model", format!("no model {separator:?}; available: {}", names.join(", ")))
     })?;
     let mut separator = separator;
     let mut text = None;
     let text_query = |d: &str| {
         let t = splitsound_core::text_query(d)
-            .map_err(|e| ApiError::unprocessable("description_not_understood", e.to_string()))?;
+            .map_err(|e| ServiceError::unprocessable("description_not_understood", e.to_string()))?;
         if t.description.chars().count() > splitsound_core::model::MAX_DESCRIPTION_CHARS {
-            return Err(ApiError::unprocessable(
+            return Err(ServiceError::unprocessable(
                 "description_not_understood",
                 format!("a description of at most {} characters", splitsound_core::model::MAX_DESCRIPTION_CHARS),
             ));
@@ -89,51 +88,51 @@ pub fn resolve(app: &App, req: &JobRequest) -> ApiResult<JobConfig> {
     };
     let (selection, targets, mode) = match (&req.description, &req.stems) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::unprocessable("invalid_request", "give a description or stems, not both"));
+            return Err(ServiceError::unprocessable("invalid_request", "give a description or stems, not both"));
         }
         // A text-prompted model: the description is its input.
-        (Some(d), None) if app.text_models.contains(&separator) => {
+        (Some(d), None) if catalog.text_models.contains(&separator) => {
             let t = text_query(d)?;
             text = Some(t.description);
             (StemSelection::All, None, Some(t.mode))
         }
-        (Some(d), None) => match splitsound_core::plan_query(d, stems, app.cfg.worker.text_model.is_some()) {
+        (Some(d), None) => match splitsound_core::plan_query(d, stems, catalog.text_model.is_some()) {
             Ok(splitsound_core::QueryPlan::Stems(res)) => {
                 (StemSelection::Query(d.clone()), Some(res.targets), Some(res.mode))
             }
             // No stem of the model is described: the deployment's text-prompted model separates it.
             Ok(splitsound_core::QueryPlan::Text(_)) => {
                 let t = text_query(d)?;
-                separator = app.cfg.worker.text_model.clone().expect("planned with a text model");
+                separator = catalog.text_model.clone().expect("planned with a text model");
                 text = Some(t.description);
                 (StemSelection::All, None, Some(t.mode))
             }
-            Err(e) => return Err(ApiError::unprocessable("description_not_understood", e.to_string())),
+            Err(e) => return Err(ServiceError::unprocessable("description_not_understood", e.to_string())),
         },
-        (None, _) if app.text_models.contains(&separator) => {
-            return Err(ApiError::unprocessable(
+        (None, _) if catalog.text_models.contains(&separator) => {
+            return Err(ServiceError::unprocessable(
                 "description_required",
                 format!("{separator} is text-prompted: describe the sound to separate"),
             ));
         }
         (None, Some(names)) => {
             splitsound_core::check_names(names, stems)
-                .map_err(|e| ApiError::unprocessable("unknown_stem", e.to_string()))?;
+                .map_err(|e| ServiceError::unprocessable("unknown_stem", e.to_string()))?;
             (StemSelection::Stems(names.clone()), None, None)
         }
         (None, None) => (StemSelection::All, None, None),
     };
     let format = req.options.format.clone().unwrap_or_else(|| "wav".into());
     let bits = req.options.bits.unwrap_or(16);
-    let write = write_options(&format, bits).map_err(|m| ApiError::unprocessable("invalid_options", m))?;
-    write.validate().map_err(|e| ApiError::unprocessable("invalid_options", e.to_string()))?;
+    let write = write_options(&format, bits).map_err(|m| ServiceError::unprocessable("invalid_options", m))?;
+    write.validate().map_err(|e| ServiceError::unprocessable("invalid_options", e.to_string()))?;
     if let Some(o) = req.options.overlap
         && !(0.0..1.0).contains(&o)
     {
-        return Err(ApiError::unprocessable("invalid_options", "overlap must be in [0, 1)"));
+        return Err(ServiceError::unprocessable("invalid_options", "overlap must be in [0, 1)"));
     }
     if req.options.shifts.is_some_and(|s| s > 10) {
-        return Err(ApiError::unprocessable("invalid_options", "shifts must be at most 10"));
+        return Err(ServiceError::unprocessable("invalid_options", "shifts must be at most 10"));
     }
     Ok(JobConfig { request: req.clone(), separator, selection, format, bits, targets, mode, text })
 }
@@ -217,10 +216,10 @@ pub async fn get(db: &Db, id: &str) -> sqlx::Result<Option<JobRow>> {
 }
 
 /// The job if `user` owns it; another user's job is "not found", never "forbidden".
-pub async fn get_owned(db: &Db, user: &str, id: &str) -> ApiResult<JobRow> {
+pub async fn get_owned(db: &Db, user: &str, id: &str) -> ServiceResult<JobRow> {
     match get(db, id).await? {
         Some(j) if j.user_id == user => Ok(j),
-        _ => Err(ApiError::not_found("job")),
+        _ => Err(ServiceError::not_found("job")),
     }
 }
 
@@ -306,8 +305,8 @@ pub struct JobView {
 }
 
 /// A job as clients see it.
-pub async fn view(db: &Db, job: &JobRow) -> ApiResult<JobView> {
-    let cfg = job.config().map_err(|e| ApiError::internal("job config", e))?;
+pub async fn view(db: &Db, job: &JobRow) -> ServiceResult<JobView> {
+    let cfg = job.config().map_err(|e| ServiceError::internal("job config", e))?;
     let (outputs, outputs_deleted) = if job.status == "succeeded" {
         (outputs(db, &job.id).await?, outputs_deleted(db, &job.id).await?)
     } else {
@@ -346,7 +345,7 @@ pub struct AssetRef {
     pub duration_secs: f64,
 }
 
-pub async fn owned_asset(db: &Db, user: &str, asset: &str) -> ApiResult<AssetRef> {
+pub async fn owned_asset(db: &Db, user: &str, asset: &str) -> ServiceResult<AssetRef> {
     let row =
         sqlx::query("SELECT duration_secs FROM media_assets WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL")
             .bind(asset)
@@ -355,31 +354,36 @@ pub async fn owned_asset(db: &Db, user: &str, asset: &str) -> ApiResult<AssetRef
             .await?;
     match row {
         Some(r) => Ok(AssetRef { duration_secs: r.try_get(0)? }),
-        None => Err(ApiError::not_found("asset")),
+        None => Err(ServiceError::not_found("asset")),
     }
 }
 
-/// Creates a job (or finds the one this idempotency key already made).
-/// Returns the job and whether this call created it.
+/// Creates a job, its credits debited in the same transaction (or finds the
+/// one this idempotency key already made). Returns the job and whether this
+/// call created it; a job this call created still has to be sent to the
+/// queue (`Compute::submit`), which the caller does once this has committed.
 pub async fn create(
-    app: &App,
+    db: &Db,
+    control: &Control,
     user: &str,
     req: &JobRequest,
     idempotency_key: Option<&str>,
     parent: Option<&JobRow>,
-) -> ApiResult<(JobRow, bool)> {
-    let db = &app.db;
+) -> ServiceResult<(JobRow, bool)> {
     if let Some(k) = idempotency_key
         && (k.is_empty() || k.len() > 255)
     {
-        return Err(ApiError::bad_request("invalid_idempotency_key", "an Idempotency-Key has 1 to 255 characters"));
+        return Err(ServiceError::bad_request("invalid_idempotency_key", "an Idempotency-Key has 1 to 255 characters"));
     }
     let hash = request_hash(req);
     let same_key = |existing: JobRow| {
         if existing.request_hash == hash {
             Ok((existing, false))
         } else {
-            Err(ApiError::conflict("idempotency_key_reused", "this Idempotency-Key was used with a different request"))
+            Err(ServiceError::conflict(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request",
+            ))
         }
     };
     if let Some(k) = idempotency_key
@@ -387,12 +391,12 @@ pub async fn create(
     {
         return same_key(existing);
     }
-    let cfg = resolve(app, req)?;
+    let cfg = resolve(&control.catalog, req)?;
     let asset = owned_asset(db, user, &req.asset_id).await?;
     let cost = job_cost(asset.duration_secs);
     let id = new_sorted_id();
     let now = now_ms();
-    let config = serde_json::to_string(&cfg).map_err(|e| ApiError::internal("job config", e))?;
+    let config = serde_json::to_string(&cfg).map_err(|e| ServiceError::internal("job config", e))?;
 
     let mut tx = db.pool.begin().await?;
     // Writing first takes the user's row lock (PostgreSQL) or the write lock
@@ -415,11 +419,11 @@ pub async fn create(
     .fetch_one(&mut *tx)
     .await?
     .get(0);
-    if active >= app.cfg.limits.max_active_jobs {
-        return Err(ApiError::new(
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
+    if active >= control.max_active_jobs {
+        return Err(ServiceError::new(
+            ErrorKind::TooManyRequests,
             "too_many_active_jobs",
-            format!("at most {} jobs may be queued or running at once", app.cfg.limits.max_active_jobs),
+            format!("at most {} jobs may be queued or running at once", control.max_active_jobs),
         )
         .with_retry_after(10));
     }
@@ -444,9 +448,9 @@ pub async fn create(
         Ok(_) => {}
         Err(LedgerError::Insufficient) => {
             drop(tx);
-            let balance = crate::credits::balance(&db.pool, user).await?;
-            return Err(ApiError::new(
-                axum::http::StatusCode::PAYMENT_REQUIRED,
+            let balance = super::credits::balance(&db.pool, user).await?;
+            return Err(ServiceError::new(
+                ErrorKind::PaymentRequired,
                 "insufficient_credits",
                 format!("this job costs {cost} credits; the balance is {balance}"),
             ));
@@ -454,18 +458,7 @@ pub async fn create(
         Err(LedgerError::Db(e)) => return Err(e.into()),
     }
     tx.commit().await?;
-
-    if let Err(e) = app.queue.send(&id).await {
-        tracing::error!(job = %id, error = %e, "enqueue failed; failing the job and refunding");
-        finish(db, &id, "failed", Some(("queue_unavailable", "the job could not be queued"))).await?;
-        return Err(ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "queue_unavailable",
-            format!("job {id} could not be queued; it is marked failed and its credits are refunded"),
-        )
-        .with_retry_after(5));
-    }
-    let job = get(db, &id).await?.ok_or_else(|| ApiError::internal("job", "vanished after insert"))?;
+    let job = get(db, &id).await?.ok_or_else(|| ServiceError::internal("job", "vanished after insert"))?;
     Ok((job, true))
 }
 
@@ -485,7 +478,7 @@ async fn by_key<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
 }
 
 /// Moves a queued or running job to `status` (`failed` or `cancelled`, both
-/// refunded; `succeeded` is [`crate::worker`]'s). Returns false when the job
+/// refunded; `succeeded` is [`crate::compute::worker`]'s). Returns false when the job
 /// was already terminal: someone else ended it.
 pub async fn finish(db: &Db, id: &str, status: &str, failure: Option<(&str, &str)>) -> sqlx::Result<bool> {
     let now = now_ms();
@@ -509,4 +502,40 @@ pub async fn finish(db: &Db, id: &str, status: &str, failure: Option<(&str, &str
     refund_job(&mut tx, &user, id, credits).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// Asks a queued or running job to stop (the worker sees it at its next
+/// segment boundary); false when the job had already ended.
+pub async fn request_cancel(db: &Db, id: &str) -> sqlx::Result<bool> {
+    let r = sqlx::query(
+        "UPDATE jobs SET cancel_requested = 1, updated_at = $1 WHERE id = $2 AND status IN ('queued', 'running')",
+    )
+    .bind(now_ms())
+    .bind(id)
+    .execute(&db.pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Jobs queued or running on `asset`.
+pub async fn active_on_asset(db: &Db, asset: &str) -> sqlx::Result<i64> {
+    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM jobs WHERE asset_id = $1 AND status IN {ACTIVE}")))
+        .bind(asset)
+        .fetch_one(&db.pool)
+        .await?
+        .try_get(0)
+}
+
+/// `user`'s latest `limit` jobs on assets not deleted, newest first.
+pub async fn recent(db: &Db, user: &str, limit: i64) -> sqlx::Result<Vec<JobRow>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM jobs j WHERE user_id = $1 AND EXISTS \
+         (SELECT 1 FROM media_assets a WHERE a.id = j.asset_id AND a.deleted_at IS NULL) \
+         ORDER BY created_at DESC, id DESC LIMIT $2"
+    )))
+    .bind(user)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter().map(JobRow::from_row).collect()
 }

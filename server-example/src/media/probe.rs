@@ -5,7 +5,7 @@ use std::path::Path;
 
 use splitsound_core::{DecodeOptions, StreamDecoder};
 
-use crate::error::ApiError;
+use crate::error::ServiceError;
 
 #[derive(Debug, Clone)]
 pub struct MediaProbe {
@@ -18,12 +18,12 @@ pub struct MediaProbe {
 
 /// Decodes the whole file (block by block, in constant memory) rather than
 /// trusting its header, which may lie about the length or hide a corrupt body.
-pub fn probe_media(path: &Path, max_duration_secs: f64) -> Result<MediaProbe, ApiError> {
+pub fn probe_media(path: &Path, max_duration_secs: f64) -> Result<MediaProbe, ServiceError> {
     let undecodable = |e: splitsound_core::Error| {
         if let splitsound_core::Error::TooLarge { .. } = e {
-            ApiError::unprocessable("too_long", format!("files up to {max_duration_secs} s: {e}"))
+            ServiceError::unprocessable("too_long", format!("files up to {max_duration_secs} s: {e}"))
         } else {
-            ApiError::unprocessable("undecodable", format!("not audio we can decode ({}): {e}", e.code()))
+            ServiceError::unprocessable("undecodable", format!("not audio we can decode ({}): {e}", e.code()))
         }
     };
     let opts = DecodeOptions { max_duration_secs: Some(max_duration_secs), ..DecodeOptions::default() };
@@ -32,11 +32,11 @@ pub fn probe_media(path: &Path, max_duration_secs: f64) -> Result<MediaProbe, Ap
     while dec.next_block().map_err(undecodable)?.is_some() {}
     let frames = dec.decoded_frames();
     if frames == 0 {
-        return Err(ApiError::unprocessable("no_audio", "the file has an audio track but no samples"));
+        return Err(ServiceError::unprocessable("no_audio", "the file has an audio track but no samples"));
     }
     let duration_secs = frames as f64 / info.sample_rate as f64;
     if duration_secs > max_duration_secs {
-        return Err(ApiError::unprocessable(
+        return Err(ServiceError::unprocessable(
             "too_long",
             format!("files up to {max_duration_secs} s; this one lasts {duration_secs:.1} s"),
         ));

@@ -5,22 +5,95 @@
 //! backoff, up to `max_attempts` deliveries; the rest end the job failed and
 //! refunded. A cancel request is seen at the next segment boundary.
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use splitsound_core::model::NeuralOptions;
 use splitsound_core::{CancelToken, DecodeOptions, FileJobOptions, Progress, SeparateOptions, Separator, Stage};
 use sqlx::Row;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::App;
-use crate::db::{new_sorted_id, now_ms};
-use crate::jobs::{self, ACTIVE, JobConfig, JobRow};
-use crate::queue::Message;
-use crate::storage::{StoreError, safe_name};
+use super::queue::{Message, Queue};
+use crate::control::jobs::{self, JobConfig, JobRow};
+use crate::db::{ACTIVE_JOB_STATUSES as ACTIVE, Db, new_sorted_id, now_ms};
+use crate::media::Media;
+use crate::media::keys::{output_key, safe_name};
+use crate::media::store::StoreError;
+use crate::metrics::Metrics;
+
+/// `worker` in the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Jobs one worker process runs at once.
+    pub concurrency: usize,
+    /// How long a received message stays hidden; extended while the job runs.
+    pub visibility_secs: u64,
+    /// Long-poll wait of one receive.
+    pub poll_secs: u64,
+    /// Deliveries of one message before its job fails as poison.
+    pub max_attempts: i64,
+    /// First retry delay after a transient failure; doubles per attempt.
+    pub retry_backoff_secs: u64,
+    /// The separator used when a job names none.
+    pub default_separator: String,
+    /// Model packages jobs may name: name → path of the manifest, ONNX file or folder.
+    pub models: BTreeMap<String, PathBuf>,
+    /// Extra options of the neural models (providers, threads, …), as the CLI's `--options` JSON.
+    pub neural: Option<serde_json::Value>,
+    /// Models that jobs may name by their registry name (`splitsound model
+    /// list`), opened from the model cache.
+    pub named_models: Vec<String>,
+    /// Registries (files or URLs) for `named_models`, after the compiled-in
+    /// one and $SPLITSOUND_REGISTRY: a deployment's own mirror.
+    pub registries: Vec<String>,
+    /// The model cache's folder (else $SPLITSOUND_MODELS, else the platform's cache folder).
+    pub model_cache: Option<PathBuf>,
+    /// Fetch the `named_models` the cache lacks at startup. Off, a missing
+    /// one stops the startup with the command that fetches it.
+    pub pull_models: bool,
+    /// A text-prompted model (a SAM-Audio package in `models` or
+    /// `named_models`) for descriptions that name no stem of the job's
+    /// model: "a dog barking" then gives that sound and the residual.
+    pub text_model: Option<String>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 1,
+            visibility_secs: 60,
+            poll_secs: 10,
+            max_attempts: 5,
+            retry_backoff_secs: 2,
+            default_separator: "builtin:hpss".into(),
+            models: BTreeMap::new(),
+            neural: None,
+            named_models: Vec::new(),
+            registries: Vec::new(),
+            model_cache: None,
+            pull_models: false,
+            text_model: None,
+        }
+    }
+}
+
+/// What a worker process uses, and nothing else: the jobs' database, the
+/// store, the queue, its metrics and its configuration.
+#[derive(Debug)]
+pub struct Worker {
+    pub db: Db,
+    pub media: Arc<Media>,
+    pub queue: Queue,
+    pub metrics: Arc<Metrics>,
+    pub cfg: WorkerConfig,
+    /// The longest input a job may have (`limits.max_duration_secs`).
+    pub max_duration_secs: f64,
+}
 
 /// How a run ended.
 #[derive(Debug)]
@@ -40,18 +113,18 @@ type Cache = HashMap<String, Box<dyn Separator>>;
 
 /// Runs `concurrency` job loops until `shutdown` turns true. A job in progress
 /// when it does is finished first.
-pub async fn run(app: Arc<App>, shutdown: watch::Receiver<bool>) {
-    let n = app.cfg.worker.concurrency.max(1);
+pub async fn run(w: Arc<Worker>, shutdown: watch::Receiver<bool>) {
+    let n = w.cfg.concurrency.max(1);
     let mut loops = tokio::task::JoinSet::new();
     for i in 0..n {
-        let (app, shutdown) = (app.clone(), shutdown.clone());
-        loops.spawn(async move { job_loop(app, shutdown, i).await });
+        let (w, shutdown) = (w.clone(), shutdown.clone());
+        loops.spawn(async move { job_loop(w, shutdown, i).await });
     }
     while loops.join_next().await.is_some() {}
 }
 
-async fn job_loop(app: Arc<App>, mut shutdown: watch::Receiver<bool>, index: usize) {
-    let wcfg = &app.cfg.worker;
+async fn job_loop(w: Arc<Worker>, mut shutdown: watch::Receiver<bool>, index: usize) {
+    let wcfg = &w.cfg;
     let (poll, vis) = (Duration::from_secs(wcfg.poll_secs), Duration::from_secs(wcfg.visibility_secs));
     let mut cache = Cache::new();
     tracing::info!(worker = index, "worker started");
@@ -60,11 +133,11 @@ async fn job_loop(app: Arc<App>, mut shutdown: watch::Receiver<bool>, index: usi
             break;
         }
         let received = tokio::select! {
-            r = app.queue.receive(poll, vis) => r,
+            r = w.queue.receive(poll, vis) => r,
             _ = shutdown.changed() => break,
         };
         match received {
-            Ok(Some(m)) => handle(&app, &mut cache, m).await,
+            Ok(Some(m)) => handle(&w, &mut cache, m).await,
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "queue receive failed; retrying in 1 s");
@@ -75,12 +148,12 @@ async fn job_loop(app: Arc<App>, mut shutdown: watch::Receiver<bool>, index: usi
     tracing::info!(worker = index, "worker stopped");
 }
 
-async fn handle(app: &Arc<App>, cache: &mut Cache, m: Message) {
+async fn handle(w: &Arc<Worker>, cache: &mut Cache, m: Message) {
     let job_id = m.job_id.clone();
     let span = tracing::info_span!("job", job_id = %job_id, delivery = m.receive_count);
-    match handle_inner(app, cache, &m).instrument(span).await {
+    match handle_inner(w, cache, &m).instrument(span).await {
         Ok(true) => {
-            if let Err(e) = app.queue.delete(&m).await {
+            if let Err(e) = w.queue.delete(&m).await {
                 // The message comes back; the job is terminal by then and is skipped.
                 tracing::warn!(job = %job_id, error = %e, "could not delete a finished job's message");
             }
@@ -94,8 +167,8 @@ async fn handle(app: &Arc<App>, cache: &mut Cache, m: Message) {
 }
 
 /// Returns whether the message is done with (to be deleted).
-async fn handle_inner(app: &Arc<App>, cache: &mut Cache, m: &Message) -> sqlx::Result<bool> {
-    let db = &app.db;
+async fn handle_inner(w: &Arc<Worker>, cache: &mut Cache, m: &Message) -> sqlx::Result<bool> {
+    let db = &w.db;
     let Some(job) = jobs::get(db, &m.job_id).await? else {
         tracing::warn!(job = %m.job_id, "message for an unknown job; dropping it");
         return Ok(true);
@@ -103,7 +176,7 @@ async fn handle_inner(app: &Arc<App>, cache: &mut Cache, m: &Message) -> sqlx::R
     if job.is_terminal() {
         return Ok(true);
     }
-    let max = app.cfg.worker.max_attempts;
+    let max = w.cfg.max_attempts;
     if m.receive_count > max {
         let msg = format!("delivered {} times without finishing", m.receive_count);
         jobs::finish(db, &job.id, "failed", Some(("too_many_attempts", &msg))).await?;
@@ -130,10 +203,10 @@ async fn handle_inner(app: &Arc<App>, cache: &mut Cache, m: &Message) -> sqlx::R
     let state = Arc::new(Mutex::new(("downloading".to_string(), 0.0f64)));
     let cancel = CancelToken::new();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let beat = tokio::spawn(heartbeat(app.clone(), m.clone(), job.id.clone(), state.clone(), cancel.clone(), stop_rx));
+    let beat = tokio::spawn(heartbeat(w.clone(), m.clone(), job.id.clone(), state.clone(), cancel.clone(), stop_rx));
     let t0 = Instant::now();
     let cpu0 = process_cpu_secs();
-    let (outcome, audio_secs, runs_on) = run_job(app, cache, &job, &state, &cancel).await;
+    let (outcome, audio_secs, runs_on) = run_job(w, cache, &job, &state, &cancel).await;
     let _ = stop_tx.send(true);
     let _ = beat.await;
     let (wall, cpu) = (t0.elapsed().as_secs_f64(), process_cpu_secs() - cpu0);
@@ -146,9 +219,9 @@ async fn handle_inner(app: &Arc<App>, cache: &mut Cache, m: &Message) -> sqlx::R
         Outcome::Failed(..) => "failed",
         Outcome::Transient(..) => "transient",
     };
-    app.metrics.inc("splitsound_job_runs_total", &[("outcome", label)]);
+    w.metrics.job_run(label);
     if let Outcome::Succeeded = outcome {
-        app.metrics.add("splitsound_job_audio_seconds_total", &[], audio_secs);
+        w.metrics.job_audio(audio_secs);
     }
 
     // Whether the message is done with, and this run's outcome for the usage log.
@@ -169,7 +242,7 @@ async fn handle_inner(app: &Arc<App>, cache: &mut Cache, m: &Message) -> sqlx::R
             (true, "failed")
         }
         Outcome::Transient(code, msg) => {
-            let backoff = app.cfg.worker.retry_backoff_secs.saturating_mul(1 << (m.receive_count - 1).clamp(0, 10));
+            let backoff = w.cfg.retry_backoff_secs.saturating_mul(1 << (m.receive_count - 1).clamp(0, 10));
             tracing::warn!(job = %job.id, code, error = %msg, backoff, "transient failure; will retry");
             sqlx::query("UPDATE jobs SET stage = 'retrying', failure_message = $1, updated_at = $2 WHERE id = $3 AND status = 'running'")
                 .bind(format!("{code}: {msg}"))
@@ -177,7 +250,7 @@ async fn handle_inner(app: &Arc<App>, cache: &mut Cache, m: &Message) -> sqlx::R
                 .bind(&job.id)
                 .execute(&db.pool)
                 .await?;
-            if let Err(e) = app.queue.extend(m, Duration::from_secs(backoff)).await {
+            if let Err(e) = w.queue.extend(m, Duration::from_secs(backoff)).await {
                 tracing::warn!(job = %job.id, error = %e, "could not set the retry backoff");
             }
             (false, "retrying")
@@ -205,14 +278,14 @@ async fn handle_inner(app: &Arc<App>, cache: &mut Cache, m: &Message) -> sqlx::R
 /// While a job runs: writes its stage and progress, watches for a cancel
 /// request, and keeps its message hidden.
 async fn heartbeat(
-    app: Arc<App>,
+    w: Arc<Worker>,
     m: Message,
     job: String,
     state: Arc<Mutex<(String, f64)>>,
     cancel: CancelToken,
     mut stop: watch::Receiver<bool>,
 ) {
-    let vis = Duration::from_secs(app.cfg.worker.visibility_secs);
+    let vis = Duration::from_secs(w.cfg.visibility_secs);
     let extend_every = (vis / 3).max(Duration::from_secs(1));
     let mut last_extend = Instant::now();
     loop {
@@ -228,7 +301,7 @@ async fn heartbeat(
         .bind(progress)
         .bind(now_ms())
         .bind(&job)
-        .fetch_optional(&app.db.pool)
+        .fetch_optional(&w.db.pool)
         .await;
         match row {
             Ok(Some(r)) if r.try_get::<i64, _>(0).unwrap_or(0) != 0 => cancel.cancel(),
@@ -238,7 +311,7 @@ async fn heartbeat(
         }
         if last_extend.elapsed() >= extend_every {
             last_extend = Instant::now();
-            if let Err(e) = app.queue.extend(&m, vis).await {
+            if let Err(e) = w.queue.extend(&m, vis).await {
                 tracing::warn!(job = %job, error = %e, "visibility extension failed");
             }
         }
@@ -251,22 +324,8 @@ fn set(state: &Mutex<(String, f64)>, stage: &str, progress: f64) {
     }
 }
 
-/// Where everything a job writes lives.
-pub fn job_prefix(user: &str, job: &str) -> String {
-    format!("user_{user}/jobs/job_{job}/")
-}
-
-/// Deterministic key of a job's stem file.
-pub fn output_key(user: &str, job: &str, stem: &str, ext: &str) -> String {
-    format!("{}output/{}.{ext}", job_prefix(user, job), safe_stem(stem))
-}
-
-fn safe_stem(stem: &str) -> String {
-    stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '+' { c } else { '_' }).collect()
-}
-
 async fn run_job(
-    app: &Arc<App>,
+    w: &Arc<Worker>,
     cache: &mut Cache,
     job: &JobRow,
     state: &Arc<Mutex<(String, f64)>>,
@@ -281,7 +340,7 @@ async fn run_job(
         "SELECT object_key, filename, duration_secs FROM media_assets WHERE id = $1 AND deleted_at IS NULL",
     )
     .bind(&job.asset_id)
-    .fetch_optional(&app.db.pool)
+    .fetch_optional(&w.db.pool)
     .await;
     let (key, filename, audio_secs): (String, String, f64) = match asset {
         Ok(Some(r)) => (r.get(0), r.get(1), r.get(2)),
@@ -295,10 +354,10 @@ async fn run_job(
     let input = dir.path().join(safe_name(&filename));
     let stage_t0 = Instant::now();
     let stage_done = |stage: &'static str, t0: Instant| {
-        app.metrics.observe("splitsound_job_stage_duration_seconds", &[("stage", stage)], t0.elapsed().as_secs_f64());
+        w.metrics.job_stage(stage, t0.elapsed().as_secs_f64());
         Instant::now()
     };
-    match app.store.download(&key, &input).await {
+    match w.media.store.download(&key, &input).await {
         Ok(()) => {}
         Err(StoreError::NotFound) => {
             return (Outcome::Failed("original_missing", "the uploaded file is gone".into()), audio_secs, runs_on);
@@ -312,7 +371,7 @@ async fn run_job(
     let spec = cfg.separator.clone();
     let sep = match cache.remove(&spec) {
         Some(s) => Ok(s),
-        None => load(app, &spec),
+        None => load(w, &spec),
     };
     let mut sep = match sep {
         Ok(s) => s,
@@ -338,7 +397,7 @@ async fn run_job(
     let out_dir = dir.path().join("out");
     let (cfg2, state2, cancel2, input2, out2) =
         (cfg.clone(), state.clone(), cancel.clone(), input.clone(), out_dir.clone());
-    let max_secs = app.cfg.limits.max_duration_secs;
+    let max_secs = w.max_duration_secs;
     let joined = tokio::task::spawn_blocking(move || {
         let r = separate(sep.as_mut(), &cfg2, write, &input2, &out2, &state2, &cancel2, max_secs);
         (sep, r)
@@ -377,11 +436,11 @@ async fn run_job(
     let mut uploaded = Vec::new();
     for (i, stem) in report.stems.iter().enumerate() {
         if cancel.is_cancelled() {
-            delete_all(app, &uploaded).await;
+            delete_all(w, &uploaded).await;
             return (Outcome::Cancelled, audio_secs, runs_on);
         }
         let key = output_key(&job.user_id, &job.id, &stem.name, ext);
-        if let Err(e) = app.store.upload_file(&key, &stem.path, content_type).await {
+        if let Err(e) = w.media.store.upload_file(&key, &stem.path, content_type).await {
             return (Outcome::Transient("storage_upload", e.to_string()), audio_secs, runs_on);
         }
         let size = std::fs::metadata(&stem.path).map_or(0, |m| m.len() as i64);
@@ -389,18 +448,18 @@ async fn run_job(
         set(state, "uploading", 0.9 + 0.1 * (i + 1) as f64 / report.stems.len() as f64);
     }
     if cancel.is_cancelled() {
-        delete_all(app, &uploaded).await;
+        delete_all(w, &uploaded).await;
         return (Outcome::Cancelled, audio_secs, runs_on);
     }
     stage_done("upload", stage_t0);
-    match record_success(app, job, &uploaded, content_type, &runs_on).await {
+    match record_success(w, job, &uploaded, content_type, &runs_on).await {
         Ok(true) => (Outcome::Succeeded, audio_secs, runs_on),
         Ok(false) => {
             // Ended elsewhere meanwhile. If it succeeded there, the objects
             // are the same (same keys, same input); otherwise they are orphans.
-            let status = jobs::get(&app.db, &job.id).await.ok().flatten().map(|j| j.status);
+            let status = jobs::get(&w.db, &job.id).await.ok().flatten().map(|j| j.status);
             if status.as_deref() != Some("succeeded") {
-                delete_all(app, &uploaded).await;
+                delete_all(w, &uploaded).await;
             }
             (Outcome::Superseded, audio_secs, runs_on)
         }
@@ -408,9 +467,9 @@ async fn run_job(
     }
 }
 
-async fn delete_all(app: &App, uploaded: &[(String, String, i64)]) {
+async fn delete_all(w: &Worker, uploaded: &[(String, String, i64)]) {
     for (_, key, _) in uploaded {
-        if let Err(e) = app.store.delete(key).await {
+        if let Err(e) = w.media.store.delete(key).await {
             tracing::warn!(key = %key, error = %e, "could not delete an output of a job that did not succeed");
         }
     }
@@ -418,14 +477,14 @@ async fn delete_all(app: &App, uploaded: &[(String, String, i64)]) {
 
 /// Inserts the output rows and marks the job succeeded, in one transaction.
 async fn record_success(
-    app: &App,
+    w: &Worker,
     job: &JobRow,
     uploaded: &[(String, String, i64)],
     content_type: &str,
     runs_on: &str,
 ) -> sqlx::Result<bool> {
     let now = now_ms();
-    let mut tx = app.db.pool.begin().await?;
+    let mut tx = w.db.pool.begin().await?;
     let r = sqlx::query(
         "UPDATE jobs SET status = 'succeeded', stage = 'done', progress = 1, runs_on = $1, failure_message = NULL, \
          finished_at = $2, updated_at = $2 WHERE id = $3 AND status = 'running'",
@@ -457,9 +516,9 @@ async fn record_success(
     Ok(true)
 }
 
-fn load(app: &App, spec: &str) -> Result<Box<dyn Separator>, String> {
-    if let Some(path) = app.cfg.worker.models.get(spec) {
-        let opts: NeuralOptions = match &app.cfg.worker.neural {
+fn load(w: &Worker, spec: &str) -> Result<Box<dyn Separator>, String> {
+    if let Some(path) = w.cfg.models.get(spec) {
+        let opts: NeuralOptions = match &w.cfg.neural {
             Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("worker.neural: {e}"))?,
             None => NeuralOptions::default(),
         };

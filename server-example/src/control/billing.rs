@@ -7,27 +7,17 @@
 //! so however many events (and in whatever order) say it was paid, it is
 //! granted once.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Sha256;
 use sqlx::Row;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
-use crate::App;
-use crate::api::JsonBody;
-use crate::auth::AuthUser;
-use crate::db::{new_sorted_id, now_ms};
-use crate::error::{ApiError, ApiResult};
+use crate::db::{Db, new_sorted_id, now_ms};
+use crate::error::{ErrorKind, ServiceError, ServiceResult, StartupError};
 
 /// Stripe's API version our requests and the webhook payloads we read follow.
 pub const STRIPE_VERSION: &str = "2024-06-20";
@@ -85,138 +75,120 @@ impl Default for BillingConfig {
     }
 }
 
-pub fn routes() -> OpenApiRouter<Arc<App>> {
-    OpenApiRouter::new().routes(routes!(packs)).routes(routes!(checkout_session)).routes(routes!(stripe_webhook))
+/// Billing as the control plane runs it: the configuration, a client for
+/// Stripe's API, and the public address Checkout sends buyers back to.
+#[derive(Debug)]
+pub struct Billing {
+    pub cfg: BillingConfig,
+    http: reqwest::Client,
+    public_url: String,
 }
 
-fn config(app: &App) -> ApiResult<&BillingConfig> {
-    app.cfg.billing.as_ref().ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "billing_disabled", "this deployment does not sell credits")
-    })
+/// A Checkout started: ours, Stripe's, and where to send the buyer.
+#[derive(Debug)]
+pub struct Checkout {
+    pub checkout_id: String,
+    pub session_id: String,
+    pub url: String,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct Packs {
-    packs: Vec<CreditPack>,
-}
+impl Billing {
+    pub fn new(cfg: BillingConfig, public_url: &str) -> Result<Billing, StartupError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| StartupError::Config(format!("HTTP client: {e}")))?;
+        Ok(Billing { cfg, http, public_url: public_url.to_string() })
+    }
 
-/// The credit packs on sale.
-#[utoipa::path(get, path = "/v1/billing/packs", tag = "billing",
-    responses((status = 200, body = Packs), (status = 404, body = crate::openapi::ErrorBody, description = "Billing is off")))]
-async fn packs(State(app): State<Arc<App>>) -> ApiResult<Json<Packs>> {
-    Ok(Json(Packs { packs: config(&app)?.packs.clone() }))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct CheckoutRequest {
-    pack_id: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct CheckoutStarted {
-    /// Ours; Stripe's session carries it as `client_reference_id`.
-    checkout_id: String,
-    /// Stripe's `cs_…`.
-    session_id: String,
-    /// Send the buyer here.
-    url: String,
-}
-
-/// Starts a Stripe Checkout for one credit pack.
-#[utoipa::path(post, path = "/v1/billing/checkout-session", tag = "billing", security(("session" = [])),
-    request_body = CheckoutRequest,
-    responses((status = 201, body = CheckoutStarted),
-        (status = 404, body = crate::openapi::ErrorBody, description = "Billing is off"),
-        (status = 502, body = crate::openapi::ErrorBody, description = "Stripe refused or did not answer")))]
-async fn checkout_session(
-    State(app): State<Arc<App>>,
-    user: AuthUser,
-    JsonBody(req): JsonBody<CheckoutRequest>,
-) -> ApiResult<(StatusCode, Json<CheckoutStarted>)> {
-    let cfg = config(&app)?;
-    let pack = cfg
-        .packs
-        .iter()
-        .find(|p| p.id == req.pack_id)
-        .ok_or_else(|| ApiError::unprocessable("unknown_pack", format!("no credit pack {:?}", req.pack_id)))?;
-    let id = new_sorted_id();
-    sqlx::query(
-        "INSERT INTO checkouts (id, user_id, pack_id, credits, amount, currency, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'creating', $7, $7)",
-    )
-    .bind(&id)
-    .bind(&user.id)
-    .bind(&pack.id)
-    .bind(pack.credits)
-    .bind(pack.amount)
-    .bind(&pack.currency)
-    .bind(now_ms())
-    .execute(&app.db.pool)
-    .await?;
-    let public = app.cfg.public_url();
-    let success = cfg.success_url.clone().unwrap_or_else(|| format!("{public}/?checkout=success"));
-    let cancel = cfg.cancel_url.clone().unwrap_or_else(|| format!("{public}/?checkout=cancel"));
-    let credits = pack.credits.to_string();
-    let amount = pack.amount.to_string();
-    let form: Vec<(&str, &str)> = vec![
-        ("mode", "payment"),
-        ("success_url", &success),
-        ("cancel_url", &cancel),
-        ("client_reference_id", &id),
-        ("customer_email", &user.email),
-        ("line_items[0][quantity]", "1"),
-        ("line_items[0][price_data][currency]", &pack.currency),
-        ("line_items[0][price_data][unit_amount]", &amount),
-        ("line_items[0][price_data][product_data][name]", &pack.name),
-        ("metadata[checkout_id]", &id),
-        ("metadata[user_id]", &user.id),
-        ("metadata[pack_id]", &pack.id),
-        ("metadata[credits]", &credits),
-    ];
-    let failed = |status: &str, e: &dyn std::fmt::Display| {
-        tracing::error!(checkout = %id, error = %e, "Stripe checkout session: {status}");
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "payment_provider_error",
-            "the payment provider did not start a checkout; try again",
+    /// Starts a Stripe Checkout of pack `pack_id` for `user`: our checkout is
+    /// recorded first, then Stripe's session is asked for with our id as its
+    /// `client_reference_id`.
+    pub async fn start_checkout(&self, db: &Db, user: &str, email: &str, pack_id: &str) -> ServiceResult<Checkout> {
+        let cfg = &self.cfg;
+        let pack = cfg
+            .packs
+            .iter()
+            .find(|p| p.id == pack_id)
+            .ok_or_else(|| ServiceError::unprocessable("unknown_pack", format!("no credit pack {pack_id:?}")))?;
+        let id = new_sorted_id();
+        sqlx::query(
+            "INSERT INTO checkouts (id, user_id, pack_id, credits, amount, currency, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'creating', $7, $7)",
         )
-    };
-    let resp = app
-        .http
-        .post(format!("{}/v1/checkout/sessions", cfg.api_base.trim_end_matches('/')))
-        .bearer_auth(&cfg.stripe_secret_key)
-        .header("Stripe-Version", STRIPE_VERSION)
-        // Our retries of this call can never make two sessions.
-        .header("Idempotency-Key", format!("checkout-{id}"))
-        .form(&form)
-        .timeout(Duration::from_secs(20))
-        .send()
-        .await;
-    let (session_id, url) = match resp {
-        Err(e) => return Err(failed("unreachable", &e)),
-        Ok(r) if !r.status().is_success() => {
-            let s = r.status();
-            let body = r.text().await.unwrap_or_default();
-            return Err(failed(s.as_str(), &body));
-        }
-        Ok(r) => {
-            let v: Value = r.json().await.map_err(|e| failed("unreadable answer", &e))?;
-            match (v["id"].as_str(), v["url"].as_str()) {
-                (Some(s), Some(u)) => (s.to_string(), u.to_string()),
-                _ => return Err(failed("answer without id or url", &v)),
+        .bind(&id)
+        .bind(user)
+        .bind(&pack.id)
+        .bind(pack.credits)
+        .bind(pack.amount)
+        .bind(&pack.currency)
+        .bind(now_ms())
+        .execute(&db.pool)
+        .await?;
+        let public = &self.public_url;
+        let success = cfg.success_url.clone().unwrap_or_else(|| format!("{public}/?checkout=success"));
+        let cancel = cfg.cancel_url.clone().unwrap_or_else(|| format!("{public}/?checkout=cancel"));
+        let credits = pack.credits.to_string();
+        let amount = pack.amount.to_string();
+        let form: Vec<(&str, &str)> = vec![
+            ("mode", "payment"),
+            ("success_url", &success),
+            ("cancel_url", &cancel),
+            ("client_reference_id", &id),
+            ("customer_email", email),
+            ("line_items[0][quantity]", "1"),
+            ("line_items[0][price_data][currency]", &pack.currency),
+            ("line_items[0][price_data][unit_amount]", &amount),
+            ("line_items[0][price_data][product_data][name]", &pack.name),
+            ("metadata[checkout_id]", &id),
+            ("metadata[user_id]", user),
+            ("metadata[pack_id]", &pack.id),
+            ("metadata[credits]", &credits),
+        ];
+        let failed = |status: &str, e: &dyn std::fmt::Display| {
+            tracing::error!(checkout = %id, error = %e, "Stripe checkout session: {status}");
+            ServiceError::new(
+                ErrorKind::BadGateway,
+                "payment_provider_error",
+                "the payment provider did not start a checkout; try again",
+            )
+        };
+        let resp = self
+            .http
+            .post(format!("{}/v1/checkout/sessions", cfg.api_base.trim_end_matches('/')))
+            .bearer_auth(&cfg.stripe_secret_key)
+            .header("Stripe-Version", STRIPE_VERSION)
+            // Our retries of this call can never make two sessions.
+            .header("Idempotency-Key", format!("checkout-{id}"))
+            .form(&form)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await;
+        let (session_id, url) = match resp {
+            Err(e) => return Err(failed("unreachable", &e)),
+            Ok(r) if !r.status().is_success() => {
+                let s = r.status();
+                let body = r.text().await.unwrap_or_default();
+                return Err(failed(s.as_str(), &body));
             }
-        }
-    };
-    sqlx::query(
-        "UPDATE checkouts SET session_id = $1, status = 'open', updated_at = $2 WHERE id = $3 AND status = 'creating'",
-    )
-    .bind(&session_id)
-    .bind(now_ms())
-    .bind(&id)
-    .execute(&app.db.pool)
-    .await?;
-    Ok((StatusCode::CREATED, Json(CheckoutStarted { checkout_id: id, session_id, url })))
+            Ok(r) => {
+                let v: Value = r.json().await.map_err(|e| failed("unreadable answer", &e))?;
+                match (v["id"].as_str(), v["url"].as_str()) {
+                    (Some(s), Some(u)) => (s.to_string(), u.to_string()),
+                    _ => return Err(failed("answer without id or url", &v)),
+                }
+            }
+        };
+        sqlx::query(
+            "UPDATE checkouts SET session_id = $1, status = 'open', updated_at = $2 WHERE id = $3 AND status = 'creating'",
+        )
+        .bind(&session_id)
+        .bind(now_ms())
+        .bind(&id)
+        .execute(&db.pool)
+        .await?;
+        Ok(Checkout { checkout_id: id, session_id, url })
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -265,13 +237,6 @@ pub fn verify_signature(
     Ok(())
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct WebhookAck {
-    received: bool,
-    /// This event id was handled before; nothing changed.
-    duplicate: bool,
-}
-
 /// Checkout statuses, by how far along they are; a later event never moves a
 /// checkout back (a late `completed` with payment pending after the async
 /// payment already succeeded stays paid).
@@ -286,39 +251,9 @@ fn rank(status: &str) -> i32 {
     }
 }
 
-/// Stripe's webhook: signed events about checkouts.
-#[utoipa::path(post, path = "/v1/billing/webhooks/stripe", tag = "billing",
-    params(("Stripe-Signature" = String, Header, description = "t=<unix>,v1=<hex HMAC-SHA256>")),
-    request_body(content = Value, content_type = "application/json", description = "A Stripe event"),
-    responses((status = 200, body = WebhookAck),
-        (status = 400, body = crate::openapi::ErrorBody, description = "A missing, forged or stale signature, or a malformed event"),
-        (status = 404, body = crate::openapi::ErrorBody, description = "Billing is off")))]
-async fn stripe_webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<WebhookAck>> {
-    let cfg = config(&app)?;
-    let refuse = |result: &'static str, code: &'static str, msg: &str| {
-        app.metrics.inc("splitsound_webhook_events_total", &[("result", result)]);
-        ApiError::bad_request(code, msg.to_string())
-    };
-    let header = headers
-        .get("stripe-signature")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| refuse("unsigned", "missing_signature", "no Stripe-Signature header"))?;
-    let now = now_ms() / 1000;
-    verify_signature(header, &body, &cfg.webhook_secret, now, cfg.webhook_tolerance_secs).map_err(|e| match e {
-        SignatureError::Stale => {
-            refuse("stale", "stale_signature", "the signature's timestamp is outside the tolerance")
-        }
-        _ => refuse("forged", "invalid_signature", "the signature does not match"),
-    })?;
-    let event: Event = serde_json::from_slice(&body)
-        .map_err(|e| refuse("malformed", "invalid_event", &format!("not a Stripe event: {e}")))?;
-    let duplicate = handle_event(&app, &event).await?;
-    app.metrics.inc("splitsound_webhook_events_total", &[("result", if duplicate { "duplicate" } else { "handled" })]);
-    Ok(Json(WebhookAck { received: true, duplicate }))
-}
-
+/// A Stripe event, as its webhook delivers it.
 #[derive(Debug, Deserialize)]
-struct Event {
+pub struct Event {
     id: String,
     #[serde(rename = "type")]
     kind: String,
@@ -333,8 +268,8 @@ struct EventData {
 
 /// Records the event and applies it, in one transaction; `Ok(true)` when it
 /// was recorded before.
-async fn handle_event(app: &App, event: &Event) -> ApiResult<bool> {
-    let mut tx = app.db.pool.begin().await?;
+pub async fn handle_event(db: &Db, event: &Event) -> ServiceResult<bool> {
+    let mut tx = db.pool.begin().await?;
     let fresh = sqlx::query(
         "INSERT INTO stripe_events (id, type, created, received_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
     )
@@ -366,7 +301,7 @@ async fn handle_event(app: &App, event: &Event) -> ApiResult<bool> {
     Ok(false)
 }
 
-async fn apply(tx: &mut sqlx::Transaction<'_, sqlx::Any>, event: &Event, to: &str) -> ApiResult<()> {
+async fn apply(tx: &mut sqlx::Transaction<'_, sqlx::Any>, event: &Event, to: &str) -> ServiceResult<()> {
     let obj = &event.data.object;
     let Some(checkout_id) = obj["client_reference_id"].as_str() else {
         tracing::warn!(event = %event.id, "a checkout event without client_reference_id: not one of ours");
@@ -413,7 +348,7 @@ async fn apply(tx: &mut sqlx::Transaction<'_, sqlx::Any>, event: &Event, to: &st
     .await?;
     if to == "paid" {
         let reference = format!("checkout:{checkout_id}");
-        crate::credits::insert_entry(tx, &user, credits, "purchase", &reference, None).await?;
+        super::credits::insert_entry(tx, &user, credits, "purchase", &reference, None).await?;
         tracing::info!(checkout = checkout_id, user = %user, credits, "credits purchased");
     }
     Ok(())

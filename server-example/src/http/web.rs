@@ -10,11 +10,11 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::App;
-use crate::config::StorageConfig;
+use crate::media::StorageConfig;
 
-const INDEX: &str = include_str!("../web/index.html");
-const APP_JS: &str = include_str!("../web/app.js");
-const STYLE: &str = include_str!("../web/style.css");
+const INDEX: &str = include_str!("../../web/index.html");
+const APP_JS: &str = include_str!("../../web/app.js");
+const STYLE: &str = include_str!("../../web/style.css");
 
 /// The three pages, with one Content-Security-Policy worked out here from
 /// the configuration.
@@ -73,7 +73,7 @@ fn security_headers(app: &App) -> HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::S3Config;
+    use crate::media::S3Config;
 
     #[test]
     fn the_store_origin_the_pages_may_reach() {

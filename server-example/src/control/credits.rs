@@ -125,11 +125,11 @@ pub async fn recent_entries(pool: &sqlx::AnyPool, user: &str, limit: i64) -> sql
         .collect()
 }
 
-impl From<LedgerError> for crate::error::ApiError {
+impl From<LedgerError> for crate::error::ServiceError {
     fn from(e: LedgerError) -> Self {
         match e {
-            LedgerError::Insufficient => crate::error::ApiError::new(
-                axum::http::StatusCode::PAYMENT_REQUIRED,
+            LedgerError::Insufficient => crate::error::ServiceError::new(
+                crate::error::ErrorKind::PaymentRequired,
                 "insufficient_credits",
                 "not enough credits",
             ),

@@ -9,25 +9,28 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
-use serde::{Deserialize, Serialize};
 
-/// A sustained rate and the burst allowed above it. A rate or a burst of 0
-/// means no limit.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rate {
-    pub per_sec: f64,
-    pub burst: u32,
+use crate::config::Rate;
+
+/// The governor quota: one request every 1 / per_sec seconds, `burst` at once.
+fn quota(rate: Rate) -> Option<Quota> {
+    if !(rate.per_sec.is_finite() && rate.per_sec > 0.0) {
+        return None;
+    }
+    let burst = NonZeroU32::new(rate.burst)?;
+    Some(Quota::with_period(Duration::from_secs_f64(1.0 / rate.per_sec))?.allow_burst(burst))
 }
 
-impl Rate {
-    /// The governor quota: one request every 1 / per_sec seconds, `burst` at once.
-    fn quota(self) -> Option<Quota> {
-        if !(self.per_sec.is_finite() && self.per_sec > 0.0) {
-            return None;
-        }
-        let burst = NonZeroU32::new(self.burst)?;
-        Some(Quota::with_period(Duration::from_secs_f64(1.0 / self.per_sec))?.allow_burst(burst))
+/// The API's two limits.
+#[derive(Debug)]
+pub struct RateLimits {
+    pub ip: Limiter,
+    pub user: Limiter,
+}
+
+impl RateLimits {
+    pub fn new(per_ip: Rate, per_user: Rate) -> RateLimits {
+        RateLimits { ip: Limiter::new(per_ip), user: Limiter::new(per_user) }
     }
 }
 
@@ -55,7 +58,7 @@ impl Limiter {
 
 impl<C: Clock> Limiter<C> {
     pub fn with_clock(rate: Rate, clock: C) -> Self {
-        Limiter { inner: rate.quota().map(|q| RateLimiter::new(q, DefaultKeyedStateStore::default(), clock)) }
+        Limiter { inner: quota(rate).map(|q| RateLimiter::new(q, DefaultKeyedStateStore::default(), clock)) }
     }
 
     /// Takes one request for `key`; `Err(wait)` says how long until one is allowed.

@@ -2,11 +2,8 @@
 //! OpenID Connect ID token checks out (RS256 against the provider's JWKS), or,
 //! only when enabled, after a dev sign-in by e-mail.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -14,14 +11,52 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use tokio::sync::RwLock;
 
-use crate::App;
-use crate::config::{AuthConfig, OidcProvider};
 use crate::db::{Db, is_unique_violation, new_id, now_ms};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 
 const SESSION_ISSUER: &str = "splitsound";
 
-#[derive(Debug, Serialize, Deserialize)]
+/// `auth` in the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret of session tokens. When absent, one is generated and kept
+    /// in `<data_dir>/session-secret` (fine for one machine; set it when the
+    /// API runs on several).
+    pub session_secret: Option<String>,
+    pub session_ttl_secs: u64,
+    /// `POST /v1/auth/dev/login` signs anyone in by e-mail alone. Off unless set.
+    pub dev_login: bool,
+    /// OpenID Connect providers whose ID tokens `POST /v1/auth/oauth/login` accepts.
+    pub oidc: Vec<OidcProvider>,
+    /// E-mail addresses whose sessions carry the admin claim.
+    pub admin_emails: Vec<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_secret: None,
+            session_ttl_secs: 12 * 3600,
+            dev_login: false,
+            oidc: Vec::new(),
+            admin_emails: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProvider {
+    /// The `iss` the tokens carry.
+    pub issuer: String,
+    /// The `aud` they must carry: our client id at that provider.
+    pub audience: String,
+    /// Where its signing keys are: an `https://` JWKS URL or a local file.
+    pub jwks: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionClaims {
     pub sub: String,
     pub email: String,
@@ -75,7 +110,7 @@ impl Auth {
     /// A session token for `user`. `verified` says whether an identity
     /// provider vouched for the e-mail address; only such sessions may carry
     /// the admin claim (a dev sign-in, by e-mail alone, never does).
-    pub fn issue(&self, user_id: &str, email: &str, verified: bool) -> ApiResult<(String, u64)> {
+    pub fn issue(&self, user_id: &str, email: &str, verified: bool) -> ServiceResult<(String, u64)> {
         let iat = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let claims = SessionClaims {
             sub: user_id.to_string(),
@@ -86,7 +121,7 @@ impl Auth {
             iss: SESSION_ISSUER.into(),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| ApiError::internal("signing a session", e))?;
+            .map_err(|e| ServiceError::internal("signing a session", e))?;
         Ok((token, claims.exp))
     }
 
@@ -96,13 +131,13 @@ impl Auth {
         user.admin && self.admin_emails.contains(&user.email.to_lowercase())
     }
 
-    pub fn verify_session(&self, token: &str) -> ApiResult<SessionClaims> {
+    pub fn verify_session(&self, token: &str) -> ServiceResult<SessionClaims> {
         let mut v = Validation::new(Algorithm::HS256);
         v.set_issuer(&[SESSION_ISSUER]);
         v.set_required_spec_claims(&["exp", "iss", "sub"]);
         v.leeway = 0;
         jsonwebtoken::decode::<SessionClaims>(token, &self.decoding, &v).map(|d| d.claims).map_err(|e| {
-            ApiError::unauthorized(match e.kind() {
+            ServiceError::unauthorized(match e.kind() {
                 ErrorKind::ExpiredSignature => "the session has expired; sign in again",
                 _ => "invalid session token",
             })
@@ -111,8 +146,8 @@ impl Auth {
 
     /// Checks an ID token from one of the configured providers; returns its
     /// issuer and claims.
-    pub async fn verify_id_token(&self, token: &str) -> ApiResult<(String, IdClaims)> {
-        let bad = |m: String| ApiError::unauthorized(format!("invalid ID token: {m}"));
+    pub async fn verify_id_token(&self, token: &str) -> ServiceResult<(String, IdClaims)> {
+        let bad = |m: String| ServiceError::unauthorized(format!("invalid ID token: {m}"));
         // Which provider's keys to check it with: its issuer, read before any
         // check (the provider's `verify` then checks signature, issuer and all).
         #[derive(Deserialize)]
@@ -151,9 +186,13 @@ struct OidcVerifier {
 }
 
 impl OidcVerifier {
-    async fn fetch_keys(&self) -> ApiResult<JwkSet> {
+    async fn fetch_keys(&self) -> ServiceResult<JwkSet> {
         let unavailable = |m: String| {
-            ApiError::new(axum::http::StatusCode::BAD_GATEWAY, "identity_provider_unavailable", format!("JWKS: {m}"))
+            ServiceError::new(
+                crate::error::ErrorKind::BadGateway,
+                "identity_provider_unavailable",
+                format!("JWKS: {m}"),
+            )
         };
         let text = if self.cfg.jwks.starts_with("https://") || self.cfg.jwks.starts_with("http://") {
             let resp = self.http.get(&self.cfg.jwks).send().await.map_err(|e| unavailable(e.to_string()))?;
@@ -172,7 +211,7 @@ impl OidcVerifier {
 
     /// The key for `kid`, fetching the set again (at most once a minute) when
     /// the kid is new: providers rotate keys.
-    async fn key(&self, kid: Option<&str>) -> ApiResult<DecodingKey> {
+    async fn key(&self, kid: Option<&str>) -> ServiceResult<DecodingKey> {
         let find = |set: &JwkSet| match kid {
             Some(k) => set.find(k).cloned(),
             None if set.keys.len() == 1 => set.keys.first().cloned(),
@@ -182,24 +221,24 @@ impl OidcVerifier {
             let cached = self.keys.read().await;
             if let Some((set, fetched)) = cached.as_ref() {
                 if let Some(jwk) = find(set) {
-                    return DecodingKey::from_jwk(&jwk).map_err(|e| ApiError::unauthorized(e.to_string()));
+                    return DecodingKey::from_jwk(&jwk).map_err(|e| ServiceError::unauthorized(e.to_string()));
                 }
                 if fetched.elapsed() < Duration::from_secs(60) {
-                    return Err(ApiError::unauthorized("invalid ID token: unknown signing key"));
+                    return Err(ServiceError::unauthorized("invalid ID token: unknown signing key"));
                 }
             }
         }
         let set = self.fetch_keys().await?;
         let jwk = find(&set);
         *self.keys.write().await = Some((set, Instant::now()));
-        let jwk = jwk.ok_or_else(|| ApiError::unauthorized("invalid ID token: unknown signing key"))?;
-        DecodingKey::from_jwk(&jwk).map_err(|e| ApiError::unauthorized(e.to_string()))
+        let jwk = jwk.ok_or_else(|| ServiceError::unauthorized("invalid ID token: unknown signing key"))?;
+        DecodingKey::from_jwk(&jwk).map_err(|e| ServiceError::unauthorized(e.to_string()))
     }
 
-    async fn verify(&self, token: &str) -> ApiResult<IdClaims> {
+    async fn verify(&self, token: &str) -> ServiceResult<IdClaims> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| id_token_refused(&e))?;
         if header.alg != Algorithm::RS256 {
-            return Err(ApiError::unauthorized(format!(
+            return Err(ServiceError::unauthorized(format!(
                 "invalid ID token: algorithm {:?}, expected RS256",
                 header.alg
             )));
@@ -215,7 +254,7 @@ impl OidcVerifier {
 }
 
 /// Why an ID token was refused, in the client's terms (not the JWT library's).
-fn id_token_refused(e: &jsonwebtoken::errors::Error) -> ApiError {
+fn id_token_refused(e: &jsonwebtoken::errors::Error) -> ServiceError {
     let why = match e.kind() {
         ErrorKind::ExpiredSignature => "it has expired",
         ErrorKind::ImmatureSignature => "it is not valid yet",
@@ -226,7 +265,7 @@ fn id_token_refused(e: &jsonwebtoken::errors::Error) -> ApiError {
         ErrorKind::MissingRequiredClaim(_) => "a required claim is missing",
         _ => "it is not a well-formed signed JWT",
     };
-    ApiError::unauthorized(format!("invalid ID token: {why}"))
+    ServiceError::unauthorized(format!("invalid ID token: {why}"))
 }
 
 /// The user for (issuer, subject), created with their signup credits on first sign-in.
@@ -237,7 +276,7 @@ pub async fn find_or_create_user(
     email: &str,
     name: Option<&str>,
     signup_credits: i64,
-) -> ApiResult<String> {
+) -> ServiceResult<String> {
     let find = || async {
         sqlx::query("SELECT id FROM users WHERE issuer = $1 AND subject = $2")
             .bind(issuer)
@@ -265,7 +304,7 @@ pub async fn find_or_create_user(
     match inserted {
         Err(e) if is_unique_violation(&e) => {
             drop(tx);
-            return find().await?.ok_or_else(|| ApiError::internal("sign-in", "user vanished"));
+            return find().await?.ok_or_else(|| ServiceError::internal("sign-in", "user vanished"));
         }
         r => r?,
     };
@@ -275,36 +314,31 @@ pub async fn find_or_create_user(
         .execute(&mut *tx)
         .await?;
     if signup_credits > 0 {
-        crate::credits::insert_entry(&mut tx, &id, signup_credits, "signup", &format!("signup:{id}"), None).await?;
+        super::credits::insert_entry(&mut tx, &id, signup_credits, "signup", &format!("signup:{id}"), None).await?;
     }
     tx.commit().await?;
     Ok(id)
 }
 
-impl FromRequestParts<Arc<App>> for AuthUser {
-    type Rejection = ApiError;
+/// The caller a verified session names, if its user still exists.
+pub async fn session_user(db: &Db, claims: SessionClaims) -> ServiceResult<AuthUser> {
+    // A validly signed session of a user that no longer exists is no session.
+    let Some(user) =
+        sqlx::query("SELECT issuer FROM users WHERE id = $1").bind(&claims.sub).fetch_optional(&db.pool).await?
+    else {
+        return Err(ServiceError::unauthorized("the session's user no longer exists; sign in again"));
+    };
+    // A user signed in by the dev sign-in is never an admin, whatever an
+    // older session says.
+    let dev = user.try_get::<String, _>(0)? == "dev";
+    Ok(AuthUser { id: claims.sub, email: claims.email, admin: claims.admin && !dev })
+}
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::unauthorized("sign in first: Authorization: Bearer <session token>"))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        let claims = app.auth.verify_session(token.trim())?;
-        // A validly signed session of a user that no longer exists is no session.
-        let Some(user) = sqlx::query("SELECT issuer FROM users WHERE id = $1")
-            .bind(&claims.sub)
-            .fetch_optional(&app.db.pool)
-            .await?
-        else {
-            return Err(ApiError::unauthorized("the session's user no longer exists; sign in again"));
-        };
-        // A user signed in by the dev sign-in is never an admin, whatever an
-        // older session says.
-        let dev = user.try_get::<String, _>(0)? == "dev";
-        Ok(AuthUser { id: claims.sub, email: claims.email, admin: claims.admin && !dev })
-    }
+/// A user's e-mail address, name and sign-up time (Unix ms), if the user exists.
+pub async fn profile(db: &Db, id: &str) -> sqlx::Result<Option<(String, Option<String>, i64)>> {
+    let row = sqlx::query("SELECT email, name, created_at FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?;
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).transpose()
 }

@@ -1,8 +1,12 @@
-//! What wraps every request: a request id (the client's `X-Request-Id` when
-//! it is sane, else a new one, echoed in the answer) carried by a tracing span
-//! so every log line of the request names it; the per-IP and per-user rate
-//! limits; the latency and status metrics; and, last, [`finish`]: one error
-//! format and the security headers on every answer.
+//! What wraps every request, outermost first:
+//! - [`finish`]: one error format and the security headers on every answer;
+//! - tower-http's request id: the client's `X-Request-Id` when it is sane
+//!   ([`drop_unusable_request_id`] removes one that is not), else a new
+//!   UUID, echoed in the answer;
+//! - [`around`]: a tracing span that carries the request id, so every log
+//!   line of the request names it; the session token, verified once for the
+//!   per-user limit and the handlers ([`Session`]); the per-IP and per-user
+//!   rate limits; and the latency and status metrics.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,22 +16,28 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tower_http::request_id::RequestId;
 use tracing::Instrument;
 
+use super::error::error_response;
+use super::extract::Session;
+use super::ratelimit::RateLimits;
 use crate::App;
-use crate::error::ApiError;
+use crate::error::{ErrorKind, ServiceError};
 
 pub const REQUEST_ID: &str = "x-request-id";
 
-fn request_id(req: &Request) -> String {
-    req.headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| {
-            (1..=128).contains(&s.len())
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-        })
-        .map_or_else(crate::db::new_id, str::to_string)
+/// Removes a client's `X-Request-Id` that is not 1 to 128 of `[A-Za-z0-9._:-]`,
+/// so that a new one is made instead of logging and echoing what it sent.
+pub async fn drop_unusable_request_id(mut req: Request) -> Request {
+    let usable = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).is_some_and(|s| {
+        (1..=128).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    });
+    if !usable {
+        req.headers_mut().remove(REQUEST_ID);
+    }
+    req
 }
 
 /// The client's address: the configured proxy header's last entry, else the peer.
@@ -48,51 +58,50 @@ fn limited(path: &str) -> bool {
         || path == "/metrics"
 }
 
-fn check_limits(app: &App, req: &Request) -> Result<(), ApiError> {
+fn check_limits(app: &App, rate: &RateLimits, req: &Request, session: &Session) -> Result<(), ServiceError> {
     if !limited(req.uri().path()) {
         return Ok(());
     }
     let refuse = |which: &'static str, wait: std::time::Duration| {
-        app.metrics.inc("splitsound_rate_limited_total", &[("limit", which)]);
+        app.metrics.rate_limited(which);
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-        ApiError::new(
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
+        ServiceError::new(
+            ErrorKind::TooManyRequests,
             "rate_limited",
             format!("too many requests from this {which}; try again in {secs} s"),
         )
         .with_retry_after(secs)
     };
-    app.rate.ip.check(&client_ip(app, req)).map_err(|w| refuse("ip", w))?;
-    let user = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .and_then(|t| app.auth.verify_session(t.trim()).ok());
-    if let Some(claims) = user {
-        app.rate.user.check(&claims.sub).map_err(|w| refuse("user", w))?;
+    rate.ip.check(&client_ip(app, req)).map_err(|w| refuse("ip", w))?;
+    if let Some(Ok(claims)) = &session.0 {
+        rate.user.check(&claims.sub).map_err(|w| refuse("user", w))?;
     }
     Ok(())
 }
 
-pub async fn around(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+pub async fn around(State((app, rate)): State<(Arc<App>, Arc<RateLimits>)>, mut req: Request, next: Next) -> Response {
     let t0 = Instant::now();
-    let id = request_id(&req);
+    let id = req
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let method = req.method().as_str().to_string();
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
-    let mut resp = match check_limits(&app, &req) {
-        Ok(()) => next.run(req).instrument(span.clone()).await,
+    let session = Session::verify(&app.control.auth, req.headers());
+    let resp = match check_limits(&app, &rate, &req, &session) {
+        Ok(()) => {
+            req.extensions_mut().insert(session);
+            next.run(req).instrument(span.clone()).await
+        }
         Err(e) => e.into_response(),
     };
     let secs = t0.elapsed().as_secs_f64();
-    let status = resp.status().as_u16().to_string();
-    app.metrics.inc("splitsound_http_requests_total", &[("method", &method), ("route", &route), ("status", &status)]);
-    app.metrics.observe("splitsound_http_request_duration_seconds", &[("method", &method), ("route", &route)], secs);
+    let status = resp.status().as_u16();
+    app.metrics.http_request(&method, &route, status, secs);
     tracing::info!(parent: &span, status = %status, latency_ms = secs * 1000.0, "answered");
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(REQUEST_ID, v);
-    }
     resp
 }
 
@@ -157,7 +166,7 @@ async fn as_json_error(resp: Response) -> Response {
             if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text }
         }
     };
-    let mut out = ApiError::new(status, framework_code(status), message).into_response();
+    let mut out = error_response(status, framework_code(status), &message);
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             out.headers_mut().append(name, value.clone());

@@ -7,11 +7,48 @@ use std::time::Duration;
 
 use aws_sdk_sqs::config::{BehaviorVersion, Region};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::config::SqsConfig;
 use crate::db::{Db, new_id, now_ms};
 use crate::error::StartupError;
+
+/// Where job messages wait for a worker: `queue` in the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum QueueConfig {
+    /// A table in the job database (`SKIP LOCKED` on PostgreSQL).
+    #[default]
+    Database,
+    Sqs(SqsConfig),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqsConfig {
+    /// The queue's URL; or `queue_name`, looked up (and created when `create_queue`).
+    pub queue_url: Option<String>,
+    pub queue_name: Option<String>,
+    pub create_queue: bool,
+    pub region: String,
+    pub endpoint: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl Default for SqsConfig {
+    fn default() -> Self {
+        SqsConfig {
+            queue_url: None,
+            queue_name: None,
+            create_queue: false,
+            region: "us-east-1".into(),
+            endpoint: None,
+            access_key_id: None,
+            secret_access_key: None,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("queue unavailable: {0}")]
@@ -177,7 +214,7 @@ where
 
 impl SqsQueue {
     pub async fn new(cfg: &SqsConfig) -> Result<SqsQueue, StartupError> {
-        let creds = crate::storage::aws_credentials(cfg.access_key_id.as_deref(), cfg.secret_access_key.as_deref())?;
+        let creds = crate::media::s3::aws_credentials(cfg.access_key_id.as_deref(), cfg.secret_access_key.as_deref())?;
         let mut b = aws_sdk_sqs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(cfg.region.clone()))
