@@ -407,23 +407,9 @@ pub async fn complete_crash(mut cfg: Config) {
 
     // Rolled back by the cleanup task, once its grace has passed.
     let grace = srv.app.cfg.retention.abandoned_upload_grace_secs as i64 * 1000;
-    let report = splitsound_server::media::retention::run_once(
-        &srv.app.db,
-        &srv.app.media,
-        &srv.app.metrics,
-        splitsound_server::db::now_ms() + 1000,
-    )
-    .await
-    .unwrap();
+    let report = srv.cleanup(splitsound_server::db::now_ms() + 1000).await;
     assert_eq!(report.uploads_rolled_back, 0, "not before the grace: {report:?}");
-    let report = splitsound_server::media::retention::run_once(
-        &srv.app.db,
-        &srv.app.media,
-        &srv.app.metrics,
-        splitsound_server::db::now_ms() + grace + 5000,
-    )
-    .await
-    .unwrap();
+    let report = srv.cleanup(splitsound_server::db::now_ms() + grace + 5000).await;
     assert_eq!(report.uploads_rolled_back, 1, "{report:?}");
     assert_eq!(status(untouched.clone()).await, "aborted");
 
@@ -433,23 +419,9 @@ pub async fn complete_crash(mut cfg: Config) {
     std::fs::write(&stray, b"RIFF").unwrap();
     srv.app.media.store.upload_file("user_nobody/originals/x/stray.wav", &stray, "audio/wav").await.unwrap();
     let day = srv.app.cfg.retention.orphan_grace_secs as i64 * 1000;
-    let report = splitsound_server::media::retention::run_once(
-        &srv.app.db,
-        &srv.app.media,
-        &srv.app.metrics,
-        splitsound_server::db::now_ms() + grace + 5000,
-    )
-    .await
-    .unwrap();
+    let report = srv.cleanup(splitsound_server::db::now_ms() + grace + 5000).await;
     assert_eq!(report.orphans_deleted, 0, "{report:?}");
-    let report = splitsound_server::media::retention::run_once(
-        &srv.app.db,
-        &srv.app.media,
-        &srv.app.metrics,
-        splitsound_server::db::now_ms() + day + 5000,
-    )
-    .await
-    .unwrap();
+    let report = srv.cleanup(splitsound_server::db::now_ms() + day + 5000).await;
     assert!(report.orphans_deleted >= 1, "{report:?}");
     no_orphans(&srv).await;
     srv.stop().await;

@@ -43,6 +43,13 @@ pub fn embedded_config(dir: &std::path::Path) -> Config {
 }
 
 impl Server {
+    /// One pass of the retention task, as if the time were `at` (Unix ms).
+    pub async fn cleanup(&self, at: i64) -> splitsound_server::media::retention::CleanupReport {
+        splitsound_server::media::retention::run_once(&self.app.db, &self.app.media, &self.app.metrics, at)
+            .await
+            .unwrap()
+    }
+
     /// Starts the API and, when `workers` > 0, that many job loops.
     pub async fn start(mut cfg: Config, workers: usize) -> Server {
         // The server's warnings and errors, shown with a failing test's output.

@@ -492,10 +492,8 @@ pub async fn retention(cfg: Config) {
 
     let now = splitsound_server::db::now_ms();
     let day = 86_400_000;
-    let run =
-        |at: i64| splitsound_server::media::retention::run_once(&srv.app.db, &srv.app.media, &srv.app.metrics, at);
-    assert_eq!(run(now).await.unwrap(), Default::default());
-    let r = run(now + 2 * day).await.unwrap();
+    assert_eq!(srv.cleanup(now).await, Default::default());
+    let r = srv.cleanup(now + 2 * day).await;
     assert_eq!((r.uploads_aborted, r.failed_job_objects_deleted, r.outputs_deleted, r.originals_deleted), (1, 1, 0, 0));
     assert!(!objects().await.contains(&stray));
     assert_eq!(r.stale_temp_files_deleted, usize::from(partial.is_some()));
@@ -510,9 +508,9 @@ pub async fn retention(cfg: Config) {
         srv.call("POST", &format!("/v1/uploads/{pending}/complete"), Some(&token), Some(json!({"parts": []}))).await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
     // Runs again find nothing more to do.
-    assert_eq!(run(now + 2 * day).await.unwrap(), Default::default());
+    assert_eq!(srv.cleanup(now + 2 * day).await, Default::default());
 
-    let r = run(now + 8 * day).await.unwrap();
+    let r = srv.cleanup(now + 8 * day).await;
     assert_eq!((r.outputs_deleted, r.originals_deleted), (outputs, 0));
     assert_eq!(objects().await.len(), 1);
     let (_, j) = srv.call("GET", &format!("/v1/jobs/{}", job["id"].as_str().unwrap()), Some(&token), None).await;
@@ -522,7 +520,7 @@ pub async fn retention(cfg: Config) {
         srv.call("GET", &format!("/v1/jobs/{}/downloads", job["id"].as_str().unwrap()), Some(&token), None).await;
     assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::GONE, Some("outputs_deleted")), "{e}");
 
-    let r = run(now + 31 * day).await.unwrap();
+    let r = srv.cleanup(now + 31 * day).await;
     assert_eq!(r.originals_deleted, 1);
     assert!(objects().await.is_empty(), "{:?}", objects().await);
     let (_, lib) = srv.call("GET", "/v1/me/library", Some(&token), None).await;
