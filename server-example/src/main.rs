@@ -88,7 +88,7 @@ async fn run(command: Command, mut cfg: Config) -> Result<(), Box<dyn std::error
     if let Command::Cleanup = command {
         let app = App::new(cfg).await?;
         let now = splitsound_server::db::now_ms();
-        let report = splitsound_server::media::retention::run_once(&app.db, &app.media, &app.metrics, now).await?;
+        let report = app.media.cleanup(&app.db, &app.metrics, now).await?;
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
@@ -108,7 +108,7 @@ async fn run(command: Command, mut cfg: Config) -> Result<(), Box<dyn std::error
     let worker = works.then(|| tokio::spawn(splitsound_server::compute::worker::run(app.worker(), rx.clone())));
     if serves {
         let (db, media, metrics) = (app.db.clone(), app.media.clone(), app.metrics.clone());
-        tokio::spawn(splitsound_server::media::retention::run_periodically(db, media, metrics, rx.clone()));
+        tokio::spawn(splitsound_server::media::run_retention(db, media, metrics, rx.clone()));
     }
     if let Some(addr) = &app.cfg.ops.listen {
         // /health and /metrics on their own port, for the operators' network.

@@ -9,7 +9,6 @@ use splitsound_core::{QueryMode, StemSelection};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::Control;
 use super::catalog::Catalog;
 use super::credits::{LedgerError, insert_entry, job_cost, refund_job};
 use crate::db::{ACTIVE_JOB_STATUSES as ACTIVE, Db, new_sorted_id, now_ms};
@@ -364,7 +363,8 @@ pub async fn owned_asset(db: &Db, user: &str, asset: &str) -> ServiceResult<Asse
 /// queue (`Compute::submit`), which the caller does once this has committed.
 pub async fn create(
     db: &Db,
-    control: &Control,
+    catalog: &Catalog,
+    max_active_jobs: i64,
     user: &str,
     req: &JobRequest,
     idempotency_key: Option<&str>,
@@ -391,7 +391,7 @@ pub async fn create(
     {
         return same_key(existing);
     }
-    let cfg = resolve(&control.catalog, req)?;
+    let cfg = resolve(catalog, req)?;
     let asset = owned_asset(db, user, &req.asset_id).await?;
     let cost = job_cost(asset.duration_secs);
     let id = new_sorted_id();
@@ -419,11 +419,11 @@ pub async fn create(
     .fetch_one(&mut *tx)
     .await?
     .get(0);
-    if active >= control.max_active_jobs {
+    if active >= max_active_jobs {
         return Err(ServiceError::new(
             ErrorKind::TooManyRequests,
             "too_many_active_jobs",
-            format!("at most {} jobs may be queued or running at once", control.max_active_jobs),
+            format!("at most {max_active_jobs} jobs may be queued or running at once"),
         )
         .with_retry_after(10));
     }

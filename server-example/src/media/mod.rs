@@ -8,6 +8,7 @@
 //! the control and compute planes and the HTTP layer build on it.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -20,8 +21,10 @@ pub mod s3;
 pub mod store;
 pub mod uploads;
 
+use crate::db::{Db, now_ms};
 use crate::error::StartupError;
-pub use retention::RetentionConfig;
+use crate::metrics::Metrics;
+pub use retention::{CleanupError, CleanupReport, RetentionConfig};
 pub use s3::S3Config;
 pub use store::{CachedCheck, LocalStore, S3Store, Store, StoreError};
 pub use uploads::UploadPolicy;
@@ -81,5 +84,34 @@ impl Media {
     /// Whether the store answers, probed at most every [`STORE_PROBE_MAX_AGE`].
     pub async fn check(&self) -> Result<(), String> {
         self.health.get(STORE_PROBE_MAX_AGE, || self.store.check()).await
+    }
+
+    /// One pass of retention, as if the time were `now` (Unix milliseconds).
+    pub async fn cleanup(&self, db: &Db, metrics: &Metrics, now: i64) -> Result<CleanupReport, CleanupError> {
+        retention::run_once(db, &self.store, &self.retention, self.uploads.complete_lease, metrics, now).await
+    }
+}
+
+/// Runs retention every `retention.interval_secs` until `shutdown`.
+pub async fn run_retention(
+    db: Db,
+    media: Arc<Media>,
+    metrics: Arc<Metrics>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let every = media.retention.interval_secs;
+    if every == 0 {
+        return;
+    }
+    loop {
+        match media.cleanup(&db, &metrics, now_ms()).await {
+            Ok(r) if r != CleanupReport::default() => tracing::info!(report = ?r, "cleanup"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cleanup failed; next run will retry"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(every)) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }

@@ -6,18 +6,15 @@
 //! once it is older than `orphan_grace_secs`. The time is passed in, so tests
 //! run the task "days later" without waiting.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use tokio::sync::watch;
 
-use super::Media;
 use super::keys::{is_service_key, job_prefix};
 use super::store::{Store, StoreError};
 use super::uploads::{discard_objects, release_lease, take_lease};
-use crate::db::{ACTIVE_JOB_STATUSES, Db, now_ms};
+use crate::db::{ACTIVE_JOB_STATUSES, Db};
 use crate::metrics::Metrics;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,8 +84,14 @@ fn ago(now: i64, secs: u64) -> i64 {
 }
 
 /// One pass of every step, as if the time were `now` (Unix milliseconds).
-pub async fn run_once(db: &Db, media: &Media, metrics: &Metrics, now: i64) -> Result<CleanupReport, CleanupError> {
-    let cfg = &media.retention;
+pub async fn run_once(
+    db: &Db,
+    store: &Store,
+    cfg: &RetentionConfig,
+    lease: Duration,
+    metrics: &Metrics,
+    now: i64,
+) -> Result<CleanupReport, CleanupError> {
     let mut report = CleanupReport::default();
 
     // Abandoned multipart uploads (the store drops their parts), and
@@ -109,8 +112,8 @@ pub async fn run_once(db: &Db, media: &Media, metrics: &Metrics, now: i64) -> Re
             (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
         // Still as selected: a completion resumed and put back to pending meanwhile is not abandoned.
         let stale = if status == "pending" { Some(grace) } else { None };
-        let Some(lease) = take_lease(db, media.uploads.complete_lease, &id, now, stale).await? else { continue };
-        if let Err(e) = discard_objects(&media.store, &key, &upload).await {
+        let Some(lease) = take_lease(db, lease, &id, now, stale).await? else { continue };
+        if let Err(e) = discard_objects(store, &key, &upload).await {
             // Pending again, for the next run; one upload the store refuses
             // to let go of does not hold up the rest of the cleanup.
             release_lease(db, &id, &lease, "pending", None).await?;
@@ -137,7 +140,7 @@ pub async fn run_once(db: &Db, media: &Media, metrics: &Metrics, now: i64) -> Re
         .await?;
         for r in &rows {
             let (id, key): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-            media.store.delete(&key).await?;
+            store.delete(&key).await?;
             sqlx::query("UPDATE output_tracks SET deleted_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(&id)
@@ -160,7 +163,7 @@ pub async fn run_once(db: &Db, media: &Media, metrics: &Metrics, now: i64) -> Re
         .await?;
         for r in &rows {
             let (id, key): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-            purge_asset(db, &media.store, &id, &key, now).await?;
+            purge_asset(db, store, &id, &key, now).await?;
             report.originals_deleted += 1;
         }
     }
@@ -176,19 +179,19 @@ pub async fn run_once(db: &Db, media: &Media, metrics: &Metrics, now: i64) -> Re
     .await?;
     for r in &rows {
         let (id, user): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-        for key in media.store.list(&job_prefix(&user, &id)).await? {
-            media.store.delete(&key).await?;
+        for key in store.list(&job_prefix(&user, &id)).await? {
+            store.delete(&key).await?;
             report.failed_job_objects_deleted += 1;
         }
         sqlx::query("UPDATE jobs SET cleaned_at = $1 WHERE id = $2").bind(now).bind(&id).execute(&db.pool).await?;
     }
 
     // Objects that no row knows.
-    report.orphans_deleted = delete_orphans(db, media, now).await?;
+    report.orphans_deleted = delete_orphans(db, store, cfg.orphan_grace_secs, now).await?;
 
     // Temporary files that killed processes left mid-write.
     let cutoff = std::time::UNIX_EPOCH + Duration::from_millis(ago(now, cfg.failed_artifacts_secs).max(0) as u64);
-    report.stale_temp_files_deleted = media.store.sweep_partials(cutoff).await?;
+    report.stale_temp_files_deleted = store.sweep_partials(cutoff).await?;
 
     for (kind, n) in [
         ("upload", report.uploads_aborted),
@@ -210,17 +213,11 @@ pub async fn run_once(db: &Db, media: &Media, metrics: &Metrics, now: i64) -> Re
 /// not a live original or stem, not the object of an upload still pending or
 /// completing, and not under the prefix of a job that is still active or
 /// whose leftovers the failed-job step has yet to remove.
-async fn delete_orphans(db: &Db, media: &Media, now: i64) -> Result<usize, CleanupError> {
-    let cutoff =
-        std::time::UNIX_EPOCH + Duration::from_millis(ago(now, media.retention.orphan_grace_secs).max(0) as u64);
+async fn delete_orphans(db: &Db, store: &Store, grace_secs: u64, now: i64) -> Result<usize, CleanupError> {
+    let cutoff = std::time::UNIX_EPOCH + Duration::from_millis(ago(now, grace_secs).max(0) as u64);
     // Only keys of this service's own layout: whatever else shares the bucket is not ours to judge.
-    let candidates: Vec<_> = media
-        .store
-        .list_objects("")
-        .await?
-        .into_iter()
-        .filter(|o| o.modified < cutoff && is_service_key(&o.key))
-        .collect();
+    let candidates: Vec<_> =
+        store.list_objects("").await?.into_iter().filter(|o| o.modified < cutoff && is_service_key(&o.key)).collect();
     if candidates.is_empty() {
         return Ok(0);
     }
@@ -255,7 +252,7 @@ async fn delete_orphans(db: &Db, media: &Media, now: i64) -> Result<usize, Clean
             continue;
         }
         tracing::info!(key = %o.key, "deleting an object no row knows");
-        media.store.delete(&o.key).await?;
+        store.delete(&o.key).await?;
         deleted += 1;
     }
     Ok(deleted)
@@ -295,23 +292,4 @@ pub async fn purge_asset(
         .await?;
     tx.commit().await?;
     Ok(outputs.len() + 1)
-}
-
-/// Runs the task every `interval_secs` until `shutdown`.
-pub async fn run_periodically(db: Db, media: Arc<Media>, metrics: Arc<Metrics>, mut shutdown: watch::Receiver<bool>) {
-    let every = media.retention.interval_secs;
-    if every == 0 {
-        return;
-    }
-    loop {
-        match run_once(&db, &media, &metrics, now_ms()).await {
-            Ok(r) if r != CleanupReport::default() => tracing::info!(report = ?r, "cleanup"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cleanup failed; next run will retry"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(every)) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
 }

@@ -11,7 +11,6 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::Media;
 use super::keys::{display_name, original_key, safe_name};
 use super::store::{PartEtag, Store, StoreError};
 use crate::db::{Db, new_id, new_sorted_id, now_ms};
@@ -50,14 +49,14 @@ fn acceptable_type(ct: &str) -> bool {
 
 /// Starts a multipart upload of `size` bytes for `user`: one presigned URL per part.
 pub async fn initialize(
-    media: &Media,
+    store: &Store,
+    policy: &UploadPolicy,
     db: &Db,
     user: &str,
     filename: &str,
     size: u64,
     content_type: &str,
 ) -> ServiceResult<Started> {
-    let policy = &media.uploads;
     if size == 0 {
         return Err(ServiceError::unprocessable("empty_file", "the file is empty"));
     }
@@ -85,7 +84,6 @@ pub async fn initialize(
     }
     let id = new_sorted_id();
     let key = original_key(user, &id, &filename);
-    let store = &media.store;
     let storage_upload = store.create_multipart(&key, content_type).await.map_err(ServiceError::storage)?;
     let part_size = policy.part_size;
     let count = size.div_ceil(part_size);
@@ -119,6 +117,9 @@ pub async fn initialize(
 /// An upload's row.
 #[derive(Debug)]
 pub struct UploadRow {
+    pub id: String,
+    /// Its owner.
+    pub user: String,
     pub key: String,
     pub storage_upload: String,
     pub filename: String,
@@ -142,6 +143,8 @@ pub async fn owned(db: &Db, user: &str, id: &str) -> ServiceResult<UploadRow> {
     .await?
     .ok_or_else(|| ServiceError::not_found("upload"))?;
     Ok(UploadRow {
+        id: id.to_string(),
+        user: user.to_string(),
         key: r.try_get(0)?,
         storage_upload: r.try_get(1)?,
         filename: r.try_get(2)?,
@@ -225,17 +228,16 @@ pub async fn discard_objects(store: &Store, key: &str, storage_upload: &str) -> 
 /// whether the upload is finished with (`true`: rejected) or may be completed
 /// again (`false`).
 pub async fn complete(
-    media: &Media,
+    store: &Store,
+    max_duration_secs: f64,
     db: &Db,
-    user: &str,
-    id: &str,
     up: &UploadRow,
     parts: &[PartEtag],
     lease: &str,
 ) -> Result<String, (ServiceError, bool)> {
+    let (user, id) = (up.user.as_str(), up.id.as_str());
     let retry = |e: ServiceError| (e, false);
     let reject = |e: ServiceError| (e, true);
-    let store = &media.store;
     match store.complete_multipart(&up.key, &up.storage_upload, parts).await {
         Ok(()) => {}
         // A completion that died after the store assembled the object: the
@@ -260,8 +262,7 @@ pub async fn complete(
     let dir = tempfile::tempdir().map_err(|e| retry(ServiceError::internal("scratch space", e)))?;
     let path = dir.path().join(safe_name(&up.filename));
     store.download(&up.key, &path).await.map_err(|e| retry(ServiceError::storage(e)))?;
-    let max = media.uploads.max_duration_secs;
-    let probe = tokio::task::spawn_blocking(move || super::probe::probe_media(&path, max))
+    let probe = tokio::task::spawn_blocking(move || super::probe::probe_media(&path, max_duration_secs))
         .await
         .map_err(|e| retry(ServiceError::internal("probe", e)))?;
     let info = probe.map_err(reject)?;

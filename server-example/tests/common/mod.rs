@@ -45,9 +45,7 @@ pub fn embedded_config(dir: &std::path::Path) -> Config {
 impl Server {
     /// One pass of the retention task, as if the time were `at` (Unix ms).
     pub async fn cleanup(&self, at: i64) -> splitsound_server::media::retention::CleanupReport {
-        splitsound_server::media::retention::run_once(&self.app.db, &self.app.media, &self.app.metrics, at)
-            .await
-            .unwrap()
+        self.app.media.cleanup(&self.app.db, &self.app.metrics, at).await.unwrap()
     }
 
     /// Starts the API and, when `workers` > 0, that many job loops.

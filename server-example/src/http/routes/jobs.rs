@@ -81,7 +81,8 @@ async fn create_and_submit(
     key: Option<&str>,
     parent: Option<&jobs::JobRow>,
 ) -> ServiceResult<JobView> {
-    let (job, created) = jobs::create(&app.db, &app.control, user, req, key, parent).await?;
+    let (job, created) =
+        jobs::create(&app.db, &app.control.catalog, app.control.max_active_jobs, user, req, key, parent).await?;
     if created {
         app.compute.submit(&app.db, &job.id).await?;
     }

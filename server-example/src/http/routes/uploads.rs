@@ -69,8 +69,16 @@ async fn upload_initialize(
     user: AuthUser,
     JsonBody(body): JsonBody<InitUpload>,
 ) -> ServiceResult<(StatusCode, Json<UploadStarted>)> {
-    let started =
-        uploads::initialize(&app.media, &app.db, &user.id, &body.filename, body.size, &body.content_type).await?;
+    let started = uploads::initialize(
+        &app.media.store,
+        &app.media.uploads,
+        &app.db,
+        &user.id,
+        &body.filename,
+        body.size,
+        &body.content_type,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(UploadStarted {
@@ -126,7 +134,7 @@ async fn upload_complete(
     if up.status == "completing" {
         tracing::info!(upload = %id, "resuming a completion whose request died");
     }
-    match uploads::complete(&app.media, db, &user.id, &id, &up, &body.parts, &lease).await {
+    match uploads::complete(&app.media.store, app.media.uploads.max_duration_secs, db, &up, &body.parts, &lease).await {
         Ok(asset_id) => {
             let asset = uploads::asset(db, &asset_id).await?;
             Ok((StatusCode::CREATED, Json(AssetEnvelope { asset: asset.into() })))
