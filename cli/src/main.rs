@@ -213,7 +213,7 @@ struct SeparateArgs {
     /// default, median_wave, min_wave, max_wave, avg_fft, median_fft, min_fft,
     /// max_fft, uvr_max_spec, uvr_min_spec, ensemble_wav; audio-separator's algorithms)
     #[arg(long)]
-    ensemble: Option<core::EnsembleAlgorithm>,
+    ensemble: Option<core::ensemble::EnsembleAlgorithm>,
     /// With several models: one weight per model (avg_wave and avg_fft)
     #[arg(long, value_delimiter = ',')]
     weights: Option<Vec<f64>>,
@@ -461,10 +461,10 @@ fn info(input: &Path, as_json: bool) -> ExitCode {
 
 fn list(as_json: bool) -> ExitCode {
     let mut rows = Vec::new();
-    for name in core::BUILTIN_NAMES {
-        let sep = core::builtin_separator(name).expect("built-ins construct with defaults");
+    for name in core::builtin::BUILTIN_NAMES {
+        let sep = core::load_separator(name, Default::default()).expect("built-ins construct with defaults");
         rows.push(
-            json!({"name": format!("builtin:{name}"), "stems": sep.stems(), "default": *name == core::DEFAULT_BUILTIN}),
+            json!({"name": format!("builtin:{name}"), "stems": sep.stems(), "default": *name == core::builtin::DEFAULT_BUILTIN}),
         );
     }
     if as_json {
@@ -624,7 +624,7 @@ fn neural_options(args: &SeparateArgs) -> Result<NeuralOptions, Error> {
 }
 
 fn load_neural(args: &SeparateArgs) -> Result<NeuralSeparator, Error> {
-    NeuralSeparator::load(&args.model[0], neural_options(args)?)
+    NeuralSeparator::builder(&args.model[0]).options(neural_options(args)?).build()
 }
 
 /// The text-prompted model at `path`, asked for `description`, with the
@@ -640,7 +640,7 @@ fn load_text_model(path: &str, description: &str, args: &SeparateArgs) -> Result
             .map(|p| read_npy(p, "--watermark-message", 2))
             .transpose()?,
     };
-    NeuralSeparator::load(path, NeuralOptions { prompt, ..base })
+    NeuralSeparator::builder(path).options(NeuralOptions { prompt, ..base }).build()
 }
 
 /// A .npy array of float32, float64 or int64 as `f32`s, row-major; at most
@@ -881,7 +881,7 @@ fn separate(mut args: SeparateArgs) -> ExitCode {
             }
         }
     } else if !core::is_model_package(&args.model[0]) {
-        match core::builtin_separator(&args.model[0]) {
+        match core::load_separator(&args.model[0], Default::default()) {
             Ok(s) => s,
             Err(e) => return fail_usage(e),
         }

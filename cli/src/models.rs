@@ -18,7 +18,7 @@ use crate::{EXIT_CANCELLED, EXIT_FAILED, EXIT_USAGE, error_json, is_usage_error}
 pub fn is_model_name(spec: &str) -> bool {
     !Path::new(spec).exists()
         && !spec.starts_with("builtin:")
-        && !splitsound_core::BUILTIN_NAMES.contains(&spec)
+        && !splitsound_core::builtin::BUILTIN_NAMES.contains(&spec)
         && check_name(spec).is_ok()
 }
 
@@ -37,7 +37,7 @@ pub fn resolve(name: &str, registries: &[String], download: bool, as_json: bool)
     };
     let Some(entry) = registry.get(name) else {
         // Neither a built-in nor a model: list both.
-        let builtins = splitsound_core::BUILTIN_NAMES.iter().map(|b| format!("builtin:{b}"));
+        let builtins = splitsound_core::builtin::BUILTIN_NAMES.iter().map(|b| format!("builtin:{b}"));
         let models = registry.entries().iter().map(|e| e.name.clone());
         return Err(Error::UnknownSeparator { name: name.to_string(), available: builtins.chain(models).collect() });
     };

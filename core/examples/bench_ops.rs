@@ -66,13 +66,14 @@ fn main() {
                 let stems = sep.separate(audio.as_ref().unwrap(), &SeparateOptions::default()).unwrap();
                 frames = stems.get("vocals").unwrap().frames();
             }
-            #[cfg(feature = "neural")]
             "model" => {
                 use splitsound_core::model::{ModelOptions, NeuralOptions, NeuralSeparator};
                 let engine = args[3].parse().unwrap();
                 let model = ModelOptions { engine, intra_threads: Some(1), ..ModelOptions::default() };
-                let mut sep =
-                    NeuralSeparator::load(&args[2], NeuralOptions { model, ..NeuralOptions::default() }).unwrap();
+                let mut sep = NeuralSeparator::builder(&args[2])
+                    .options(NeuralOptions { model, ..NeuralOptions::default() })
+                    .build()
+                    .unwrap();
                 let stems = sep.separate(audio.as_ref().unwrap(), &SeparateOptions::default()).unwrap();
                 frames = stems.iter().next().unwrap().1.frames();
             }

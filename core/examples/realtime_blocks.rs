@@ -17,8 +17,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use splitsound_core::{
-    ClipMode, DecodeOptions, RealtimeSeparator, SampleEncoding, StemWriter, StreamDecoder, ThreadedOptions,
-    WriteOptions,
+    ClipMode, DecodeOptions, SampleEncoding, StemWriter, StreamDecoder, WriteOptions,
+    realtime::{RealtimeSeparator, ThreadedOptions},
 };
 
 const BLOCK: usize = 512;

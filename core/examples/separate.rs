@@ -7,9 +7,8 @@
 
 use std::path::Path;
 
-use splitsound_core::{
-    DecodeOptions, SeparateOptions, WriteOptions, builtin_separator, decode_file, separate_audio, write_file,
-};
+use splitsound_core::model::NeuralOptions;
+use splitsound_core::{DecodeOptions, SeparateOptions, WriteOptions, decode_file, load_separator, write_file};
 
 fn main() -> Result<(), splitsound_core::Error> {
     let mut args = std::env::args().skip(1);
@@ -17,14 +16,10 @@ fn main() -> Result<(), splitsound_core::Error> {
     let method = args.next().unwrap_or_else(|| "builtin:hpss".into());
 
     let audio = decode_file(&input, &DecodeOptions::default())?;
-    let mut separator: Box<dyn splitsound_core::Separator> = if method.ends_with(".json") || method.ends_with(".onnx") {
-        Box::new(splitsound_core::model::NeuralSeparator::load(&method, Default::default())?)
-    } else {
-        builtin_separator(&method)?
-    };
+    let mut separator = load_separator(&method, NeuralOptions::default())?;
     let report = |p: splitsound_core::Progress| eprint!("\r{:?} {}/{}   ", p.stage, p.done, p.total);
     let t0 = std::time::Instant::now();
-    let stems = separate_audio(separator.as_mut(), &audio, &SeparateOptions { progress: Some(&report), cancel: None })?;
+    let stems = separator.separate(&audio, &SeparateOptions { progress: Some(&report), cancel: None })?;
     eprintln!();
 
     let stem_of = Path::new(&input).file_stem().unwrap_or_default().to_string_lossy().into_owned();

@@ -116,12 +116,27 @@ impl AudioBuffer {
     pub fn channels(&self) -> &[Vec<f32>] {
         &self.channels
     }
+    /// The samples as a planar block, `&[&[f32]]`, the type every block-taking
+    /// call accepts ([`crate::stream::StemStream::process`], [`crate::StemWriter::write`], …).
+    pub fn planar(&self) -> Vec<&[f32]> {
+        self.channels.iter().map(Vec::as_slice).collect()
+    }
     /// Mutable access to the samples; the channel count and lengths cannot change.
     pub fn channels_mut(&mut self) -> impl Iterator<Item = &mut [f32]> {
         self.channels.iter_mut().map(|c| c.as_mut_slice())
     }
     pub fn into_channels(self) -> Vec<Vec<f32>> {
         self.channels
+    }
+    /// Appends `other`'s frames; it must have this buffer's rate and channels.
+    pub fn append(&mut self, other: &AudioBuffer) -> Result<()> {
+        if other.spec() != self.spec() {
+            return Err(Error::InvalidChannels {
+                detail: format!("appending {:?} to a buffer of {:?}", other.spec(), self.spec()),
+            });
+        }
+        self.channels.iter_mut().zip(&other.channels).for_each(|(c, o)| c.extend_from_slice(o));
+        Ok(())
     }
 
     /// Fails with [`Error::NonFinite`] at the first NaN or infinite sample.

@@ -29,7 +29,7 @@
 
 use crate::audio::AudioBuffer;
 use crate::error::{Error, Result};
-use crate::separator::{SeparateOptions, Separator, Stems, separate_audio};
+use crate::separator::{SeparateOptions, Separator, Stems};
 use crate::stft::{Spectrogram, Stft, StftConfig};
 use realfft::num_complex::Complex32;
 
@@ -434,7 +434,7 @@ impl Separator for EnsembleSeparator {
         all.join(" + ")
     }
 
-    fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
+    fn separate_native(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
         // Members whose stems' channels cannot meet (a 5.1 input to a built-in,
         // which keeps it, beside a stereo model) are refused before anything runs.
         let counts: Vec<usize> = self.members.iter().map(|m| m.output_channels(audio.num_channels())).collect();
@@ -450,7 +450,7 @@ impl Separator for EnsembleSeparator {
         let mut groups: Vec<Vec<(usize, AudioBuffer)>> = vec![Vec::new(); self.stems.len()];
         for (m, member) in self.members.iter_mut().enumerate() {
             opts.check_cancel()?;
-            let out = separate_audio(member.as_mut(), audio, opts)?;
+            let out = member.separate(audio, opts)?;
             for ((_, buf), &k) in out.into_vec().into_iter().zip(&self.slots[m]) {
                 groups[k].push((m, buf));
             }

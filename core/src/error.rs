@@ -190,6 +190,25 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// Its name as serialised (`"invalid_argument"`), for bindings that report kinds as strings.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::File => "file",
+            ErrorKind::Decode => "decode",
+            ErrorKind::UnsupportedFormat => "unsupported_format",
+            ErrorKind::Model => "model",
+            ErrorKind::ModelNotInstalled => "model_not_installed",
+            ErrorKind::Download => "download",
+            ErrorKind::RuntimeUnavailable => "runtime_unavailable",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Output => "output",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: Some(path.into()), source }

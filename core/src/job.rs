@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::query::{QueryMode, QueryResolution, resolve_query};
 use crate::resample::{StreamResampler, resampled_len};
 use crate::separator::{SeparateOptions, Separator, Stage, Stems};
-use crate::stream::{StemFrames, StreamSpec, stem_frames};
+use crate::stream::{StemAudio, StreamSpec, into_frames, planar};
 use crate::write::{PendingFile, StemWriter, WriteOptions};
 
 /// Which stems to write.
@@ -57,22 +57,19 @@ pub struct FileJobReport {
     pub query: Option<QueryResolution>,
 }
 
-/// Stems as (name, audio) pairs, in output order.
-pub type NamedBuffers = Vec<(String, AudioBuffer)>;
-
 /// Picks and combines stems according to `selection`. Returns the stems to
 /// write, in order, and the query resolution if there was one.
 pub fn select_stems(
     stems: Stems,
     available: &[String],
     selection: &StemSelection,
-) -> Result<(NamedBuffers, Option<QueryResolution>)> {
+) -> Result<(Stems, Option<QueryResolution>)> {
     match selection {
-        StemSelection::All => Ok((stems.into_vec(), None)),
+        StemSelection::All => Ok((stems, None)),
         StemSelection::Stems(names) => {
             check_names(names, available)?;
             let picked = stems.into_vec().into_iter().filter(|(n, _)| names.contains(n)).collect();
-            Ok((picked, None))
+            Ok((Stems::new(picked)?, None))
         }
         StemSelection::Query(q) => {
             let res = resolve_query(q, available)?;
@@ -89,7 +86,7 @@ pub fn select_stems(
                 QueryMode::Isolate => pair,
                 QueryMode::Remove => pair.into_iter().rev().collect(),
             };
-            Ok((out, Some(res)))
+            Ok((Stems::new(out)?, Some(res)))
         }
     }
 }
@@ -221,7 +218,7 @@ struct Writing<'a> {
 }
 
 enum ToWriter {
-    Block(StemFrames),
+    Block(StemAudio),
     /// The input had this many frames (at its own rate): the stems' length.
     End(u64),
 }
@@ -251,7 +248,7 @@ fn read_input(plan: &Plan<'_, '_>, tx: &SyncSender<Result<Vec<Vec<f32>>>>) -> u6
                 (None, None) => {}
                 (Some(r), Some(b)) => {
                     frames += b.frames() as u64;
-                    r.process(b.channels(), &mut out)?;
+                    r.process(&b.planar(), &mut out)?;
                 }
                 (Some(r), None) => r.finish(&mut out)?,
             }
@@ -287,7 +284,7 @@ fn run_pipeline(
             let (tx, rx) = sync_channel(QUEUE);
             let reader = scope.spawn(move || read_input(plan, &tx));
             for block in rx {
-                stream.prepass(&block?)?;
+                stream.prepass(&planar(&block?))?;
             }
             let _ = reader.join();
         }
@@ -302,16 +299,14 @@ fn run_pipeline(
                 let block = block?;
                 call.check_cancel()?;
                 done += block[0].len() as u64;
-                let mut out = stem_frames(writing.names.len(), 0);
-                stream.process(&block, &mut out)?;
-                if out.iter().any(|s| s.first().is_some_and(|c| !c.is_empty())) {
-                    wtx.send(ToWriter::Block(out)).map_err(|_| Error::Cancelled)?;
+                let out = stream.process(&planar(&block))?;
+                if out.iter().next().is_some_and(|(_, s)| !s.is_empty()) {
+                    wtx.send(ToWriter::Block(into_frames(out))).map_err(|_| Error::Cancelled)?;
                 }
                 call.report(Stage::Separate, done, total.max(done));
             }
-            let mut out = stem_frames(writing.names.len(), 0);
-            stream.finish(&mut out)?;
-            wtx.send(ToWriter::Block(out)).map_err(|_| Error::Cancelled)?;
+            let out = stream.finish()?;
+            wtx.send(ToWriter::Block(into_frames(out))).map_err(|_| Error::Cancelled)?;
             call.report(Stage::Separate, done, done);
             Ok(())
         })();
@@ -348,9 +343,9 @@ fn write_stems(w: &Writing<'_>, rx: Receiver<ToWriter>) -> Result<Vec<(String, P
     let mut writers: Vec<StemWriter> = Vec::new();
     let mut back: Vec<StreamResampler> = Vec::new();
     // Stems × channels at the input's rate, not yet written.
-    let mut pending: StemFrames = Vec::new();
+    let mut pending: StemAudio = Vec::new();
     let mut written = 0u64;
-    let flush = |pending: &mut StemFrames, upto: usize, writers: &mut Vec<StemWriter>| -> Result<()> {
+    let flush = |pending: &mut StemAudio, upto: usize, writers: &mut Vec<StemWriter>| -> Result<()> {
         if upto == 0 {
             return Ok(());
         }
@@ -361,10 +356,10 @@ fn write_stems(w: &Writing<'_>, rx: Receiver<ToWriter>) -> Result<Vec<(String, P
                 writers.push(StemWriter::create(path, w.in_rate, channels, &w.opts.write)?);
             }
         }
-        let head: StemFrames =
+        let head: StemAudio =
             pending.iter_mut().map(|s| s.iter_mut().map(|c| c.drain(..upto).collect()).collect()).collect();
         for (wr, block) in writers.iter_mut().zip(select_frames(head, &w.names, &w.opts.selection, w.query)) {
-            wr.write(&block)?;
+            wr.write(&planar(&block))?;
         }
         Ok(())
     };
@@ -376,14 +371,14 @@ fn write_stems(w: &Writing<'_>, rx: Receiver<ToWriter>) -> Result<Vec<(String, P
                     continue;
                 }
                 if pending.is_empty() {
-                    pending = stem_frames(block.len(), channels);
+                    pending = vec![vec![Vec::new(); channels]; block.len()];
                 }
                 for (k, stem) in block.into_iter().enumerate() {
                     if w.sep_rate != w.in_rate {
                         if back.len() <= k {
                             back.push(StreamResampler::new(w.sep_rate, w.in_rate, channels)?);
                         }
-                        back[k].process(&stem, &mut pending[k])?;
+                        back[k].process(&planar(&stem), &mut pending[k])?;
                     } else {
                         pending[k].iter_mut().zip(stem).for_each(|(p, s)| p.extend(s));
                     }
@@ -414,7 +409,7 @@ fn write_stems(w: &Writing<'_>, rx: Receiver<ToWriter>) -> Result<Vec<(String, P
 
 /// [`select_stems`] on one block of frames.
 fn select_frames(
-    stems: StemFrames,
+    stems: StemAudio,
     names: &[String],
     selection: &StemSelection,
     query: &Option<QueryResolution>,

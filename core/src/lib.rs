@@ -9,9 +9,7 @@ pub mod ensemble;
 mod error;
 pub mod eval;
 mod job;
-#[cfg(feature = "neural")]
 mod load;
-#[cfg(feature = "neural")]
 pub mod model;
 mod mp4edit;
 mod query;
@@ -28,17 +26,15 @@ pub use audio::{
     AudioBuffer, AudioSpec, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, check_sample_rate, deinterleave, interleave,
     interleave_into,
 };
-pub use builtin::{BUILTIN_NAMES, BuiltinConfig, DEFAULT_BUILTIN, builtin_separator};
 pub use decode::{DecodeOptions, MediaInfo, StreamDecoder, decode_bytes, decode_file, probe, probe_bytes};
-pub use ensemble::{EnsembleAlgorithm, EnsembleSeparator};
 pub use error::{Error, ErrorKind, Limit, Result};
 pub use job::{FileJobOptions, FileJobReport, StemSelection, WrittenStem, check_names, select_stems, separate_file};
-#[cfg(feature = "neural")]
 pub use load::{EnsembleSpec, is_model_package, load_ensemble, load_separator};
-pub use query::{QueryMode, QueryPlan, QueryResolution, TextQuery, plan_query, resolve_query, text_query};
-pub use realtime::{ProcessError, RealtimeSeparator, ThreadedOptions, Underrun};
+pub use query::{
+    MAX_DESCRIPTION_CHARS, QueryMode, QueryPlan, QueryResolution, TextQuery, plan_query, resolve_query, text_query,
+};
 pub use resample::{StreamResampler, resample, resampled_len};
-pub use separator::{CancelToken, Progress, SeparateOptions, Separator, Stage, Stems, separate_audio};
+pub use separator::{CancelToken, Progress, SeparateOptions, Separator, Stage, Stems};
 pub use stft::{PadMode, Spectrogram, Stft, StftConfig, WindowKind};
 pub use write::{
     ClipMode, OutputFormat, PendingFile, SampleEncoding, StemWriter, WriteOptions, apply_clip, encode, write_file,

@@ -30,7 +30,7 @@ pub fn load_separator(spec: &str, opts: NeuralOptions) -> Result<Box<dyn Separat
         return load_ensemble(&e.models, e.algorithm, e.weights, opts);
     }
     match package_path(spec)? {
-        Some(path) => Ok(Box::new(NeuralSeparator::load(path, opts)?)),
+        Some(path) => Ok(Box::new(NeuralSeparator::builder(path).options(opts).build()?)),
         None => crate::builtin::builtin_separator(spec),
     }
 }
@@ -41,7 +41,7 @@ fn package_path(spec: &str) -> Result<Option<std::path::PathBuf>> {
     if is_model_package(spec) {
         return Ok(Some(spec.into()));
     }
-    if spec.starts_with("builtin:") || crate::BUILTIN_NAMES.contains(&spec) {
+    if spec.starts_with("builtin:") || crate::builtin::BUILTIN_NAMES.contains(&spec) {
         return Ok(None);
     }
     #[cfg(feature = "download")]
@@ -111,7 +111,7 @@ impl EnsembleSpec {
         // Relative to the file: every entry but a built-in's name.
         let dir = path.parent().unwrap_or(Path::new("."));
         for m in &mut e.models {
-            let builtin = m.starts_with("builtin:") || crate::BUILTIN_NAMES.contains(&m.as_str());
+            let builtin = m.starts_with("builtin:") || crate::builtin::BUILTIN_NAMES.contains(&m.as_str());
             if !builtin && Path::new(m).is_relative() {
                 *m = dir.join(&m).to_string_lossy().into_owned();
             }
@@ -131,7 +131,7 @@ impl RealtimeSeparator {
             });
         }
         match package_path(spec)? {
-            Some(path) => Self::threaded(Box::new(NeuralSeparator::load(path, opts)?), rt),
+            Some(path) => Self::threaded(Box::new(NeuralSeparator::builder(path).options(opts).build()?), rt),
             None => Self::builtin(spec),
         }
     }

@@ -293,6 +293,10 @@ const INTENT_PREFIXES: &[(&str, Intent)] = &[
     ("get", Intent::Isolate),
 ];
 
+/// Descriptions longer than this many characters are refused ([`text_query`],
+/// and a text-prompted model before tokenising).
+pub const MAX_DESCRIPTION_CHARS: usize = 2000;
+
 /// The description a text-prompted model is given for `query`: "remove the
 /// crowd noise" → ("the crowd noise", remove); "a dog barking" → itself,
 /// isolate; "remove everything but the dog" → ("the dog", isolate). Quotes
@@ -322,6 +326,14 @@ pub fn text_query(query: &str) -> Result<TextQuery> {
     let description = trimmed.trim_matches(|c: char| matches!(c, '"' | '\'' | '“' | '”' | '‘' | '’')).trim();
     if description.is_empty() {
         return Err(Error::UnresolvedQuery { query: query.to_string(), stems: vec![] });
+    }
+    let chars = description.chars().count();
+    if chars > MAX_DESCRIPTION_CHARS {
+        return Err(Error::invalid(
+            "description",
+            format!("a description of at most {MAX_DESCRIPTION_CHARS} characters"),
+            format!("{chars} characters"),
+        ));
     }
     let mode = if remove != inverted { QueryMode::Remove } else { QueryMode::Isolate };
     Ok(TextQuery { description: description.to_string(), mode })
@@ -429,6 +441,15 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(plan_query("remove", &four, true), Err(Error::UnresolvedQuery { .. })));
+        // The length limit counts the description's characters, not the phrase around it.
+        let longest = "é".repeat(MAX_DESCRIPTION_CHARS);
+        assert_eq!(text_query(&format!("remove {longest}")).unwrap().description, longest);
+        match text_query(&format!("{longest}x")) {
+            Err(Error::InvalidArgument { name: "description", actual, .. }) => {
+                assert_eq!(actual, format!("{} characters", MAX_DESCRIPTION_CHARS + 1))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub fn resample(audio: &AudioBuffer, out_rate: u32) -> Result<AudioBuffer> {
     }
     let mut r = StreamResampler::new(audio.sample_rate(), out_rate, audio.num_channels())?;
     let mut out = vec![Vec::with_capacity(r.expected_len(audio.frames() as u64) as usize); audio.num_channels()];
-    r.process(audio.channels(), &mut out)?;
+    r.process(&audio.planar(), &mut out)?;
     r.finish(&mut out)?;
     AudioBuffer::new(out_rate, out)
 }
@@ -123,7 +123,7 @@ impl StreamResampler {
     }
 
     /// Feeds planar input (one slice per channel) and appends any finished output.
-    pub fn process<S: AsRef<[f32]>>(&mut self, input: &[S], out: &mut [Vec<f32>]) -> Result<()> {
+    pub fn process(&mut self, input: &[&[f32]], out: &mut [Vec<f32>]) -> Result<()> {
         self.check_io(input.len(), out.len())?;
         if self.finished {
             return Err(Error::invalid(
@@ -132,14 +132,14 @@ impl StreamResampler {
                 "a call after finish()",
             ));
         }
-        let n = input[0].as_ref().len();
-        if input.iter().any(|c| c.as_ref().len() != n) {
+        let n = input[0].len();
+        if input.iter().any(|c| c.len() != n) {
             return Err(Error::InvalidChannels { detail: "input channels differ in length".into() });
         }
         self.frames_in += n as u64;
         if self.inner.is_none() {
             for (o, i) in out.iter_mut().zip(input) {
-                o.extend_from_slice(i.as_ref());
+                o.extend_from_slice(i);
             }
             self.frames_out += n as u64;
             return Ok(());
@@ -150,7 +150,7 @@ impl StreamResampler {
         if !self.fifo[0].is_empty() {
             let take = (need - self.fifo[0].len()).min(n);
             for (f, i) in self.fifo.iter_mut().zip(input) {
-                f.extend_from_slice(&i.as_ref()[..take]);
+                f.extend_from_slice(&i[..take]);
             }
             pos = take;
             if self.fifo[0].len() < need {
@@ -164,8 +164,7 @@ impl StreamResampler {
         }
         // Whole chunks straight from the caller's slices, no copy.
         if n - pos >= need {
-            let slices: Vec<&[f32]> = input.iter().map(|c| c.as_ref()).collect();
-            let adapter = SequentialSliceOfSlices::new(&slices, self.channels, n)
+            let adapter = SequentialSliceOfSlices::new(input, self.channels, n)
                 .map_err(|e| Error::Resample { detail: e.to_string() })?;
             while n - pos >= need {
                 run_chunk(
@@ -183,7 +182,7 @@ impl StreamResampler {
             }
         }
         for (f, i) in self.fifo.iter_mut().zip(input) {
-            f.extend_from_slice(&i.as_ref()[pos..]);
+            f.extend_from_slice(&i[pos..]);
         }
         Ok(())
     }

@@ -129,16 +129,33 @@ impl Stems {
     pub fn into_vec(self) -> Vec<(String, AudioBuffer)> {
         self.stems
     }
+    /// Appends the frames of `next`, the same stems in the same order (what a
+    /// [`crate::stream::StemStream`] returns block after block).
+    pub fn append(&mut self, next: &Stems) -> Result<()> {
+        if !self.names().eq(next.names()) {
+            return Err(Error::invalid(
+                "stems",
+                format!("{:?}", self.names().collect::<Vec<_>>()),
+                format!("{:?}", next.names().collect::<Vec<_>>()),
+            ));
+        }
+        // All or nothing: every shape is checked before any stem grows.
+        if let Some((name, _)) = self.stems.iter().zip(&next.stems).find(|((_, a), (_, b))| a.spec() != b.spec()) {
+            return Err(Error::InvalidChannels { detail: format!("stem `{}` changes shape", name.0) });
+        }
+        self.stems.iter_mut().zip(&next.stems).try_for_each(|((_, a), (_, b))| a.append(b))
+    }
 }
 
 /// A source separator: audio in, named stems out.
 ///
-/// Implementations adapt the input's channel count with the documented policy in
-/// [`AudioBuffer::to_channels`] when they need to, work at the input's sample rate unless
-/// [`Separator::sample_rate`] says otherwise (then the caller resamples; see
-/// [`crate::separate_audio`]), and return stems of the input's length.
+/// Call [`Separator::separate`]: it takes audio at any rate. Implementations
+/// provide [`Separator::separate_native`], which sees input at
+/// [`Separator::sample_rate`] only, adapt the input's channel count with the
+/// documented policy in [`AudioBuffer::to_channels`] when they need to, and
+/// return stems of the input's length.
 pub trait Separator: Send {
-    /// Name as accepted by [`crate::builtin_separator`] or a model path.
+    /// Name as accepted by [`crate::load_separator`].
     fn name(&self) -> &str;
     /// Stems produced, in order.
     fn stems(&self) -> &[String];
@@ -158,8 +175,45 @@ pub trait Separator: Send {
     fn runs_on(&self) -> String {
         "cpu".into()
     }
-    /// Separates `audio` into stems.
-    fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems>;
+    /// Separates `audio`, at any rate, into stems at its rate and of its length.
+    ///
+    /// It refuses empty input and NaN or infinite samples, then resamples to
+    /// [`Separator::sample_rate`] and back when the separator has a rate of its
+    /// own (reported as [`Stage::Resample`]), around
+    /// [`Separator::separate_native`]. Implementations keep this provided method.
+    fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
+        audio.check_finite()?;
+        if audio.is_empty() {
+            return Err(Error::Empty { what: "input audio".into() });
+        }
+        let Some(rate) = self.sample_rate().filter(|&r| r != audio.sample_rate()) else {
+            return self.separate_native(audio, opts);
+        };
+        opts.report(Stage::Resample, 0, 2);
+        let input = crate::resample::resample(audio, rate)?;
+        opts.check_cancel()?;
+        let stems = self.separate_native(&input, opts)?;
+        opts.report(Stage::Resample, 1, 2);
+        let mut back = Vec::with_capacity(stems.len());
+        for (name, s) in stems.into_vec() {
+            opts.check_cancel()?;
+            let mut r = crate::resample::resample(&s, audio.sample_rate())?;
+            // Rounding can differ by a frame after the round trip; match the input.
+            if r.frames() != audio.frames() {
+                let mut ch = r.into_channels();
+                ch.iter_mut().for_each(|c| c.resize(audio.frames(), 0.0));
+                r = AudioBuffer::new(audio.sample_rate(), ch)?;
+            }
+            back.push((name, r));
+        }
+        opts.report(Stage::Resample, 2, 2);
+        Stems::new(back)
+    }
+
+    /// Separates `audio`, which is at [`Separator::sample_rate`] when the
+    /// separator has one, finite and not empty: what an implementation
+    /// provides, and what [`Separator::separate`] calls.
+    fn separate_native(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems>;
 
     /// Whether it separates what a description says (a text-prompted model,
     /// SAM-Audio) rather than fixed stems.
@@ -186,7 +240,7 @@ pub trait Separator: Send {
     /// at the end; separators that can do better override it.
     fn stream<'s>(&'s mut self, spec: StreamSpec, opts: SeparateOptions<'s>) -> Result<Box<dyn StemStream + 's>> {
         check_stream_rate(self.sample_rate(), &spec)?;
-        Ok(Box::new(Whole::new(self, spec, opts)))
+        Ok(Whole::boxed(self, spec, opts))
     }
 }
 
@@ -202,35 +256,4 @@ pub(crate) fn check_stream_rate(rate: Option<u32>, spec: &StreamSpec) -> Result<
         }
         _ => Ok(()),
     }
-}
-
-/// Runs a separator, resampling to its rate and back when it has one, and
-/// checking the input for NaN/Inf first. Returned stems are at the input's rate.
-pub fn separate_audio(sep: &mut dyn Separator, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
-    audio.check_finite()?;
-    if audio.is_empty() {
-        return Err(Error::Empty { what: "input audio".into() });
-    }
-    let Some(rate) = sep.sample_rate().filter(|&r| r != audio.sample_rate()) else {
-        return sep.separate(audio, opts);
-    };
-    opts.report(Stage::Resample, 0, 2);
-    let input = crate::resample::resample(audio, rate)?;
-    opts.check_cancel()?;
-    let stems = sep.separate(&input, opts)?;
-    opts.report(Stage::Resample, 1, 2);
-    let mut back = Vec::with_capacity(stems.len());
-    for (name, s) in stems.into_vec() {
-        opts.check_cancel()?;
-        let mut r = crate::resample::resample(&s, audio.sample_rate())?;
-        // Rounding can differ by a frame after the round trip; match the input.
-        if r.frames() != audio.frames() {
-            let mut ch = r.into_channels();
-            ch.iter_mut().for_each(|c| c.resize(audio.frames(), 0.0));
-            r = AudioBuffer::new(audio.sample_rate(), ch)?;
-        }
-        back.push((name, r));
-    }
-    opts.report(Stage::Resample, 2, 2);
-    Stems::new(back)
 }

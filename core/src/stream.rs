@@ -2,10 +2,11 @@
 //! needs in flight: the engine under the file path ([`crate::separate_file`]),
 //! which therefore runs any length in bounded memory.
 //!
-//! A [`StemStream`] takes blocks at the separator's rate (the input's channel
-//! count, which it adapts itself) and appends the stem frames that are final to
-//! the caller's buffers. Concatenated, its output equals [`Separator::separate`]
-//! of the concatenated input (within float round-off, 1e-6).
+//! A [`StemStream`] takes planar blocks (`&[&[f32]]`) at the separator's rate
+//! (the input's channel count, which it adapts itself) and returns the stem
+//! frames that are final as [`Stems`]. Joined ([`Stems::append`]), its output
+//! equals [`Separator::separate`] of the concatenated input (within float
+//! round-off, 1e-6).
 //!
 //! How each separator bounds its memory:
 //! - Built-ins are local: an output sample depends on the input within a fixed
@@ -29,8 +30,8 @@ use crate::audio::AudioBuffer;
 use crate::error::{Error, Result};
 use crate::separator::{SeparateOptions, Separator, Stems};
 
-/// Stems × channels × frames.
-pub type StemFrames = Vec<Vec<Vec<f32>>>;
+/// Stems × channels × frames: what the pipelines append to internally.
+pub(crate) type StemAudio = Vec<Vec<Vec<f32>>>;
 
 /// What a stream is told about its input before the first block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,8 @@ pub struct StreamSpec {
 }
 
 /// A separation in progress; see the [module documentation](self).
+///
+/// Blocks are planar, `&[&[f32]]`: one slice per channel, all of one length.
 pub trait StemStream {
     /// Whether the stream must see the whole input through [`StemStream::prepass`]
     /// before the first [`StemStream::process`] (HT-Demucs's normalisation).
@@ -51,32 +54,118 @@ pub trait StemStream {
         false
     }
     /// Shows the stream one block of the first pass.
-    fn prepass(&mut self, _block: &[Vec<f32>]) -> Result<()> {
+    fn prepass(&mut self, _block: &[&[f32]]) -> Result<()> {
         Ok(())
     }
     /// Sets the statistics a prepass would measure (the mono mix's mean and
     /// standard deviation), for live input that has no whole; afterwards no
     /// prepass is needed. Streams without such statistics ignore it.
     fn set_input_stats(&mut self, _mean: f32, _std: f32) {}
-    /// Feeds one block (channels × frames) and appends finished frames to `out`
-    /// (stems × channels; every stem and channel grows by the same count).
-    fn process(&mut self, block: &[Vec<f32>], out: &mut StemFrames) -> Result<()>;
-    /// Ends the input and appends the rest of the output.
-    fn finish(&mut self, out: &mut StemFrames) -> Result<()>;
+    /// Feeds one block and returns the stem frames it finished: every stem with
+    /// the same number of frames (often none), following those returned before.
+    fn process(&mut self, block: &[&[f32]]) -> Result<Stems>;
+    /// Ends the input and returns the rest of the output.
+    fn finish(&mut self) -> Result<Stems>;
 }
 
-/// Empty output buffers for `stems` stems of `channels` channels.
-pub fn stem_frames(stems: usize, channels: usize) -> StemFrames {
-    vec![vec![Vec::new(); channels]; stems]
+/// The pipelines' side of a stream: [`StemStream`] with the finished frames
+/// appended to a buffer (stems × channels; every stem and channel grows by the
+/// same count; a stem with no channels yet is given them).
+pub(crate) trait FrameStream {
+    fn needs_prepass(&self) -> bool {
+        false
+    }
+    fn prepass(&mut self, _block: &[&[f32]]) -> Result<()> {
+        Ok(())
+    }
+    fn set_input_stats(&mut self, _mean: f32, _std: f32) {}
+    fn process(&mut self, block: &[&[f32]], out: &mut StemAudio) -> Result<()>;
+    fn finish(&mut self, out: &mut StemAudio) -> Result<()>;
 }
 
-pub(crate) fn check_block(spec: &StreamSpec, block: &[Vec<f32>]) -> Result<usize> {
+/// A [`FrameStream`] with its stems' names, rate and channels: a [`StemStream`].
+pub(crate) struct Named<'s> {
+    inner: Box<dyn FrameStream + 's>,
+    names: Vec<String>,
+    rate: u32,
+    channels: usize,
+}
+
+impl<'s> Named<'s> {
+    /// `inner`, whose stems are `names` with `channels` channels at `spec`'s
+    /// rate, as a [`StemStream`].
+    pub fn boxed(
+        names: Vec<String>,
+        channels: usize,
+        spec: &StreamSpec,
+        inner: impl FrameStream + 's,
+    ) -> Box<dyn StemStream + 's> {
+        Box::new(Named { inner: Box::new(inner), names, rate: spec.sample_rate, channels })
+    }
+
+    fn stems(&self, out: StemAudio) -> Result<Stems> {
+        if out.len() != self.names.len() {
+            return Err(Error::InvalidChannels {
+                detail: format!("a stream made {} stems, the separator names {}", out.len(), self.names.len()),
+            });
+        }
+        let stems = self
+            .names
+            .iter()
+            .zip(out)
+            .map(|(n, c)| {
+                let c = if c.is_empty() { vec![Vec::new(); self.channels] } else { c };
+                Ok((n.clone(), AudioBuffer::new(self.rate, c)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Stems::new(stems)
+    }
+}
+
+impl StemStream for Named<'_> {
+    fn needs_prepass(&self) -> bool {
+        self.inner.needs_prepass()
+    }
+    fn prepass(&mut self, block: &[&[f32]]) -> Result<()> {
+        self.inner.prepass(block)
+    }
+    fn set_input_stats(&mut self, mean: f32, std: f32) {
+        self.inner.set_input_stats(mean, std)
+    }
+    fn process(&mut self, block: &[&[f32]]) -> Result<Stems> {
+        let mut out = stem_frames(self.names.len());
+        self.inner.process(block, &mut out)?;
+        self.stems(out)
+    }
+    fn finish(&mut self) -> Result<Stems> {
+        let mut out = stem_frames(self.names.len());
+        self.inner.finish(&mut out)?;
+        self.stems(out)
+    }
+}
+
+/// Empty output buffers for `stems` stems (their channels come with the first frames).
+pub(crate) fn stem_frames(stems: usize) -> StemAudio {
+    vec![Vec::new(); stems]
+}
+
+/// Stems' channels, in order, without their names: for appending.
+pub(crate) fn into_frames(stems: Stems) -> StemAudio {
+    stems.into_vec().into_iter().map(|(_, b)| b.into_channels()).collect()
+}
+
+/// The planar view of owned channels.
+pub(crate) fn planar(channels: &[Vec<f32>]) -> Vec<&[f32]> {
+    channels.iter().map(Vec::as_slice).collect()
+}
+
+pub(crate) fn check_block(spec: &StreamSpec, block: &[&[f32]]) -> Result<usize> {
     if block.len() != spec.channels {
         return Err(Error::InvalidChannels {
             detail: format!("a stream opened for {} channels got a block of {}", spec.channels, block.len()),
         });
     }
-    let n = block.first().map_or(0, Vec::len);
+    let n = block.first().map_or(0, |c| c.len());
     if block.iter().any(|c| c.len() != n) {
         return Err(Error::InvalidChannels { detail: "channels of one block differ in length".into() });
     }
@@ -88,7 +177,7 @@ pub(crate) fn check_block(spec: &StreamSpec, block: &[Vec<f32>]) -> Result<usize
     Ok(n)
 }
 
-fn append(out: &mut StemFrames, stems: &Stems, range: Range<usize>) -> Result<()> {
+fn append(out: &mut StemAudio, stems: &Stems, range: Range<usize>) -> Result<()> {
     if out.len() != stems.len() {
         return Err(Error::InvalidChannels {
             detail: format!("output buffers for {} stems, the separator makes {}", out.len(), stems.len()),
@@ -114,18 +203,20 @@ pub(crate) struct Whole<'s, S: Separator + ?Sized> {
 }
 
 impl<'s, S: Separator + ?Sized> Whole<'s, S> {
-    pub fn new(sep: &'s mut S, spec: StreamSpec, opts: SeparateOptions<'s>) -> Self {
-        Self { sep, spec, input: vec![Vec::new(); spec.channels], opts }
+    /// `sep`'s stream that collects the input and separates it at the end.
+    pub fn boxed(sep: &'s mut S, spec: StreamSpec, opts: SeparateOptions<'s>) -> Box<dyn StemStream + 's> {
+        let (names, channels) = (sep.stems().to_vec(), sep.output_channels(spec.channels));
+        Named::boxed(names, channels, &spec, Self { sep, spec, input: vec![Vec::new(); spec.channels], opts })
     }
 }
 
-impl<S: Separator + ?Sized> StemStream for Whole<'_, S> {
-    fn process(&mut self, block: &[Vec<f32>], _out: &mut StemFrames) -> Result<()> {
+impl<S: Separator + ?Sized> FrameStream for Whole<'_, S> {
+    fn process(&mut self, block: &[&[f32]], _out: &mut StemAudio) -> Result<()> {
         check_block(&self.spec, block)?;
         self.input.iter_mut().zip(block).for_each(|(i, b)| i.extend_from_slice(b));
         Ok(())
     }
-    fn finish(&mut self, out: &mut StemFrames) -> Result<()> {
+    fn finish(&mut self, out: &mut StemAudio) -> Result<()> {
         let input = std::mem::take(&mut self.input);
         if input.first().is_none_or(Vec::is_empty) {
             return Err(Error::Empty { what: "input audio".into() });
@@ -194,9 +285,15 @@ impl<'s, S: Local + ?Sized> Windowed<'s, S> {
         Self { sep, spec, reach, core, buf: vec![Vec::new(); spec.channels], buf_start: 0, received: 0, next: 0, opts }
     }
 
+    /// `sep`'s stream on overlapping windows.
+    pub fn boxed(sep: &'s mut S, spec: StreamSpec, opts: SeparateOptions<'s>) -> Box<dyn StemStream + 's> {
+        let (names, channels) = (sep.stems().to_vec(), sep.output_channels(spec.channels));
+        Named::boxed(names, channels, &spec, Self::new(sep, spec, opts))
+    }
+
     /// Separates the window around `next..next + core` (to `end`, the input's
     /// end when `last`) and appends the kept frames.
-    fn step(&mut self, end: usize, last: bool, out: &mut StemFrames) -> Result<()> {
+    fn step(&mut self, end: usize, last: bool, out: &mut StemAudio) -> Result<()> {
         let ctx = self.reach.context;
         let start = self.next.saturating_sub(ctx) / self.reach.align * self.reach.align;
         let keep_end = if last { end.min(self.next + self.core) } else { self.next + self.core };
@@ -223,8 +320,8 @@ impl<'s, S: Local + ?Sized> Windowed<'s, S> {
     }
 }
 
-impl<S: Local + ?Sized> StemStream for Windowed<'_, S> {
-    fn process(&mut self, block: &[Vec<f32>], out: &mut StemFrames) -> Result<()> {
+impl<S: Local + ?Sized> FrameStream for Windowed<'_, S> {
+    fn process(&mut self, block: &[&[f32]], out: &mut StemAudio) -> Result<()> {
         let n = check_block(&self.spec, block)?;
         self.buf.iter_mut().zip(block).for_each(|(b, x)| b.extend_from_slice(x));
         self.received += n;
@@ -236,7 +333,7 @@ impl<S: Local + ?Sized> StemStream for Windowed<'_, S> {
         Ok(())
     }
 
-    fn finish(&mut self, out: &mut StemFrames) -> Result<()> {
+    fn finish(&mut self, out: &mut StemAudio) -> Result<()> {
         if self.received == 0 {
             return Err(Error::Empty { what: "input audio".into() });
         }

@@ -560,19 +560,19 @@ impl StemWriter {
     }
 
     /// Appends one block, planar (one slice per channel, equal lengths).
-    pub fn write<S: AsRef<[f32]>>(&mut self, planar: &[S]) -> Result<()> {
+    pub fn write(&mut self, planar: &[&[f32]]) -> Result<()> {
         if planar.len() != self.channels {
             return Err(Error::InvalidChannels {
                 detail: format!("a {}-channel writer got {} channels", self.channels, planar.len()),
             });
         }
-        let frames = planar.first().map_or(0, |c| c.as_ref().len());
-        if planar.iter().any(|c| c.as_ref().len() != frames) {
+        let frames = planar.first().map_or(0, |c| c.len());
+        if planar.iter().any(|c| c.len() != frames) {
             return Err(Error::InvalidChannels { detail: "channels of one block differ in length".into() });
         }
         let mut interleaved = Vec::with_capacity(frames * self.channels);
         for i in 0..frames {
-            interleaved.extend(planar.iter().map(|c| c.as_ref()[i]));
+            interleaved.extend(planar.iter().map(|c| c[i]));
         }
         self.write_interleaved(&interleaved)
     }

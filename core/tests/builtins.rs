@@ -4,12 +4,12 @@
 mod common;
 use common::*;
 use splitsound_core::{
-    AudioBuffer, BUILTIN_NAMES, CancelToken, Error, Progress, SeparateOptions, Stage, builtin_separator, separate_audio,
+    AudioBuffer, CancelToken, Error, Progress, SeparateOptions, Stage, builtin::BUILTIN_NAMES, load_separator,
 };
 
 fn run(name: &str, audio: &AudioBuffer) -> splitsound_core::Stems {
-    let mut sep = builtin_separator(name).unwrap();
-    separate_audio(sep.as_mut(), audio, &SeparateOptions::default()).unwrap()
+    let mut sep = load_separator(name, Default::default()).unwrap();
+    sep.separate(audio, &SeparateOptions::default()).unwrap()
 }
 
 fn assert_consistent(name: &str, audio: &AudioBuffer, stems: &splitsound_core::Stems) {
@@ -68,8 +68,8 @@ fn each_builtin_improves_what_it_claims_on_the_demo() {
 #[test]
 fn center_refuses_mono_and_suggests_repet() {
     let mono = AudioBuffer::new(44100, vec![noise(44100, 4, 0.5)]).unwrap();
-    let mut sep = builtin_separator("builtin:center").unwrap();
-    match separate_audio(sep.as_mut(), &mono, &SeparateOptions::default()) {
+    let mut sep = load_separator("builtin:center", Default::default()).unwrap();
+    match sep.separate(&mono, &SeparateOptions::default()) {
         Err(Error::InvalidChannels { detail }) => assert!(detail.contains("repet"), "{detail}"),
         other => panic!("{other:?}"),
     }
@@ -92,13 +92,13 @@ fn nan_and_empty_inputs_are_typed_errors() {
     let empty = AudioBuffer::new(44100, vec![vec![]]).unwrap();
     let tiny = AudioBuffer::new(44100, vec![vec![0.1; 100], vec![0.1; 100]]).unwrap();
     for name in BUILTIN_NAMES {
-        let mut sep = builtin_separator(name).unwrap();
-        let e = separate_audio(sep.as_mut(), &audio, &SeparateOptions::default()).unwrap_err();
+        let mut sep = load_separator(name, Default::default()).unwrap();
+        let e = sep.separate(&audio, &SeparateOptions::default()).unwrap_err();
         assert!(matches!(e, Error::NonFinite { channel: 0, frame: 777, .. }), "{name}: {e:?}");
-        let e = separate_audio(sep.as_mut(), &empty, &SeparateOptions::default()).unwrap_err();
+        let e = sep.separate(&empty, &SeparateOptions::default()).unwrap_err();
         assert!(matches!(e, Error::Empty { .. }), "{name}: {e:?}");
         // Too short for the STFT's reflect padding: typed, not a panic.
-        match separate_audio(sep.as_mut(), &tiny, &SeparateOptions::default()) {
+        match sep.separate(&tiny, &SeparateOptions::default()) {
             Ok(stems) => assert_consistent(name, &tiny, &stems),
             Err(e) => assert!(matches!(e, Error::InvalidArgument { .. }), "{name}: {e:?}"),
         }
@@ -109,7 +109,7 @@ fn nan_and_empty_inputs_are_typed_errors() {
 fn cancellation_stops_with_no_output_and_progress_is_reported() {
     let audio = demo("mixture");
     for name in BUILTIN_NAMES {
-        let mut sep = builtin_separator(name).unwrap();
+        let mut sep = load_separator(name, Default::default()).unwrap();
         let token = CancelToken::new();
         let seen = std::sync::Mutex::new(Vec::<Progress>::new());
         let progress = |p: Progress| {
@@ -119,14 +119,14 @@ fn cancellation_stops_with_no_output_and_progress_is_reported() {
             }
         };
         let opts = SeparateOptions { progress: Some(&progress), cancel: Some(&token) };
-        let e = separate_audio(sep.as_mut(), &audio, &opts).unwrap_err();
+        let e = sep.separate(&audio, &opts).unwrap_err();
         assert!(matches!(e, Error::Cancelled), "{name}: {e:?}");
         let stages: Vec<Stage> = seen.lock().unwrap().iter().map(|p| p.stage).collect();
         assert!(stages.contains(&Stage::Analyse), "{name}: {stages:?}");
 
         let all = std::sync::Mutex::new(Vec::<Progress>::new());
         let progress = |p: Progress| all.lock().unwrap().push(p);
-        separate_audio(sep.as_mut(), &audio, &SeparateOptions { progress: Some(&progress), cancel: None }).unwrap();
+        sep.separate(&audio, &SeparateOptions { progress: Some(&progress), cancel: None }).unwrap();
         let all = all.into_inner().unwrap();
         let last = all.last().unwrap();
         assert_eq!((last.stage, last.done), (Stage::Synthesise, last.total), "{name}");

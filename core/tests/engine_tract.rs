@@ -23,7 +23,10 @@ fn tract() -> ModelOptions {
 fn case_error(family: &str, package: &str, case: &str, opts: NeuralOptions) -> f32 {
     let refs = data(family).join("refs");
     let want = reference_in(&refs, &format!("{case}_output"));
-    let mut sep = NeuralSeparator::load(data(family).join(package), NeuralOptions { model: tract(), ..opts }).unwrap();
+    let mut sep = NeuralSeparator::builder(data(family).join(package))
+        .options(NeuralOptions { model: tract(), ..opts })
+        .build()
+        .unwrap();
     assert_eq!(sep.runs_on(), "cpu (tract)");
     let stems = sep.separate(&reference_input(&refs, case, 44100), &SeparateOptions::default()).unwrap();
     stems_error(&stems, &want)
@@ -98,8 +101,10 @@ fn a_package_in_memory_separates_as_from_files() {
     assert_eq!(model.graphs().len(), 2);
     let mix = reference_input(&dir.join("refs"), "default", 44100);
     let mut a = NeuralSeparator::from_model(model, NeuralOptions::default()).unwrap();
-    let mut b =
-        NeuralSeparator::load(dir.join("umx-ci.json"), NeuralOptions { model: tract(), ..Default::default() }).unwrap();
+    let mut b = NeuralSeparator::builder(dir.join("umx-ci.json"))
+        .options(NeuralOptions { model: tract(), ..Default::default() })
+        .build()
+        .unwrap();
     let opts = SeparateOptions::default();
     assert_eq!(a.separate(&mix, &opts).unwrap(), b.separate(&mix, &opts).unwrap());
 
@@ -144,7 +149,7 @@ fn sam_audio_matches_the_reference_on_tract() {
     let dir = data("sam-audio");
     let refs = |n: &str| reference_in(&dir.join("refs"), n);
     let opts = NeuralOptions { model: tract(), ..NeuralOptions::default() };
-    let mut sep = NeuralSeparator::load(dir.join("sam-audio-tiny.json"), opts).unwrap();
+    let mut sep = NeuralSeparator::builder(dir.join("sam-audio-tiny.json")).options(opts).build().unwrap();
     let inputs: Vec<RefArray> = (0..2).map(|i| refs(&format!("input_{i}"))).collect();
     let prompts: Vec<String> = inputs.iter().map(|r| r.params["prompt"].as_str().unwrap().to_string()).collect();
     let items: Vec<Described> =

@@ -49,7 +49,7 @@ fn matches_audio_separators_ensembler() {
 #[cfg(feature = "onnx")]
 mod packages {
     use super::*;
-    use splitsound_core::EnsembleSeparator;
+    use splitsound_core::ensemble::EnsembleSeparator;
     use splitsound_core::model::{NeuralOptions, NeuralSeparator};
 
     fn msst(family: &str) -> std::path::PathBuf {
@@ -75,19 +75,17 @@ mod packages {
         let demucs = repo_root().join("core/tests/data/neural/demucs/ci.json");
         let paths = [msst("bs-roformer"), msst("mel-band-roformer"), demucs];
         let load = |p: &std::path::Path| -> Box<dyn Separator> {
-            Box::new(NeuralSeparator::load(p, NeuralOptions::default()).unwrap())
+            Box::new(NeuralSeparator::builder(p).options(NeuralOptions::default()).build().unwrap())
         };
         let audio = input();
-        let singles: Vec<_> = paths
-            .iter()
-            .map(|p| splitsound_core::separate_audio(load(p).as_mut(), &audio, &SeparateOptions::default()).unwrap())
-            .collect();
+        let singles: Vec<_> =
+            paths.iter().map(|p| load(p).separate(&audio, &SeparateOptions::default()).unwrap()).collect();
         for alg in [EnsembleAlgorithm::AvgWave, EnsembleAlgorithm::MaxFft] {
             let weights = (alg == EnsembleAlgorithm::AvgWave).then(|| vec![2.0, 1.0, 0.5]);
             let mut ens =
                 EnsembleSeparator::new(paths.iter().map(|p| load(p)).collect(), alg, weights.clone()).unwrap();
             assert_eq!(ens.stems(), ["vocals", "instrumental", "drums", "bass", "other"]);
-            let out = splitsound_core::separate_audio(&mut ens, &audio, &SeparateOptions::default()).unwrap();
+            let out = ens.separate(&audio, &SeparateOptions::default()).unwrap();
             // vocals: all three, in model order, with their weights.
             let v: Vec<&[Vec<f32>]> = singles.iter().map(|s| s.get("vocals").unwrap().channels()).collect();
             let want = ensemble(&v, alg, weights.as_deref()).unwrap();
@@ -118,7 +116,7 @@ mod packages {
         std::fs::write(&file, serde_json::to_vec(&spec).unwrap()).unwrap();
         let mut sep = splitsound_core::load_separator(file.to_str().unwrap(), NeuralOptions::default()).unwrap();
         assert_eq!(sep.stems(), ["vocals", "instrumental", "accompaniment"]);
-        let out = splitsound_core::separate_audio(sep.as_mut(), &input(), &SeparateOptions::default()).unwrap();
+        let out = sep.separate(&input(), &SeparateOptions::default()).unwrap();
         assert_eq!(out.len(), 3);
         assert!(out.iter().all(|(_, s)| s.frames() == 9000 && s.channels().iter().flatten().all(|v| v.is_finite())));
 

@@ -47,7 +47,7 @@ fn progress_cancel_and_seeded_shifts() {
     let package = dir().join("ci.json");
     let mix = input("shifts");
     let opts = NeuralOptions { shifts: Some(2), seed: 7, ..NeuralOptions::default() };
-    let mut sep = NeuralSeparator::load(&package, opts.clone()).unwrap();
+    let mut sep = NeuralSeparator::builder(&package).options(opts.clone()).build().unwrap();
     assert_eq!(sep.stems(), ["drums", "bass", "other", "vocals"]);
     assert_eq!(sep.sample_rate(), Some(44100));
 
@@ -61,9 +61,16 @@ fn progress_cancel_and_seeded_shifts() {
     assert!(last.total >= 4, "two shifts of at least two segments each, got {last:?}");
 
     // Same seed, same output; another seed, other offsets.
-    let b = NeuralSeparator::load(&package, opts.clone()).unwrap().separate(&mix, &SeparateOptions::default()).unwrap();
+    let b = NeuralSeparator::builder(&package)
+        .options(opts.clone())
+        .build()
+        .unwrap()
+        .separate(&mix, &SeparateOptions::default())
+        .unwrap();
     assert_eq!(a, b);
-    let c = NeuralSeparator::load(&package, NeuralOptions { seed: 8, ..opts })
+    let c = NeuralSeparator::builder(&package)
+        .options(NeuralOptions { seed: 8, ..opts })
+        .build()
         .unwrap()
         .separate(&mix, &SeparateOptions::default())
         .unwrap();
@@ -78,7 +85,7 @@ fn progress_cancel_and_seeded_shifts() {
 #[test]
 fn rejects_bad_options_and_inputs() {
     let package = dir().join("ci.json");
-    let load = |o: NeuralOptions| NeuralSeparator::load(&package, o);
+    let load = |o: NeuralOptions| NeuralSeparator::builder(&package).options(o).build();
     assert!(matches!(
         load(NeuralOptions { overlap: Some(1.0), ..Default::default() }),
         Err(Error::InvalidArgument { .. })
@@ -88,8 +95,14 @@ fn rejects_bad_options_and_inputs() {
     let mix = input("short");
     assert!(matches!(sep.separate(&mix, &SeparateOptions::default()), Err(Error::InvalidArgument { .. })));
     let mut sep = load(NeuralOptions::default()).unwrap();
-    let wrong_rate = AudioBuffer::new(48000, mix.channels().to_vec()).unwrap();
-    assert!(matches!(sep.separate(&wrong_rate, &SeparateOptions::default()), Err(Error::InvalidArgument { .. })));
+    // `separate` takes any rate (it resamples); `separate_native` only the model's.
+    let other_rate = AudioBuffer::new(48000, mix.channels().to_vec()).unwrap();
+    let stems = sep.separate(&other_rate, &SeparateOptions::default()).unwrap();
+    assert!(stems.iter().all(|(_, s)| s.sample_rate() == 48000 && s.frames() == other_rate.frames()));
+    assert!(matches!(
+        sep.separate_native(&other_rate, &SeparateOptions::default()),
+        Err(Error::InvalidArgument { .. })
+    ));
     let mut nan = mix.channels().to_vec();
     nan[0][5] = f32::NAN;
     let nan = AudioBuffer::new(44100, nan).unwrap();
@@ -100,8 +113,9 @@ fn rejects_bad_options_and_inputs() {
 fn a_single_onnx_file_carries_its_manifest() {
     let d = scratch("demucs_embedded");
     std::fs::copy(dir().join("ci.onnx"), d.join("renamed.onnx")).unwrap();
-    let mut alone = NeuralSeparator::load(d.join("renamed.onnx"), NeuralOptions::default()).unwrap();
-    let mut sidecar = NeuralSeparator::load(dir().join("ci.json"), NeuralOptions::default()).unwrap();
+    let mut alone = NeuralSeparator::builder(d.join("renamed.onnx")).options(NeuralOptions::default()).build().unwrap();
+    let mut sidecar =
+        NeuralSeparator::builder(dir().join("ci.json")).options(NeuralOptions::default()).build().unwrap();
     assert_eq!(alone.model().manifest().files[0].path, "renamed.onnx");
     let mix = input("short");
     assert_eq!(
@@ -110,7 +124,7 @@ fn a_single_onnx_file_carries_its_manifest() {
     );
     // An ONNX file with neither a sidecar nor embedded manifest.
     std::fs::copy(repo_root().join("core/tests/data/models/tiny/tiny.onnx"), d.join("bare.onnx")).unwrap();
-    match NeuralSeparator::load(d.join("bare.onnx"), NeuralOptions::default()) {
+    match NeuralSeparator::builder(d.join("bare.onnx")).options(NeuralOptions::default()).build() {
         Err(Error::Model { detail, .. }) => assert!(detail.contains("splitsound.manifest"), "{detail}"),
         other => panic!("{other:?}"),
     }

@@ -21,7 +21,7 @@ fn run_case(case: &str, batch: usize) -> f32 {
         batch,
         ..NeuralOptions::default()
     };
-    let mut sep = NeuralSeparator::load(dir().join("mdx-random.json"), opts).unwrap();
+    let mut sep = NeuralSeparator::builder(dir().join("mdx-random.json")).options(opts).build().unwrap();
     assert_eq!(sep.stems(), ["vocals", "instrumental"]);
     let stems = sep.separate(&reference_input(&dir().join("refs"), case, 44100), &SeparateOptions::default()).unwrap();
     stems_error(&stems, &want)
@@ -56,7 +56,7 @@ fn rejects_manifests_that_do_not_fit_mdx() {
         let mut m = m.clone();
         edit(&mut m);
         std::fs::write(d.join("m.json"), serde_json::to_vec(&m).unwrap()).unwrap();
-        match NeuralSeparator::load(d.join("m.json"), NeuralOptions::default()) {
+        match NeuralSeparator::builder(d.join("m.json")).options(NeuralOptions::default()).build() {
             Err(Error::Model { detail, .. }) => println!("{name}: {detail}"),
             other => panic!("{name}: expected a model error, got {other:?}"),
         }
@@ -77,7 +77,7 @@ fn a_bare_mdx_file_configures_itself_from_its_uvr_hash() {
     let hash = uvr_hash(&bare).unwrap();
     let load = |mdx: MdxOverrides| {
         let opts = NeuralOptions { model: ModelOptions { mdx, ..ModelOptions::default() }, ..NeuralOptions::default() };
-        NeuralSeparator::load(&bare, opts)
+        NeuralSeparator::builder(&bare).options(opts).build()
     };
 
     // Not in UVR's table: the error names the hash and every flag to pass.
@@ -95,7 +95,9 @@ fn a_bare_mdx_file_configures_itself_from_its_uvr_hash() {
         "mdx_n_fft_scale_set": 2048, "primary_stem": "Vocals"}});
     std::fs::write(&data, row.to_string()).unwrap();
     let input = reference_input(&dir().join("refs"), "overlap", 44100);
-    let want = NeuralSeparator::load(dir().join("mdx-random.json"), NeuralOptions::default())
+    let want = NeuralSeparator::builder(dir().join("mdx-random.json"))
+        .options(NeuralOptions::default())
+        .build()
         .unwrap()
         .separate(&input, &SeparateOptions::default())
         .unwrap();

@@ -45,7 +45,7 @@ fn case_error(family: &str, case: &str, engine: Engine) -> f32 {
     let normalize = p["normalize"].as_bool().unwrap();
     let path = package(family, case, &p);
     let opts = NeuralOptions { model: ModelOptions { engine, ..ModelOptions::default() }, ..NeuralOptions::default() };
-    let mut sep = NeuralSeparator::load(path, opts).unwrap();
+    let mut sep = NeuralSeparator::builder(path).options(opts).build().unwrap();
     let mut stems = sep.separate(&reference_input(&refs, case, 44100), &SeparateOptions::default()).unwrap();
     let names: Vec<String> = stems.iter().map(|(n, _)| n.to_string()).collect();
     // The stems msst names, in its order (a residual stem is the config's other instrument here).
@@ -111,7 +111,7 @@ fn matches_audio_separator_chunking() {
             let p = serde_json::json!({"batch_size": 1, "normalize": false, "num_overlap": overlap});
             let path = package(family, &format!("mdxc_{case}"), &p);
             let opts = NeuralOptions { chunking: Chunking::AudioSeparator, ..NeuralOptions::default() };
-            let mut sep = NeuralSeparator::load(path, opts).unwrap();
+            let mut sep = NeuralSeparator::builder(path).options(opts).build().unwrap();
             let stems = sep.separate(&reference_input(&refs, case, 44100), &SeparateOptions::default()).unwrap();
             let err = stems_error(&stems, &want);
             println!("{family} {case} (audio-separator): max error {err:.2e} of peak");
@@ -121,10 +121,13 @@ fn matches_audio_separator_chunking() {
     // audio-separator runs a RoFormer on an input shorter than its chunk, which a
     // fixed-frame graph cannot; SCNet is not one of its models.
     let opts = NeuralOptions { chunking: Chunking::AudioSeparator, ..NeuralOptions::default() };
-    let mut sep = NeuralSeparator::load(dir("bs-roformer").join("ci.json"), opts.clone()).unwrap();
+    let mut sep = NeuralSeparator::builder(dir("bs-roformer").join("ci.json")).options(opts.clone()).build().unwrap();
     let short = splitsound_core::AudioBuffer::new(44100, vec![vec![0.1; 1000]; 2]).unwrap();
     assert!(matches!(sep.separate(&short, &SeparateOptions::default()), Err(Error::InvalidArgument { .. })));
-    assert!(matches!(NeuralSeparator::load(dir("scnet").join("ci.json"), opts), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(
+        NeuralSeparator::builder(dir("scnet").join("ci.json")).options(opts).build(),
+        Err(Error::InvalidArgument { .. })
+    ));
 }
 
 /// audio-separator's chunking at the released shapes (viperx BS-RoFormer's
@@ -140,7 +143,7 @@ fn matches_audio_separator_chunking_at_released_shapes() {
         let want = reference_in(&refs, "released_output");
         let p = serde_json::json!({"batch_size": 1, "normalize": false, "num_overlap": want.params["num_overlap"]});
         let opts = NeuralOptions { chunking: Chunking::AudioSeparator, ..NeuralOptions::default() };
-        let mut sep = NeuralSeparator::load(package(family, "mdxc_released", &p), opts).unwrap();
+        let mut sep = NeuralSeparator::builder(package(family, "mdxc_released", &p)).options(opts).build().unwrap();
         let stems = sep.separate(&reference_input(&refs, "released", 44100), &SeparateOptions::default()).unwrap();
         assert_eq!(want.shape[0], 1);
         let err = windows_error(&stems, &want);
@@ -172,7 +175,7 @@ fn residual_is_mix_minus_target() {
         "normalize",
         &serde_json::json!({"batch_size": 1, "normalize": true, "num_overlap": 4}),
     );
-    let mut sep = NeuralSeparator::load(path, NeuralOptions::default()).unwrap();
+    let mut sep = NeuralSeparator::builder(path).options(NeuralOptions::default()).build().unwrap();
     assert_eq!(sep.stems(), ["vocals", "other"]);
     let stems = sep.separate(&input, &SeparateOptions::default()).unwrap();
     let (v, o) = (stems.get("vocals").unwrap(), stems.get("other").unwrap());
@@ -193,25 +196,25 @@ fn stream_equals_whole_input() {
         let input = reference_input(&refs, "batch3", 44100);
         let path =
             package(family, "batch3", &serde_json::json!({"batch_size": 3, "normalize": false, "num_overlap": 4}));
-        let mut sep = NeuralSeparator::load(&path, NeuralOptions::default()).unwrap();
+        let mut sep = NeuralSeparator::builder(&path).options(NeuralOptions::default()).build().unwrap();
         let whole = sep.separate(&input, &SeparateOptions::default()).unwrap();
         for block in [1usize, 999, 4096] {
             let spec = StreamSpec { sample_rate: 44100, channels: 2, frames: None };
             let mut stream = sep.stream(spec, SeparateOptions::default()).unwrap();
-            let mut out = splitsound_core::stream::stem_frames(2, 0);
             let n = input.frames();
             let mut released_early = false;
+            let mut out = stream.process(&[&[][..], &[][..]]).unwrap();
             for s in (0..n).step_by(block) {
                 let e = (s + block).min(n);
-                let b: Vec<Vec<f32>> = (0..2).map(|c| input.channel(c)[s..e].to_vec()).collect();
-                stream.process(&b, &mut out).unwrap();
-                released_early |= e < n && out[0].first().is_some_and(|c| !c.is_empty());
+                let b: Vec<&[f32]> = (0..2).map(|c| &input.channel(c)[s..e]).collect();
+                out.append(&stream.process(&b).unwrap()).unwrap();
+                released_early |= e < n && out.iter().next().is_some_and(|(_, s)| !s.is_empty());
             }
-            stream.finish(&mut out).unwrap();
+            out.append(&stream.finish().unwrap()).unwrap();
             assert!(released_early, "{family}, blocks of {block}: nothing released before the end");
-            for (k, (_, stem)) in whole.iter().enumerate() {
+            for (k, ((_, stem), (_, got))) in whole.iter().zip(out.iter()).enumerate() {
                 for c in 0..2 {
-                    assert_eq!(out[k][c], stem.channel(c), "{family}, blocks of {block}: stem {k} channel {c}");
+                    assert_eq!(got.channel(c), stem.channel(c), "{family}, blocks of {block}: stem {k} channel {c}");
                 }
             }
         }
@@ -243,7 +246,7 @@ fn rejects_what_does_not_fit() {
         let mut m = m.clone();
         edit(&mut m);
         std::fs::write(d.join("m.json"), serde_json::to_vec(&m).unwrap()).unwrap();
-        match NeuralSeparator::load(d.join("m.json"), NeuralOptions::default()) {
+        match NeuralSeparator::builder(d.join("m.json")).options(NeuralOptions::default()).build() {
             Err(Error::Model { detail, .. }) => println!("{name}: {detail}"),
             other => panic!("{name}: expected a model error, got {other:?}"),
         }
@@ -277,7 +280,7 @@ fn rejects_what_does_not_fit() {
             let mut m = m.clone();
             edit(&mut m);
             std::fs::write(d.join("m.json"), serde_json::to_vec(&m).unwrap()).unwrap();
-            match NeuralSeparator::load(d.join("m.json"), NeuralOptions::default()) {
+            match NeuralSeparator::builder(d.join("m.json")).options(NeuralOptions::default()).build() {
                 Err(Error::Model { detail, .. }) => println!("{family} {name}: {detail}"),
                 other => panic!("{family} {name}: expected a model error, got {other:?}"),
             }
@@ -289,6 +292,6 @@ fn rejects_what_does_not_fit() {
         NeuralOptions { overlap: Some(0.5), ..NeuralOptions::default() },
         NeuralOptions { batch: 2, ..NeuralOptions::default() },
     ] {
-        assert!(matches!(NeuralSeparator::load(&path, opts), Err(Error::InvalidArgument { .. })));
+        assert!(matches!(NeuralSeparator::builder(&path).options(opts).build(), Err(Error::InvalidArgument { .. })));
     }
 }

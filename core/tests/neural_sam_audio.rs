@@ -10,7 +10,7 @@ use common::*;
 use std::path::PathBuf;
 
 use splitsound_core::model::{Described, NeuralOptions, NeuralSeparator, TextPrompt};
-use splitsound_core::{AudioBuffer, CancelToken, Error, SeparateOptions, Separator, separate_audio};
+use splitsound_core::{AudioBuffer, CancelToken, Error, SeparateOptions, Separator};
 
 fn dir() -> PathBuf {
     repo_root().join("core/tests/data/neural/sam-audio")
@@ -21,7 +21,7 @@ fn refs(name: &str) -> RefArray {
 }
 
 fn load(opts: NeuralOptions) -> NeuralSeparator {
-    NeuralSeparator::load(dir().join("sam-audio-tiny.json"), opts).unwrap()
+    NeuralSeparator::builder(dir().join("sam-audio-tiny.json")).options(opts).build().unwrap()
 }
 
 fn prompt(i: usize) -> String {
@@ -121,7 +121,7 @@ fn stereo_spreads_the_mono_result_and_sums_back() {
     });
     assert_eq!(sep.output_channels(2), 2);
     let audio = AudioBuffer::new(48000, vec![l, r]).unwrap();
-    let stems = separate_audio(&mut sep, &audio, &SeparateOptions::default()).unwrap();
+    let stems = sep.separate(&audio, &SeparateOptions::default()).unwrap();
     let (t, res) = (stems.get("target").unwrap(), stems.get("residual").unwrap());
     assert_eq!((t.num_channels(), t.frames(), t.sample_rate()), (2, audio.frames(), 48000));
     for c in 0..2 {
@@ -130,11 +130,11 @@ fn stereo_spreads_the_mono_result_and_sums_back() {
         assert!(e < 1e-5, "channel {c}: target + residual differs from the input by {e:.2e} of its peak");
     }
     // The same seed gives the same output.
-    let again = separate_audio(&mut sep, &audio, &SeparateOptions::default()).unwrap();
+    let again = sep.separate(&audio, &SeparateOptions::default()).unwrap();
     assert_eq!(again, stems);
     // At 44.1 kHz: resampled to the model's 48 kHz and back, in the input's shape.
     let at = AudioBuffer::new(44100, audio.channels()[..1].to_vec()).unwrap();
-    let stems = separate_audio(&mut sep, &at, &SeparateOptions::default()).unwrap();
+    let stems = sep.separate(&at, &SeparateOptions::default()).unwrap();
     let t = stems.get("target").unwrap();
     assert_eq!((t.num_channels(), t.frames(), t.sample_rate()), (1, at.frames(), 44100));
 }
@@ -157,7 +157,7 @@ fn long_inputs_are_chunked_and_cross_faded() {
     let draws = item_draws(1, frames);
     let audio = AudioBuffer::new(48000, vec![input.real.clone()]).unwrap();
     let opts = NeuralOptions { prompt: draws.clone(), ..NeuralOptions::default() };
-    let mut chunked = NeuralSeparator::load(src.join("chunked.json"), opts.clone()).unwrap();
+    let mut chunked = NeuralSeparator::builder(src.join("chunked.json")).options(opts.clone()).build().unwrap();
     let stems = chunked.separate(&audio, &SeparateOptions::default()).unwrap();
     let whole = load(opts).separate(&audio, &SeparateOptions::default()).unwrap();
     // Chunks start at frames 0, 32 and 64 (64 + 40 reaches the end, 103):
@@ -250,13 +250,12 @@ fn descriptions_it_cannot_take_are_typed_errors() {
     // A description for a model with fixed stems.
     let demucs = repo_root().join("core/tests/data/neural/demucs/htdemucs-ci.json");
     if demucs.exists() {
-        let e = NeuralSeparator::load(
-            &demucs,
-            NeuralOptions {
+        let e = NeuralSeparator::builder(&demucs)
+            .options(NeuralOptions {
                 prompt: TextPrompt { description: Some("a dog".into()), ..Default::default() },
                 ..NeuralOptions::default()
-            },
-        );
+            })
+            .build();
         assert!(matches!(e, Err(Error::InvalidArgument { name: "description", .. })), "{e:?}");
     }
 }
@@ -300,7 +299,7 @@ fn packages_whose_graphs_disagree_are_refused() {
         let mut bad = m.clone();
         edit(&mut bad);
         std::fs::write(src.join("bad.json"), serde_json::to_vec(&bad).unwrap()).unwrap();
-        match NeuralSeparator::load(src.join("bad.json"), NeuralOptions::default()) {
+        match NeuralSeparator::builder(src.join("bad.json")).options(NeuralOptions::default()).build() {
             Err(Error::Model { detail, .. }) => println!("{what}: {detail}"),
             other => panic!("{what}: {other:?}"),
         }
@@ -310,5 +309,8 @@ fn packages_whose_graphs_disagree_are_refused() {
     bad["files"][0]["outputs"][0]["shape"][2] = 33.into();
     bad["files"][2]["inputs"][3]["shape"][2] = 33.into();
     std::fs::write(src.join("bad.json"), serde_json::to_vec(&bad).unwrap()).unwrap();
-    assert!(matches!(NeuralSeparator::load(src.join("bad.json"), NeuralOptions::default()), Err(Error::Model { .. })));
+    assert!(matches!(
+        NeuralSeparator::builder(src.join("bad.json")).options(NeuralOptions::default()).build(),
+        Err(Error::Model { .. })
+    ));
 }

@@ -30,7 +30,7 @@ fn options(case: &str) -> NeuralOptions {
 fn matches_openunmix_separator() {
     for case in ["default", "mono", "softmask", "residual_em2", "whole"] {
         let want = reference_in(&dir().join("refs"), &format!("{case}_output"));
-        let mut sep = NeuralSeparator::load(dir().join("umx-ci.json"), options(case)).unwrap();
+        let mut sep = NeuralSeparator::builder(dir().join("umx-ci.json")).options(options(case)).build().unwrap();
         let stems = sep.separate(&reference_input(&dir().join("refs"), case, 44100), &SeparateOptions::default());
         let stems = stems.unwrap();
         let err = stems_error(&stems, &want);
@@ -41,9 +41,9 @@ fn matches_openunmix_separator() {
 
 #[test]
 fn residual_adds_a_stem_and_single_target_em_is_refused() {
-    let sep = NeuralSeparator::load(dir().join("umx-ci.json"), options("residual_em2")).unwrap();
+    let sep = NeuralSeparator::builder(dir().join("umx-ci.json")).options(options("residual_em2")).build().unwrap();
     assert_eq!(sep.stems(), ["vocals", "drums", "residual"]);
-    let sep = NeuralSeparator::load(dir().join("umx-ci.json"), NeuralOptions::default()).unwrap();
+    let sep = NeuralSeparator::builder(dir().join("umx-ci.json")).options(NeuralOptions::default()).build().unwrap();
     assert_eq!(sep.stems(), ["vocals", "drums"]);
 
     // A one-target package: EM needs a second source.
@@ -54,15 +54,18 @@ fn residual_adds_a_stem_and_single_target_em_is_refused() {
     std::fs::copy(dir().join("umx-ci.vocals.onnx"), d.join("umx-ci.vocals.onnx")).unwrap();
     std::fs::write(d.join("one.json"), serde_json::to_vec(&m).unwrap()).unwrap();
     let mix = reference_input(&dir().join("refs"), "mono", 44100);
-    let mut sep = NeuralSeparator::load(d.join("one.json"), NeuralOptions::default()).unwrap();
+    let mut sep = NeuralSeparator::builder(d.join("one.json")).options(NeuralOptions::default()).build().unwrap();
     let r = sep.separate(&mix, &SeparateOptions::default());
     assert!(matches!(r, Err(Error::InvalidArgument { name: "niter", .. })), "{r:?}");
-    let mut sep = NeuralSeparator::load(d.join("one.json"), NeuralOptions { niter: 0, ..Default::default() }).unwrap();
+    let mut sep = NeuralSeparator::builder(d.join("one.json"))
+        .options(NeuralOptions { niter: 0, ..Default::default() })
+        .build()
+        .unwrap();
     assert_eq!(sep.separate(&mix, &SeparateOptions::default()).unwrap().len(), 1);
 
     // A package whose file count does not match its targets.
     m["stems"] = serde_json::json!(["vocals", "drums"]);
     std::fs::write(d.join("two.json"), serde_json::to_vec(&m).unwrap()).unwrap();
-    let r = NeuralSeparator::load(d.join("two.json"), NeuralOptions::default());
+    let r = NeuralSeparator::builder(d.join("two.json")).options(NeuralOptions::default()).build();
     assert!(matches!(r, Err(Error::Model { .. })), "{r:?}");
 }

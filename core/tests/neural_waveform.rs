@@ -39,7 +39,8 @@ fn matches_demucs_apply_model() {
 
 #[test]
 fn matches_demucs_onnx_inference() {
-    let mut sep = NeuralSeparator::load(dir().join("demucs-onnx.json"), NeuralOptions::default()).unwrap();
+    let mut sep =
+        NeuralSeparator::builder(dir().join("demucs-onnx.json")).options(NeuralOptions::default()).build().unwrap();
     for case in ["three_chunks", "short"] {
         let want = reference_in(&dir().join("refs"), &format!("{case}_output"));
         let input = reference_input(&dir().join("refs"), case, 44100);
@@ -86,7 +87,7 @@ fn manifests_that_do_not_fit_are_refused() {
         edit(&mut m);
         let path = d.join("bad.json");
         std::fs::write(&path, m.to_string()).unwrap();
-        let e = NeuralSeparator::load(&path, NeuralOptions::default()).unwrap_err();
+        let e = NeuralSeparator::builder(&path).options(NeuralOptions::default()).build().unwrap_err();
         assert!(matches!(e, Error::Model { .. }), "{e}");
         assert!(e.to_string().contains(needle), "{e} lacks {needle}");
     }
@@ -97,7 +98,7 @@ fn manifests_that_do_not_fit_are_refused() {
 fn a_bare_graph_runs_with_the_flags_its_exporter_implies() {
     use splitsound_core::model::{BareWaveform, ModelOptions, Partial, WaveWindow};
     let bare = dir().join("released-bare.onnx");
-    let e = NeuralSeparator::load(&bare, NeuralOptions::default()).unwrap_err();
+    let e = NeuralSeparator::builder(&bare).options(NeuralOptions::default()).build().unwrap_err();
     assert!(e.to_string().contains("--waveform-stems"), "{e}");
     let flags = BareWaveform {
         stems: ["drums", "bass", "other", "vocals"].map(String::from).to_vec(),
@@ -111,11 +112,13 @@ fn a_bare_graph_runs_with_the_flags_its_exporter_implies() {
             model: ModelOptions { waveform: flags, ..ModelOptions::default() },
             ..NeuralOptions::default()
         };
-        NeuralSeparator::load(path, opts)
+        NeuralSeparator::builder(path).options(opts).build()
     };
     let input = reference_input(&dir().join("refs"), "short", 44100);
     let got = load(flags.clone(), &bare).unwrap().separate(&input, &SeparateOptions::default()).unwrap();
-    let want = NeuralSeparator::load(dir().join("demucs-onnx.json"), NeuralOptions::default())
+    let want = NeuralSeparator::builder(dir().join("demucs-onnx.json"))
+        .options(NeuralOptions::default())
+        .build()
         .unwrap()
         .separate(&input, &SeparateOptions::default())
         .unwrap();

@@ -22,7 +22,7 @@ fn separate(package: &str, case: &str, batch: usize, model: ModelOptions) -> (St
         shifts: package.starts_with("demucs").then_some(0),
         ..NeuralOptions::default()
     };
-    let mut sep = NeuralSeparator::load(&path, opts).unwrap();
+    let mut sep = NeuralSeparator::builder(&path).options(opts).build().unwrap();
     let input = reference_input(&dir.join("refs"), case, 44100);
     // Twice on one separator: the second run reuses the bound buffers.
     let first = sep.separate(&input, &SeparateOptions::default()).unwrap();

@@ -2,7 +2,10 @@
 //! reported latency, whatever the block sizes, and reports misuse with errors.
 
 use splitsound_core::builtin::{BuiltinConfig, CenterConfig, HpssConfig};
-use splitsound_core::{AudioBuffer, ProcessError, RealtimeSeparator, SeparateOptions};
+use splitsound_core::{
+    AudioBuffer, SeparateOptions,
+    realtime::{ProcessError, RealtimeSeparator},
+};
 
 fn signal(rate: u32, secs: f32, channels: usize) -> AudioBuffer {
     let n = (rate as f32 * secs) as usize;
@@ -109,7 +112,7 @@ fn center_equals_offline_delayed_by_the_latency() {
 #[test]
 fn reset_restarts_and_misuse_is_an_error() {
     let audio = signal(22_050, 2.0, 2);
-    let mut rt = RealtimeSeparator::builtin("hpss").unwrap();
+    let mut rt = RealtimeSeparator::load("hpss", Default::default(), Default::default()).unwrap();
     let first = run(&mut rt, &audio, &[256]);
     // run() prepares again; reset() must give the same as a fresh start.
     rt.reset();
@@ -126,7 +129,7 @@ fn reset_restarts_and_misuse_is_an_error() {
     }
     assert_eq!(first, again);
 
-    let mut fresh = RealtimeSeparator::builtin("center").unwrap();
+    let mut fresh = RealtimeSeparator::load("center", Default::default(), Default::default()).unwrap();
     let l = vec![0.0f32; 64];
     let mut o: Vec<Vec<f32>> = vec![vec![0.0; 64]; 4];
     let mut outs: Vec<&mut [f32]> = o.iter_mut().map(|b| &mut b[..]).collect();
@@ -144,6 +147,6 @@ fn reset_restarts_and_misuse_is_an_error() {
     let nan = [f32::NAN; 32];
     fresh.process(&[&nan, &l[..32]], &mut outs).unwrap();
     assert_eq!(fresh.non_finite_samples(), 32);
-    assert!(RealtimeSeparator::builtin("repet").is_err());
-    assert!(RealtimeSeparator::builtin("nope").is_err());
+    assert!(RealtimeSeparator::load("repet", Default::default(), Default::default()).is_err());
+    assert!(RealtimeSeparator::load("nope", Default::default(), Default::default()).is_err());
 }

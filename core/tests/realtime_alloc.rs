@@ -1,7 +1,7 @@
 //! `RealtimeSeparator::process` and `reset` allocate nothing after `prepare`:
 //! this test binary counts every allocation the test thread makes while armed.
 
-use splitsound_core::RealtimeSeparator;
+use splitsound_core::realtime::RealtimeSeparator;
 
 #[path = "support/counting_alloc.rs"]
 mod counting;
@@ -15,7 +15,7 @@ fn process_and_reset_allocate_nothing_after_prepare() {
         (0..2).map(|c| (0..n).map(|i| ((i * (7 + c)) % 101) as f32 / 101.0 - 0.5).collect()).collect();
     let sizes = [1usize, 64, 480, 512, 4096, 333, 2048];
     for name in ["hpss", "center"] {
-        let mut rt = RealtimeSeparator::builtin(name).unwrap();
+        let mut rt = RealtimeSeparator::load(name, Default::default(), Default::default()).unwrap();
         rt.prepare(rate, 4096, 2).unwrap();
         assert_eq!(rt.stems().len() * rt.output_channels(), 4);
         let mut bufs = vec![vec![0.0f32; 4096]; 4];
@@ -47,9 +47,12 @@ fn process_and_reset_allocate_nothing_after_prepare() {
 #[test]
 fn threaded_process_allocates_nothing_on_the_audio_thread() {
     use splitsound_core::model::NeuralSeparator;
-    use splitsound_core::{ThreadedOptions, Underrun};
+    use splitsound_core::realtime::{ThreadedOptions, Underrun};
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sep = NeuralSeparator::load(root.join("tests/data/neural/demucs/ci.json"), Default::default()).unwrap();
+    let sep = NeuralSeparator::builder(root.join("tests/data/neural/demucs/ci.json"))
+        .options(Default::default())
+        .build()
+        .unwrap();
     let opts = ThreadedOptions { underrun: Underrun::DryTo("vocals".into()), ..Default::default() };
     let mut rt = RealtimeSeparator::threaded(Box::new(sep), opts).unwrap();
     rt.prepare(44_100, 512, 2).unwrap();

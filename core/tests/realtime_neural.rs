@@ -9,22 +9,24 @@ mod common;
 use common::*;
 
 use splitsound_core::model::{NeuralOptions, NeuralSeparator};
-use splitsound_core::stream::{StreamSpec, stem_frames};
+use splitsound_core::stream::StreamSpec;
 use splitsound_core::{
-    AudioBuffer, RealtimeSeparator, SeparateOptions, Separator, ThreadedOptions, Underrun, resample,
+    AudioBuffer, SeparateOptions, Separator,
+    realtime::{RealtimeSeparator, ThreadedOptions, Underrun},
+    resample,
 };
 
 const STATS: (f32, f32) = (0.0, 0.12);
 
 fn demucs() -> NeuralSeparator {
     let opts = NeuralOptions { shifts: Some(1), seed: 5, overlap: Some(0.25), ..NeuralOptions::default() };
-    NeuralSeparator::load(repo_root().join("core/tests/data/neural/demucs/ci.json"), opts).unwrap()
+    NeuralSeparator::builder(repo_root().join("core/tests/data/neural/demucs/ci.json")).options(opts).build().unwrap()
 }
 
 /// The CI package of one of msst's families.
 fn msst(family: &str) -> NeuralSeparator {
     let path = repo_root().join("core/tests/data/neural/msst").join(family).join("ci.json");
-    NeuralSeparator::load(path, NeuralOptions::default()).unwrap()
+    NeuralSeparator::builder(path).options(NeuralOptions::default()).build().unwrap()
 }
 
 fn mix(rate: u32, secs: f32) -> AudioBuffer {
@@ -52,14 +54,11 @@ fn offline_of(mut sep: NeuralSeparator, audio: &AudioBuffer) -> Vec<AudioBuffer>
     let model_rate = sep.sample_rate().unwrap();
     let input = resample(audio, model_rate).unwrap();
     let spec = StreamSpec { sample_rate: model_rate, channels: audio.num_channels(), frames: None };
-    let stems = sep.stems().len();
-    let oc = sep.output_channels(audio.num_channels());
     let mut stream = sep.stream(spec, SeparateOptions::default()).unwrap();
     stream.set_input_stats(STATS.0, STATS.1);
-    let mut out = stem_frames(stems, oc);
-    stream.process(input.channels(), &mut out).unwrap();
-    stream.finish(&mut out).unwrap();
-    out.into_iter().map(|s| resample(&AudioBuffer::new(model_rate, s).unwrap(), audio.sample_rate()).unwrap()).collect()
+    let mut out = stream.process(&input.planar()).unwrap();
+    out.append(&stream.finish().unwrap()).unwrap();
+    out.iter().map(|(_, s)| resample(s, audio.sample_rate()).unwrap()).collect()
 }
 
 /// Runs `audio` through `rt` in blocks of `sizes`, waiting before each block
@@ -173,7 +172,7 @@ fn any_channel_count_runs_in_real_time() {
 fn waveform_graphs_run_in_real_time() {
     let dir = repo_root().join("core/tests/data/neural/waveform");
     for package in ["ci.json", "demucs-onnx.json"] {
-        let load = || NeuralSeparator::load(dir.join(package), NeuralOptions::default()).unwrap();
+        let load = || NeuralSeparator::builder(dir.join(package)).options(NeuralOptions::default()).build().unwrap();
         let secs = if package == "ci.json" { 1.5 } else { 9.0 };
         let audio = mix(44_100, secs);
         let want = offline_of(load(), &audio);
@@ -210,7 +209,9 @@ fn unpaced_underruns_are_counted_and_filled_with_the_dry_input() {
 
 #[test]
 fn models_that_need_the_whole_input_are_refused() {
-    let umx = NeuralSeparator::load(repo_root().join("core/tests/data/neural/umx/umx-ci.json"), Default::default());
+    let umx = NeuralSeparator::builder(repo_root().join("core/tests/data/neural/umx/umx-ci.json"))
+        .options(Default::default())
+        .build();
     let refused = RealtimeSeparator::threaded(Box::new(umx.unwrap()), ThreadedOptions::default());
     assert!(matches!(refused, Err(splitsound_core::Error::Unsupported { .. })), "umx reads the whole input");
     let opts = ThreadedOptions { underrun: Underrun::DryTo("nope".into()), ..Default::default() };

@@ -307,7 +307,7 @@ fn names_resolve_through_the_environment_for_every_binding() {
     cache.pull(reg.entry("pkg-env").unwrap(), &mut quiet, &CancelToken::new()).unwrap();
     let sep = load_separator("pkg-env", opts.clone()).unwrap();
     assert_eq!(sep.stems(), ["drums", "bass", "other", "vocals"]);
-    let rt = splitsound_core::RealtimeSeparator::load("pkg-env", opts, Default::default()).unwrap();
+    let rt = splitsound_core::realtime::RealtimeSeparator::load("pkg-env", opts, Default::default()).unwrap();
     assert_eq!(rt.stems(), ["drums", "bass", "other", "vocals"]);
     // Built-in names stay built-ins.
     assert_eq!(load_separator("hpss", Default::default()).unwrap().stems(), ["harmonic", "percussive"]);

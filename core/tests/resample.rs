@@ -75,7 +75,7 @@ fn streaming_equals_whole_buffer() {
             // reset() makes it reusable with identical output.
             r.reset();
             let mut again = vec![Vec::new(), Vec::new()];
-            r.process(x.channels(), &mut again).unwrap();
+            r.process(&x.planar(), &mut again).unwrap();
             r.finish(&mut again).unwrap();
             assert_eq!(again, whole.channels(), "{a}->{b} after reset");
         }
@@ -89,9 +89,9 @@ fn bad_arguments_are_typed() {
     assert!(StreamResampler::new(44100, 48000, 0).is_err());
     let mut r = StreamResampler::new(44100, 48000, 2).unwrap();
     let mut out = vec![Vec::new()];
-    assert!(r.process(&[vec![0.0f32; 10]], &mut out).is_err());
+    assert!(r.process(&[&[0.0f32; 10][..]], &mut out).is_err());
     let mut out2 = vec![Vec::new(), Vec::new()];
-    assert!(r.process(&[vec![0.0f32; 10], vec![0.0; 9]], &mut out2).is_err());
+    assert!(r.process(&[&[0.0f32; 10][..], &[0.0; 9][..]], &mut out2).is_err());
     r.finish(&mut out2).unwrap();
-    assert!(r.process(&[vec![0.0f32; 10], vec![0.0; 10]], &mut out2).is_err());
+    assert!(r.process(&[&[0.0f32; 10][..], &[0.0; 10][..]], &mut out2).is_err());
 }

@@ -8,10 +8,10 @@ mod common;
 use common::*;
 
 use splitsound_core::model::{NeuralOptions, NeuralSeparator};
-use splitsound_core::stream::{StreamSpec, stem_frames};
+use splitsound_core::stream::StreamSpec;
 use splitsound_core::{
-    AudioBuffer, ClipMode, FileJobOptions, SampleEncoding, SeparateOptions, Separator, WriteOptions, decode_file,
-    separate_audio, separate_file, write_file,
+    AudioBuffer, ClipMode, FileJobOptions, SampleEncoding, SeparateOptions, Separator, Stems, WriteOptions,
+    decode_file, separate_file, write_file,
 };
 
 /// Streams `audio` through `sep` in blocks of awkward sizes (after a first pass
@@ -21,29 +21,39 @@ fn stream_blocks(sep: &mut NeuralSeparator, audio: &AudioBuffer, stems: usize) -
     let spec = StreamSpec { sample_rate: rate, channels: audio.num_channels(), frames: None };
     let mut stream = sep.stream(spec, SeparateOptions::default()).unwrap();
     let sizes = [1usize, 4096, 480, 30_011, 512, 64];
-    let mut out = stem_frames(stems, 0);
+    let mut out: Option<Stems> = None;
+    let mut push = |s: Stems| match &mut out {
+        Some(o) => o.append(&s).unwrap(),
+        None => out = Some(s),
+    };
     let passes = if stream.needs_prepass() { 2 } else { 1 };
     for pass in (0..passes).rev() {
         let (mut pos, mut k) = (0, 0);
         while pos < audio.frames() {
             let n = sizes[k % sizes.len()].min(audio.frames() - pos);
-            let block: Vec<Vec<f32>> = audio.channels().iter().map(|c| c[pos..pos + n].to_vec()).collect();
+            let block: Vec<&[f32]> = audio.channels().iter().map(|c| &c[pos..pos + n]).collect();
             if pass == 1 {
                 stream.prepass(&block).unwrap();
             } else {
-                stream.process(&block, &mut out).unwrap();
+                push(stream.process(&block).unwrap());
             }
             pos += n;
             k += 1;
         }
     }
-    stream.finish(&mut out).unwrap();
-    out.into_iter().map(|o| AudioBuffer::new(rate, o).unwrap()).collect()
+    push(stream.finish().unwrap());
+    let out = out.unwrap();
+    assert_eq!(out.len(), stems);
+    assert!(out.iter().all(|(_, b)| b.sample_rate() == rate));
+    out.into_vec().into_iter().map(|(_, b)| b).collect()
 }
 
 fn load(package: &str, shifts: u32) -> NeuralSeparator {
     let opts = NeuralOptions { shifts: Some(shifts), seed: 11, overlap: Some(0.3), ..NeuralOptions::default() };
-    NeuralSeparator::load(repo_root().join("core/tests/data/neural/demucs").join(package), opts).unwrap()
+    NeuralSeparator::builder(repo_root().join("core/tests/data/neural/demucs").join(package))
+        .options(opts)
+        .build()
+        .unwrap()
 }
 
 fn mix(rate: u32, secs: f32, channels: usize) -> AudioBuffer {
@@ -89,9 +99,13 @@ fn mdx_block_api_matches_whole_buffer() {
     let audio = mix(44_100, 4.1, 1);
     for (overlap, denoise) in [(0.25, false), (0.0, false), (0.5, true)] {
         let opts = NeuralOptions { overlap: Some(overlap), denoise, ..NeuralOptions::default() };
-        let whole =
-            NeuralSeparator::load(&package, opts.clone()).unwrap().separate(&audio, &Default::default()).unwrap();
-        let mut sep = NeuralSeparator::load(&package, opts).unwrap();
+        let whole = NeuralSeparator::builder(&package)
+            .options(opts.clone())
+            .build()
+            .unwrap()
+            .separate(&audio, &Default::default())
+            .unwrap();
+        let mut sep = NeuralSeparator::builder(&package).options(opts).build().unwrap();
         for ((stem, w), got) in whole.iter().zip(stream_blocks(&mut sep, &audio, 2)) {
             let d = max_diff(w, &got);
             assert!(d <= 1e-6, "overlap {overlap} denoise {denoise} {stem}: streamed output differs by {d}");
@@ -106,7 +120,7 @@ fn file_job_matches_whole_buffer_with_resampling() {
     let lossless = WriteOptions { encoding: SampleEncoding::F32, clip: ClipMode::None, ..Default::default() };
     write_file(&input, &mix(32_000, 2.7, 1), &lossless).unwrap();
     let decoded = decode_file(&input, &Default::default()).unwrap();
-    let whole = separate_audio(&mut load("bag.json", 1), &decoded, &Default::default()).unwrap();
+    let whole = load("bag.json", 1).separate(&decoded, &Default::default()).unwrap();
     let opts = FileJobOptions { write: lossless, ..Default::default() };
     let report = separate_file(&mut load("bag.json", 1), &input, &dir, &opts, &Default::default()).unwrap();
     assert_eq!(report.stems.len(), 4);
@@ -126,8 +140,13 @@ fn segmented_umx_streams_like_its_whole_buffer_path() {
     // 40 s: three windows of a 10 s segment (13.9 s once on the Wiener grid).
     let audio = mix(44_100, 40.0, 2);
     let opts = NeuralOptions { segment_secs: Some(10.0), ..NeuralOptions::default() };
-    let whole = NeuralSeparator::load(&package, opts.clone()).unwrap().separate(&audio, &Default::default()).unwrap();
-    let mut sep = NeuralSeparator::load(&package, opts).unwrap();
+    let whole = NeuralSeparator::builder(&package)
+        .options(opts.clone())
+        .build()
+        .unwrap()
+        .separate(&audio, &Default::default())
+        .unwrap();
+    let mut sep = NeuralSeparator::builder(&package).options(opts).build().unwrap();
     assert!(sep.stream_lag().is_some());
     for ((stem, w), got) in whole.iter().zip(stream_blocks(&mut sep, &audio, whole.len())) {
         let d = max_diff(w, &got);
@@ -135,7 +154,7 @@ fn segmented_umx_streams_like_its_whole_buffer_path() {
     }
     // Against the reference way (the whole track at once), windows cost accuracy:
     // the LSTM sees 7 s of context instead of the whole track.
-    let reference = NeuralSeparator::load(&package, NeuralOptions::default()).unwrap();
+    let reference = NeuralSeparator::builder(&package).options(NeuralOptions::default()).build().unwrap();
     assert!(reference.stream_lag().is_none());
     let full = { reference }.separate(&audio, &Default::default()).unwrap();
     for ((stem, w), (_, f)) in whole.iter().zip(full.iter()) {

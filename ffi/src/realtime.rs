@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use splitsound_core::RealtimeSeparator;
+use splitsound_core::realtime::RealtimeSeparator;
 
 use crate::handle::{free_handle, get, get_str, give, handle_mut};
 use crate::separator::splitsound_options;
@@ -126,7 +126,7 @@ pub unsafe extern "C" fn splitsound_rt_provider(
     out_n: *mut usize,
 ) -> splitsound_status {
     // SAFETY: the caller's handle and buffers.
-    unsafe { get_str(rt, "rt", buf, len, out_n, |h| Ok(h.rt.runs_on().to_string())) }
+    unsafe { get_str(rt, "rt", buf, len, out_n, |h| Ok(h.rt.runs_on())) }
 }
 
 /// Allocates everything for blocks of up to `max_block` frames of `channels`

@@ -6,8 +6,10 @@ use std::sync::Mutex;
 
 use splitsound_core::model::{Fallback, NeuralOptions, Provider};
 use splitsound_core::{
-    AudioBuffer, CancelToken, ClipMode, EnsembleAlgorithm, FileJobOptions, FileJobReport, OutputFormat, Progress,
-    SampleEncoding, SeparateOptions, Separator, Stage, StemSelection, ThreadedOptions, Underrun,
+    AudioBuffer, CancelToken, ClipMode, FileJobOptions, FileJobReport, OutputFormat, Progress, SampleEncoding,
+    SeparateOptions, Separator, Stage, StemSelection,
+    ensemble::EnsembleAlgorithm,
+    realtime::{ThreadedOptions, Underrun},
 };
 
 use crate::audio::{decode_options, splitsound_decode_limits};
@@ -654,9 +656,7 @@ pub unsafe extern "C" fn splitsound_separator_separate(
         let channels = ins.iter().map(|&p| unsafe { std::slice::from_raw_parts(p, frames) }.to_vec()).collect();
         let audio = AudioBuffer::new(sample_rate, channels)?;
         // SAFETY: `cancel` is NULL or live.
-        let stems = unsafe {
-            with_call(progress, userdata, cancel, |call| splitsound_core::separate_audio(sep, &audio, call))
-        }?;
+        let stems = unsafe { with_call(progress, userdata, cancel, |call| sep.separate(&audio, call)) }?;
         for (s, (_, buf)) in stems.iter().enumerate() {
             for (c, ch) in buf.channels().iter().enumerate() {
                 let n = ch.len().min(frames);

@@ -4,7 +4,8 @@ use std::cell::RefCell;
 use std::ffi::c_char;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use splitsound_core::{Error, ProcessError};
+use splitsound_core::realtime::ProcessError;
+use splitsound_core::{Error, ErrorKind};
 
 use crate::strings::copy_str_unrecorded;
 
@@ -141,7 +142,21 @@ impl From<Error> for Failure {
             Error::Cancelled => S::Cancelled,
             Error::Encode { .. } => S::Encode,
             Error::Resample { .. } => S::Resample,
-            _ => S::Other,
+            // A variant newer than this table: its kind's status.
+            e => match e.kind() {
+                ErrorKind::InvalidArgument => S::InvalidArgument,
+                ErrorKind::File => S::Io,
+                ErrorKind::Decode => S::Corrupt,
+                ErrorKind::UnsupportedFormat => S::Unsupported,
+                ErrorKind::Model => S::Model,
+                ErrorKind::ModelNotInstalled => S::ModelNotInstalled,
+                ErrorKind::Download => S::Download,
+                ErrorKind::RuntimeUnavailable => S::RuntimeUnavailable,
+                ErrorKind::Cancelled => S::Cancelled,
+                ErrorKind::Output => S::Encode,
+                ErrorKind::Internal => S::Panic,
+                _ => S::Other,
+            },
         };
         Self { status, message: e.to_string() }
     }

@@ -225,6 +225,8 @@ fn resample<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, sr_in: u32, sr_out: u32
     to_numpy(py, out.into_channels(), dims)
 }
 
+// The Python keyword arguments of `stft`/`istft`, one by one.
+#[allow(clippy::too_many_arguments)]
 fn stft_config(
     py: Python<'_>,
     n_fft: usize,
@@ -468,7 +470,7 @@ impl PySeparator {
             ModelArg::Many(specs) => {
                 let algorithm = match ensemble {
                     Some(a) => a.parse().map_err(|e| py_err(py, e))?,
-                    None => core::EnsembleAlgorithm::default(),
+                    None => core::ensemble::EnsembleAlgorithm::default(),
                 };
                 py.detach(move || core::load_ensemble(&specs, algorithm, weights, opts))
             }
@@ -534,7 +536,7 @@ impl PySeparator {
         let (audio, dims) = audio_of(py, x, sr)?;
         let stems = interruptible(py, progress, |call| {
             let mut sep = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            core::separate_audio(sep.as_mut(), &audio, call)
+            sep.separate(&audio, call)
         })?;
         let out = PyDict::new(py);
         for (name, buf) in stems.into_vec() {
@@ -668,7 +670,7 @@ fn _models_cache_dir(py: Python<'_>) -> PyResult<String> {
 #[pymodule]
 fn _splitsound(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", core::VERSION)?;
-    m.add("BUILTINS", core::BUILTIN_NAMES.iter().map(|n| format!("builtin:{n}")).collect::<Vec<_>>())?;
+    m.add("BUILTINS", core::builtin::BUILTIN_NAMES.iter().map(|n| format!("builtin:{n}")).collect::<Vec<_>>())?;
     m.add_class::<PySeparator>()?;
     m.add_function(wrap_pyfunction!(load, m)?)?;
     m.add_function(wrap_pyfunction!(info, m)?)?;

@@ -23,6 +23,7 @@ pub use model::Model;
 fn js_error(e: Error) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
     let _ = Reflect::set(&err, &"code".into(), &e.code().into());
+    let _ = Reflect::set(&err, &"kind".into(), &e.kind().name().into());
     err.into()
 }
 
@@ -184,7 +185,7 @@ impl Stems {
         let stems = core::Stems::new(self.stems.clone()).map_err(js_error)?;
         let (picked, _) =
             core::select_stems(stems, &names, &core::StemSelection::Query(query.into())).map_err(js_error)?;
-        Ok(Stems { stems: picked })
+        Ok(Stems { stems: picked.into_vec() })
     }
 
     /// The stem called `name`.
@@ -201,13 +202,13 @@ impl Stems {
 /// The built-in separators' names (`builtin:hpss`, …), default first.
 #[wasm_bindgen]
 pub fn builtins() -> Array {
-    core::BUILTIN_NAMES.iter().map(|n| JsValue::from(format!("builtin:{n}"))).collect()
+    core::builtin::BUILTIN_NAMES.iter().map(|n| JsValue::from(format!("builtin:{n}"))).collect()
 }
 
 /// The stems a built-in produces, in order.
 #[wasm_bindgen(js_name = stemsOf)]
 pub fn stems_of(method: &str) -> Result<Array, JsValue> {
-    let sep = core::builtin_separator(method).map_err(js_error)?;
+    let sep = core::load_separator(method, Default::default()).map_err(js_error)?;
     Ok(sep.stems().iter().map(|s| JsValue::from(s.as_str())).collect())
 }
 
@@ -237,7 +238,7 @@ fn run_builtin(
     progress: Option<Function>,
     cancel: Option<&CancelToken>,
 ) -> Result<Stems, JsValue> {
-    let mut sep = core::builtin_separator(method).map_err(js_error)?;
+    let mut sep = core::load_separator(method, Default::default()).map_err(js_error)?;
     run_separator(sep.as_mut(), audio, progress, cancel)
 }
 
@@ -254,7 +255,7 @@ fn run_separator(
         }
     };
     let opts = SeparateOptions { progress: Some(&report), cancel };
-    let stems = core::separate_audio(sep, &audio.buf, &opts).map_err(js_error)?;
+    let stems = sep.separate(&audio.buf, &opts).map_err(js_error)?;
     Ok(Stems { stems: stems.into_vec() })
 }
 

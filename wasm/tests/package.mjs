@@ -44,8 +44,8 @@ try {
   failures++;
   console.log("cancel: finished anyway, FAILED");
 } catch (e) {
-  if (e.code !== "cancelled") failures++;
-  console.log(`cancel: ${e.code}`);
+  if (e.code !== "cancelled" || e.kind !== "cancelled") failures++;
+  console.log(`cancel: ${e.code} (${e.kind})`);
 }
 
 // The network alone, and a package that does not load.

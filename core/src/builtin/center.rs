@@ -122,7 +122,7 @@ impl Separator for Center {
         if spec.channels == 1 {
             return Err(mono_error());
         }
-        Ok(Box::new(Windowed::new(self, spec, opts)))
+        Ok(Windowed::boxed(self, spec, opts))
     }
     fn name(&self) -> &str {
         "builtin:center"
@@ -130,7 +130,11 @@ impl Separator for Center {
     fn stems(&self) -> &[String] {
         &self.stems
     }
-    fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
+    /// Stereo: more channels are downmixed first (mono is refused).
+    fn output_channels(&self, input_channels: usize) -> usize {
+        input_channels.min(2)
+    }
+    fn separate_native(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
         let stereo = match audio.num_channels() {
             1 => return Err(mono_error()),
             2 => audio.clone(),

@@ -120,7 +120,7 @@ impl Local for Hpss {
 impl Separator for Hpss {
     fn stream<'s>(&'s mut self, spec: StreamSpec, opts: SeparateOptions<'s>) -> Result<Box<dyn StemStream + 's>> {
         check_stream_rate(None, &spec)?;
-        Ok(Box::new(Windowed::new(self, spec, opts)))
+        Ok(Windowed::boxed(self, spec, opts))
     }
     fn name(&self) -> &str {
         "builtin:hpss"
@@ -128,7 +128,7 @@ impl Separator for Hpss {
     fn stems(&self) -> &[String] {
         &self.stems
     }
-    fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
+    fn separate_native(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
         let mix = analyse(&mut self.stft, audio, opts)?;
         let mut harmonic = Vec::with_capacity(mix.len());
         let mut percussive = Vec::with_capacity(mix.len());

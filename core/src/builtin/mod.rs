@@ -49,7 +49,7 @@ impl BuiltinConfig {
 }
 
 /// A built-in separator by name (`hpss`, `builtin:hpss`, …) with defaults.
-pub fn builtin_separator(name: &str) -> Result<Box<dyn Separator>> {
+pub(crate) fn builtin_separator(name: &str) -> Result<Box<dyn Separator>> {
     let short = name.strip_prefix("builtin:").unwrap_or(name);
     match short {
         "hpss" => BuiltinConfig::Hpss(HpssConfig::default()),

@@ -226,11 +226,11 @@ impl Separator for Repet {
     fn stems(&self) -> &[String] {
         &self.stems
     }
-    fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
+    fn separate_native(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
         self.separate_window(audio, 0..audio.frames(), Some(audio.frames()), opts)
     }
     fn stream<'s>(&'s mut self, spec: StreamSpec, opts: SeparateOptions<'s>) -> Result<Box<dyn StemStream + 's>> {
         check_stream_rate(None, &spec)?;
-        Ok(Box::new(Windowed::new(self, spec, opts)))
+        Ok(Windowed::boxed(self, spec, opts))
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::{StemScore, nan_median, score_stems, stem_files};
 use crate::error::{Error, Result};
-use crate::separator::{SeparateOptions, Separator, separate_audio};
+use crate::separator::{SeparateOptions, Separator};
 
 /// One track's scores.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -74,7 +74,7 @@ pub fn evaluate_dataset(
             ));
         }
         let mix = crate::decode_file(mixture, &decode)?;
-        let stems = separate_audio(sep, &mix, opts)?;
+        let stems = sep.separate(&mix, opts)?;
         let (mut names, mut r, mut e) = (Vec::new(), Vec::new(), Vec::new());
         for (stem, path) in refs {
             let reference = crate::decode_file(&path, &decode)?;

@@ -7,10 +7,7 @@
 use crate::audio::AudioBuffer;
 use crate::error::{Error, Result};
 use crate::separator::{SeparateOptions, Stage};
-use crate::stream::{StemStream, StreamSpec, stem_frames};
-
-/// Stems × channels × frames, as the pipelines return them.
-pub(crate) type StemAudio = Vec<Vec<Vec<f32>>>;
+use crate::stream::{FrameStream, StemAudio, StreamSpec, stem_frames};
 
 /// Frames `pos - start` on of a growing signal, the rest dropped.
 #[derive(Debug, Default)]
@@ -44,20 +41,21 @@ impl Tape {
 }
 
 /// A block in the model's channels (the channel policy of [`AudioBuffer::to_channels`]).
-pub(crate) fn to_model_channels(block: &[Vec<f32>], rate: u32, channels: usize) -> Result<Vec<Vec<f32>>> {
+pub(crate) fn to_model_channels(block: &[&[f32]], rate: u32, channels: usize) -> Result<Vec<Vec<f32>>> {
+    let owned: Vec<Vec<f32>> = block.iter().map(|c| c.to_vec()).collect();
     if block.len() == channels {
-        return Ok(block.to_vec());
+        return Ok(owned);
     }
-    Ok(AudioBuffer::new(rate, block.to_vec())?.to_channels(channels)?.into_channels())
+    Ok(AudioBuffer::new(rate, owned)?.to_channels(channels)?.into_channels())
 }
 
-/// What the chunked pipelines' [`StemStream::process`] share: checks the block
+/// What the chunked pipelines' [`FrameStream::process`] share: checks the block
 /// and that the input has not ended, converts it to the model's `channels` and
 /// appends it to `input`; returns its frame count.
 pub(crate) fn take_block(
     spec: &StreamSpec,
     finished: bool,
-    block: &[Vec<f32>],
+    block: &[&[f32]],
     channels: usize,
     input: &mut Tape,
 ) -> Result<usize> {
@@ -75,20 +73,20 @@ pub(crate) fn take_block(
 /// Runs a whole buffer through a stream in blocks of `block_len` frames,
 /// reporting progress in frames and checking for cancellation between blocks.
 pub(crate) fn feed_whole(
-    stream: &mut dyn StemStream,
+    stream: &mut dyn FrameStream,
     mix: &[Vec<f32>],
     block_len: usize,
     stems: usize,
     opts: &SeparateOptions<'_>,
 ) -> Result<StemAudio> {
     let n = mix[0].len();
-    let mut out = stem_frames(stems, 0);
+    let mut out = stem_frames(stems);
     let mut counter = Counter::new(n as u64, opts);
     counter.report();
     for start in (0..n).step_by(block_len.max(1)) {
         opts.check_cancel()?;
         let end = (start + block_len).min(n);
-        let block: Vec<Vec<f32>> = mix.iter().map(|c| c[start..end].to_vec()).collect();
+        let block: Vec<&[f32]> = mix.iter().map(|c| &c[start..end]).collect();
         stream.process(&block, &mut out)?;
         counter.done = end as u64;
         counter.report();

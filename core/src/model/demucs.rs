@@ -13,12 +13,12 @@
 use ndarray::{Array3, Array4, ArrayViewD, Axis, Ix5};
 
 use super::Model;
-use super::chunked::{StemAudio, Tape, feed_whole, to_model_channels};
+use super::chunked::{Tape, feed_whole, to_model_channels};
 use super::manifest::{Manifest, Normalisation, Partial, WaveWindow};
 use crate::error::{Error, Result};
 use crate::separator::SeparateOptions;
 use crate::stft::{PadMode, Spectrogram, Stft, StftConfig, WindowKind};
-use crate::stream::{StemFrames, StemStream, StreamSpec, check_block};
+use crate::stream::{FrameStream, StemAudio, StreamSpec, check_block};
 use realfft::num_complex::Complex32;
 
 /// Separation settings of `apply_model`.
@@ -70,6 +70,7 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
     /// Standard normal (Box–Muller on two 53-bit uniforms, the first in (0, 1]).
+    #[cfg_attr(not(feature = "sam-audio"), allow(dead_code))]
     pub(crate) fn normal(&mut self) -> f64 {
         let u1 = ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
         let u2 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
@@ -488,7 +489,7 @@ struct Lane {
     weight: Tape,
 }
 
-/// HT-Demucs as a [`StemStream`]: every lane's segments run as soon as their
+/// HT-Demucs as a [`crate::stream::StemStream`]: every lane's segments run as soon as their
 /// input is there, and mix frames are released once no lane can still add to
 /// them. The whole-buffer path is this stream fed once.
 pub(crate) struct DemucsStream<'m> {
@@ -664,7 +665,7 @@ impl<'m> DemucsStream<'m> {
     }
 
     /// Appends the mix frames no segment can still change.
-    fn emit(&mut self, out: &mut StemFrames) -> Result<()> {
+    fn emit(&mut self, out: &mut StemAudio) -> Result<()> {
         let upto = if self.finished {
             self.received
         } else {
@@ -743,7 +744,7 @@ impl<'m> DemucsStream<'m> {
     }
 }
 
-impl StemStream for DemucsStream<'_> {
+impl FrameStream for DemucsStream<'_> {
     fn needs_prepass(&self) -> bool {
         self.norm.is_none()
     }
@@ -753,13 +754,13 @@ impl StemStream for DemucsStream<'_> {
             self.norm = Some((mean, std));
         }
     }
-    fn prepass(&mut self, block: &[Vec<f32>]) -> Result<()> {
+    fn prepass(&mut self, block: &[&[f32]]) -> Result<()> {
         check_block(&StreamSpec { sample_rate: self.rate, channels: self.channels_in, frames: None }, block)?;
         let block = to_model_channels(block, self.rate, self.hy.channels())?;
         self.stats.add(&block);
         Ok(())
     }
-    fn process(&mut self, block: &[Vec<f32>], out: &mut StemFrames) -> Result<()> {
+    fn process(&mut self, block: &[&[f32]], out: &mut StemAudio) -> Result<()> {
         check_block(&StreamSpec { sample_rate: self.rate, channels: self.channels_in, frames: None }, block)?;
         if self.finished {
             return Err(Error::invalid("StemStream::process", "a call before finish()", "a call after finish()"));
@@ -774,7 +775,7 @@ impl StemStream for DemucsStream<'_> {
         self.run_ready()?;
         self.emit(out)
     }
-    fn finish(&mut self, out: &mut StemFrames) -> Result<()> {
+    fn finish(&mut self, out: &mut StemAudio) -> Result<()> {
         if self.received == 0 {
             return Err(Error::Empty { what: "input audio".into() });
         }
@@ -800,7 +801,7 @@ pub(crate) fn separate(
     let mut stream = DemucsStream::new(model, hy, &spec, set, opts.cancel)?;
     // The whole input is one prepass block: the statistics of the two-pass formula.
     if stream.needs_prepass() {
-        stream.prepass(mix)?;
+        stream.prepass(&crate::stream::planar(mix))?;
     }
     let stems = stream.stems;
     feed_whole(&mut stream, mix, block_len, stems, opts)

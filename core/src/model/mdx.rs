@@ -9,12 +9,12 @@
 use ndarray::{Array4, ArrayD, Ix4};
 
 use super::Model;
-use super::chunked::{StemAudio, Tape, feed_whole, take_block};
+use super::chunked::{Tape, feed_whole, take_block};
 use super::manifest::{Manifest, MdxParams};
 use crate::error::{Error, Result};
 use crate::separator::SeparateOptions;
 use crate::stft::{Spectrogram, Stft};
-use crate::stream::{StemFrames, StemStream, StreamSpec};
+use crate::stream::{FrameStream, StemAudio, StreamSpec};
 use realfft::num_complex::Complex32;
 
 /// Bins zeroed at the bottom of the spectrogram before the network (`spek[:, :, :3, :] *= 0`).
@@ -149,7 +149,7 @@ fn np_hanning(n: usize) -> Vec<f64> {
     (0..n).map(|i| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / (n - 1) as f64).cos()).collect()
 }
 
-/// MDX-Net as a [`StemStream`]: `demix`'s chunks run as soon as their input is
+/// MDX-Net as a [`crate::stream::StemStream`]: `demix`'s chunks run as soon as their input is
 /// there (the mix behind `trim` zeros; the zeros after it are known only at the
 /// end), and frames are released once no later chunk covers them. The
 /// whole-buffer path is this stream fed once.
@@ -289,7 +289,7 @@ impl<'m> MdxStream<'m> {
     }
 
     /// Appends `[primary, secondary]` for the mix frames no chunk can still change.
-    fn emit(&mut self, out: &mut StemFrames) -> Result<()> {
+    fn emit(&mut self, out: &mut StemAudio) -> Result<()> {
         let trim = self.mdx.trim;
         let upto = if self.finished { self.received } else { self.next.saturating_sub(trim).min(self.received) };
         if upto <= self.emitted {
@@ -321,13 +321,13 @@ impl<'m> MdxStream<'m> {
     }
 }
 
-impl StemStream for MdxStream<'_> {
-    fn process(&mut self, block: &[Vec<f32>], out: &mut StemFrames) -> Result<()> {
+impl FrameStream for MdxStream<'_> {
+    fn process(&mut self, block: &[&[f32]], out: &mut StemAudio) -> Result<()> {
         self.received += take_block(&self.spec, self.finished, block, 2, &mut self.input)?;
         self.run_ready()?;
         self.emit(out)
     }
-    fn finish(&mut self, out: &mut StemFrames) -> Result<()> {
+    fn finish(&mut self, out: &mut StemAudio) -> Result<()> {
         if self.received == 0 {
             return Err(Error::Empty { what: "input audio".into() });
         }

@@ -39,7 +39,7 @@ pub use providers::{Fallback, Provider};
 #[cfg(feature = "onnx")]
 pub use runtime::{Runtime, allow_python_probe, candidates as runtime_candidates, package_library, runtime};
 #[cfg(feature = "sam-audio")]
-pub use sam_audio::{Described, MAX_DESCRIPTION_CHARS};
+pub use sam_audio::Described;
 
 use crate::error::{Error, Result};
 
@@ -223,10 +223,13 @@ fn open_graph(src: Source<'_>, file: &str, opts: &ModelOptions) -> Result<(Box<d
         #[cfg(feature = "tract")]
         Engine::Tract => tract::open(src, file, opts),
         #[allow(unreachable_patterns)]
-        other => Err(Error::Unsupported {
-            what: format!("engine `{other}` in this build"),
-            suggestion: Some(format!("build splitsound-core with the `{}` feature", other.feature())),
-        }),
+        other => {
+            let _ = (src, file);
+            Err(Error::Unsupported {
+                what: format!("engine `{other}` in this build"),
+                suggestion: Some(format!("build splitsound-core with the `{}` feature", other.feature())),
+            })
+        }
     }
 }
 

@@ -26,13 +26,13 @@ use ndarray::{Array3, Array4, Ix4, Ix5};
 use realfft::num_complex::Complex32;
 
 use super::Model;
-use super::chunked::{Counter, StemAudio, Tape, feed_whole, take_block, to_model_channels};
+use super::chunked::{Counter, Tape, feed_whole, take_block, to_model_channels};
 use super::demucs::MixStats;
 use super::manifest::{Family, Manifest, Mdx23cParams, MsstParams, RoformerParams};
 use crate::error::{Error, Result};
 use crate::separator::SeparateOptions;
 use crate::stft::{PadMode, Spectrogram, Stft, WindowKind};
-use crate::stream::{StemFrames, StemStream, StreamSpec, check_block};
+use crate::stream::{FrameStream, StemAudio, StreamSpec, check_block};
 
 /// Bounds that keep every size computed from a manifest far from overflow.
 const MAX_BATCH: usize = 256;
@@ -169,10 +169,10 @@ fn reflect_tail(part: &mut Vec<f32>, n: usize) {
     }
 }
 
-/// `demix` as a [`StemStream`]. Chunks run once their input is there and it is
+/// `demix` as a [`crate::stream::StemStream`]. Chunks run once their input is there and it is
 /// known whether their batch is the last; frames are released once no later
 /// chunk covers them. With `normalize`, the mix's statistics come first (a
-/// prepass over the whole input, or [`StemStream::set_input_stats`]).
+/// prepass over the whole input, or [`crate::stream::StemStream::set_input_stats`]).
 pub(crate) struct MsstStream<'m> {
     model: &'m mut Model,
     ms: &'m mut Msst,
@@ -343,7 +343,7 @@ impl<'m> MsstStream<'m> {
     }
 
     /// Appends the stems for the mix frames no later chunk can change.
-    fn emit(&mut self, out: &mut StemFrames) -> Result<()> {
+    fn emit(&mut self, out: &mut StemAudio) -> Result<()> {
         let Some(padded) = self.padded else { return Ok(()) };
         let b = if padded { self.ms.border } else { 0 };
         let upto = if self.finished && self.padded_len().is_some_and(|lp| self.next * self.ms.step >= lp) {
@@ -360,7 +360,7 @@ impl<'m> MsstStream<'m> {
         let counter = &self.counter.data[0][q0 + b - self.counter.start..q1 + b - self.counter.start];
         let stems = self.ms.net_stems + usize::from(self.ms.p.residual);
         if out.len() != stems {
-            *out = crate::stream::stem_frames(stems, self.ms.channels);
+            *out = vec![vec![Vec::new(); self.ms.channels]; stems];
         }
         for (k, os) in out.iter_mut().enumerate() {
             if os.len() != self.ms.channels {
@@ -399,7 +399,7 @@ impl<'m> MsstStream<'m> {
     }
 }
 
-impl StemStream for MsstStream<'_> {
+impl FrameStream for MsstStream<'_> {
     fn needs_prepass(&self) -> bool {
         self.norm.is_none()
     }
@@ -409,13 +409,13 @@ impl StemStream for MsstStream<'_> {
             self.norm = Some((if mean.is_finite() { mean } else { 0.0 }, std));
         }
     }
-    fn prepass(&mut self, block: &[Vec<f32>]) -> Result<()> {
+    fn prepass(&mut self, block: &[&[f32]]) -> Result<()> {
         check_block(&self.spec, block)?;
         let block = to_model_channels(block, self.spec.sample_rate, self.ms.channels)?;
         self.stats.add(&block);
         Ok(())
     }
-    fn process(&mut self, block: &[Vec<f32>], out: &mut StemFrames) -> Result<()> {
+    fn process(&mut self, block: &[&[f32]], out: &mut StemAudio) -> Result<()> {
         if self.norm.is_none() {
             self.norm = Some(population_stats(&self.stats));
         }
@@ -423,7 +423,7 @@ impl StemStream for MsstStream<'_> {
         self.run_ready()?;
         self.emit(out)
     }
-    fn finish(&mut self, out: &mut StemFrames) -> Result<()> {
+    fn finish(&mut self, out: &mut StemAudio) -> Result<()> {
         if self.received == 0 {
             return Err(Error::Empty { what: "input audio".into() });
         }
@@ -454,7 +454,7 @@ pub(crate) fn separate(
     let stems = model.manifest().stems.len();
     let mut stream = MsstStream::new(model, ms, &spec, opts.cancel);
     if stream.needs_prepass() {
-        stream.prepass(mix)?;
+        stream.prepass(&crate::stream::planar(mix))?;
     }
     feed_whole(&mut stream, mix, block_len, stems, opts)
 }

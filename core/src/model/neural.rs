@@ -12,7 +12,7 @@ use super::{Engine, Fallback, Model, ModelOptions, Provider};
 use crate::audio::AudioBuffer;
 use crate::error::{Error, Result};
 use crate::separator::{SeparateOptions, Separator, Stems, check_stream_rate};
-use crate::stream::{Local, Reach, StemStream, StreamSpec, Whole, Windowed};
+use crate::stream::{Local, Named, Reach, StemStream, StreamSpec, Whole, Windowed};
 
 /// How a neural separator runs; `None` fields take the model's defaults.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -167,8 +167,10 @@ impl NeuralBuilder {
         self.opts.model.intra_threads = Some(threads);
         self
     }
+    /// Loads the package (its manifest, or an ONNX file with a sidecar or
+    /// embedded manifest) and checks the options against it.
     pub fn build(self) -> Result<NeuralSeparator> {
-        NeuralSeparator::load(&self.path, self.opts)
+        NeuralSeparator::from_model(Model::load(&self.path, &self.opts.model)?, self.opts)
     }
 }
 
@@ -201,14 +203,10 @@ impl std::fmt::Debug for NeuralSeparator {
 }
 
 impl NeuralSeparator {
+    /// The way to open a package with a concrete type (for [`NeuralSeparator::model`],
+    /// say); [`crate::load_separator`] opens any name or path as a `Box<dyn Separator>`.
     pub fn builder(path: impl AsRef<Path>) -> NeuralBuilder {
         NeuralBuilder { path: path.as_ref().to_path_buf(), opts: NeuralOptions::default() }
-    }
-
-    /// Loads the package at `path` (its manifest, or an ONNX file with a sidecar
-    /// manifest) and checks the options against it.
-    pub fn load(path: impl AsRef<Path>, opts: NeuralOptions) -> Result<Self> {
-        Self::from_model(Model::load(path, &opts.model)?, opts)
     }
 
     /// A separator on a model already loaded (from memory, say: [`Model::from_memory`]),
@@ -366,7 +364,10 @@ impl Separator for NeuralSeparator {
                 self.opts.prompt.description = Some(description.to_string());
                 Ok(())
             }
-            _ => Err(not_text_prompted("description", &self.model.manifest().name)),
+            _ => {
+                let _ = description;
+                Err(not_text_prompted("description", &self.model.manifest().name))
+            }
         }
     }
 
@@ -397,38 +398,43 @@ impl Separator for NeuralSeparator {
     fn stream<'s>(&'s mut self, spec: StreamSpec, opts: SeparateOptions<'s>) -> Result<Box<dyn StemStream + 's>> {
         check_stream_rate(self.sample_rate(), &spec)?;
         if matches!(self.pipeline, Pipeline::Msst(_)) && self.opts.chunking == Chunking::AudioSeparator {
-            return Ok(Box::new(Whole::new(self, spec, opts)));
+            return Ok(Whole::boxed(self, spec, opts));
         }
         #[cfg(feature = "sam-audio")]
         if matches!(self.pipeline, Pipeline::SamAudio(_)) {
             // The draws cover the whole input, and the mask policy needs it.
-            return Ok(Box::new(Whole::new(self, spec, opts)));
+            return Ok(Whole::boxed(self, spec, opts));
         }
         if matches!(self.pipeline, Pipeline::Umx(_)) {
             if self.umx_reach().is_some() {
-                return Ok(Box::new(Windowed::new(self, spec, opts)));
+                return Ok(Windowed::boxed(self, spec, opts));
             }
-            return Ok(Box::new(Whole::new(self, spec, opts)));
+            return Ok(Whole::boxed(self, spec, opts));
         }
         let defaults = self.model.manifest().defaults;
+        let (names, channels) = (self.stems.clone(), self.output_channels(spec.channels));
         match &mut self.pipeline {
             Pipeline::Demucs(hy) => {
                 let mut set = apply_settings(&self.opts, defaults);
-                Ok(Box::new(demucs::DemucsStream::new(&mut self.model, hy.as_mut(), &spec, &mut set, opts.cancel)?))
+                let inner = demucs::DemucsStream::new(&mut self.model, hy.as_mut(), &spec, &mut set, opts.cancel)?;
+                Ok(Named::boxed(names, channels, &spec, inner))
             }
             Pipeline::Mdx(mx) => {
                 let overlap = self.opts.overlap.unwrap_or(defaults.overlap);
                 let o = &self.opts;
-                Ok(Box::new(mdx::MdxStream::new(&mut self.model, mx, &spec, overlap, o.denoise, o.batch, opts.cancel)?))
+                let inner = mdx::MdxStream::new(&mut self.model, mx, &spec, overlap, o.denoise, o.batch, opts.cancel)?;
+                Ok(Named::boxed(names, channels, &spec, inner))
             }
-            Pipeline::Msst(ms) => Ok(Box::new(msst::MsstStream::new(&mut self.model, ms, &spec, opts.cancel))),
+            Pipeline::Msst(ms) => {
+                Ok(Named::boxed(names, channels, &spec, msst::MsstStream::new(&mut self.model, ms, &spec, opts.cancel)))
+            }
             Pipeline::Umx(_) => Err(Error::invalid("pipeline", "demucs or mdx", "umx")),
             #[cfg(feature = "sam-audio")]
             Pipeline::SamAudio(_) => Err(Error::invalid("pipeline", "demucs or mdx", "sam-audio")),
         }
     }
 
-    fn separate(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
+    fn separate_native(&mut self, audio: &AudioBuffer, opts: &SeparateOptions<'_>) -> Result<Stems> {
         if self.umx_reach().is_none() {
             return self.separate_whole(audio, opts);
         }
@@ -478,7 +484,7 @@ impl NeuralSeparator {
         if audio.sample_rate() != m.sample_rate {
             return Err(Error::invalid(
                 "sample rate",
-                format!("{} Hz (use separate_audio to resample)", m.sample_rate),
+                format!("{} Hz (Separator::separate resamples)", m.sample_rate),
                 audio.sample_rate(),
             ));
         }

@@ -47,9 +47,6 @@ const ENCODER: usize = 1;
 const VELOCITY: usize = 2;
 const DECODER: usize = 3;
 
-/// Descriptions longer than this many characters are refused before tokenising.
-pub const MAX_DESCRIPTION_CHARS: usize = 2000;
-
 /// A mixture and what to take from it, for [`crate::model::NeuralSeparator::separate_described`].
 #[derive(Debug, Clone, Copy)]
 pub struct Described<'a> {
@@ -201,8 +198,8 @@ impl SamAudio {
             return bad("a description of the sound to separate".into(), "an empty description".into());
         }
         let chars = description.chars().count();
-        if chars > MAX_DESCRIPTION_CHARS {
-            return bad(format!("at most {MAX_DESCRIPTION_CHARS} characters"), format!("{chars} characters"));
+        if chars > crate::MAX_DESCRIPTION_CHARS {
+            return bad(format!("at most {} characters", crate::MAX_DESCRIPTION_CHARS), format!("{chars} characters"));
         }
         let enc = self.tokenizer.encode(description, true).map_err(|e| Error::InvalidArgument {
             name: "description",

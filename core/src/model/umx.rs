@@ -13,10 +13,11 @@ use ndarray::{Array4, Ix4};
 use realfft::num_complex::{Complex32, Complex64};
 
 use super::Model;
-use super::chunked::{Counter, StemAudio};
+use super::chunked::Counter;
 use super::manifest::Manifest;
 use crate::error::{Error, Result};
 use crate::stft::{Spectrogram, Stft};
+use crate::stream::StemAudio;
 
 /// `eps` of `openunmix.filtering.wiener` and `expectation_maximization`.
 const EPS: f64 = 1e-10;

@@ -103,7 +103,7 @@ enum Method {
 
 impl RealtimeSeparator {
     /// A built-in by name (`hpss`, `builtin:center`, …) with its defaults.
-    pub fn builtin(name: &str) -> Result<Self> {
+    pub(crate) fn builtin(name: &str) -> Result<Self> {
         let short = name.strip_prefix("builtin:").unwrap_or(name);
         match short {
             "hpss" => Self::from_config(BuiltinConfig::Hpss(HpssConfig::default())),
@@ -151,8 +151,8 @@ impl RealtimeSeparator {
     }
 
     /// Where it computes ([`crate::Separator::runs_on`]).
-    pub fn runs_on(&self) -> &str {
-        &self.runs_on
+    pub fn runs_on(&self) -> String {
+        self.runs_on.clone()
     }
 
     /// Allocates everything for blocks of up to `max_block` frames of

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::resample::StreamResampler;
 use crate::separator::{SeparateOptions, Separator};
-use crate::stream::{StreamSpec, stem_frames};
+use crate::stream::{StreamSpec, into_frames, planar, stem_frames};
 
 /// What `process` outputs where the worker has not delivered in time.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -443,21 +443,22 @@ impl Job {
             let model_block = match &mut rin {
                 Some(r) => {
                     let mut out = vec![Vec::new(); self.channels];
-                    r.process(&block, &mut out)?;
+                    r.process(&planar(&block), &mut out)?;
                     out
                 }
                 None => block.clone(),
             };
-            let mut out = stem_frames(self.stems, 0);
-            if !model_block[0].is_empty() {
-                stream.process(&model_block, &mut out)?;
-            }
+            let out = if model_block[0].is_empty() {
+                stem_frames(self.stems)
+            } else {
+                into_frames(stream.process(&planar(&model_block))?)
+            };
             let out = if resample {
                 let mut back = Vec::with_capacity(self.stems);
                 for (r, s) in rout.iter_mut().zip(out) {
                     let mut o = vec![Vec::new(); self.out_channels];
                     if s.len() == self.out_channels {
-                        r.process(&s, &mut o)?;
+                        r.process(&planar(&s), &mut o)?;
                     }
                     back.push(o);
                 }

@@ -173,7 +173,7 @@ pub fn apply_model_case(refs: &std::path::Path, packages: &std::path::Path, case
         ..NeuralOptions::default()
     };
     let package = packages.join(format!("{}.json", p["package"].as_str().unwrap()));
-    let mut sep = NeuralSeparator::load(package, opts).unwrap();
+    let mut sep = NeuralSeparator::builder(package).options(opts).build().unwrap();
     let stems = sep.separate(&reference_input(refs, case, 44100), &SeparateOptions::default()).unwrap();
     stems_error(&stems, &want)
 }

@@ -523,8 +523,11 @@ fn load(w: &Worker, spec: &str) -> Result<Box<dyn Separator>, String> {
             None => NeuralOptions::default(),
         };
         splitsound_core::load_separator(&path.to_string_lossy(), opts).map_err(|e| e.to_string())
+    } else if splitsound_core::builtin::BUILTIN_NAMES.contains(&spec.strip_prefix("builtin:").unwrap_or(spec)) {
+        splitsound_core::load_separator(spec, Default::default()).map_err(|e| e.to_string())
     } else {
-        splitsound_core::builtin_separator(spec).map_err(|e| e.to_string())
+        // Only the configured models and the built-ins: never a path a job names.
+        Err(format!("{spec:?} is neither a configured model nor a built-in"))
     }
 }
 

@@ -30,9 +30,10 @@ impl Catalog {
         text_model: Option<&str>,
     ) -> Result<Catalog, StartupError> {
         let mut out = BTreeMap::new();
-        for name in splitsound_core::BUILTIN_NAMES {
+        for name in splitsound_core::builtin::BUILTIN_NAMES {
             let spec = format!("builtin:{name}");
-            let sep = splitsound_core::builtin_separator(&spec).map_err(|e| StartupError::Config(e.to_string()))?;
+            let sep = splitsound_core::load_separator(&spec, Default::default())
+                .map_err(|e| StartupError::Config(e.to_string()))?;
             out.insert(spec, sep.stems().to_vec());
         }
         for (name, path) in models.iter().filter(|(n, _)| !named.contains_key(*n)) {

@@ -74,16 +74,10 @@ pub fn resolve(catalog: &Catalog, req: &JobRequest) -> ServiceResult<JobConfig> 
     })?;
     let mut separator = separator;
     let mut text = None;
+    // Core refuses what no text-prompted model would take (too long, say).
     let text_query = |d: &str| {
-        let t = splitsound_core::text_query(d)
-            .map_err(|e| ServiceError::unprocessable("description_not_understood", e.to_string()))?;
-        if t.description.chars().count() > splitsound_core::model::MAX_DESCRIPTION_CHARS {
-            return Err(ServiceError::unprocessable(
-                "description_not_understood",
-                format!("a description of at most {} characters", splitsound_core::model::MAX_DESCRIPTION_CHARS),
-            ));
-        }
-        Ok(t)
+        splitsound_core::text_query(d)
+            .map_err(|e| ServiceError::unprocessable("description_not_understood", e.to_string()))
     };
     let (selection, targets, mode) = match (&req.description, &req.stems) {
         (Some(_), Some(_)) => {
