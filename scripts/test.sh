@@ -49,24 +49,27 @@ export SPLITSOUND_ORT_LIB
 SPLITSOUND_ORT_LIB=$(ls "$ort_dir"/onnxruntime/capi/libonnxruntime.so.* | head -n 1)
 export CARGO_TERM_COLOR=never
 
-echo "==> formatting"
+# Each step's start, as minutes:seconds since this script began (where a cold run spends its time).
+step() { printf '==> [%d:%02d] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
+
+step "formatting"
 cargo fmt --all --check
 
-echo "==> server-example's layering (no module imports one of its layer or above)"
+step "server-example's layering (no module imports one of its layer or above)"
 python3 scripts/check-layers.py
 
-echo "==> API docs build without warnings"
+step "API docs build without warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked -q -p splitsound-core --no-deps
 
-echo "==> servers for server-example's production tests (PostgreSQL, moto's S3 and SQS, on 127.0.0.1)"
+step "servers for server-example's production tests (PostgreSQL, moto's S3 and SQS, on 127.0.0.1)"
 eval "$(./scripts/services.sh start)"
 export SPLITSOUND_REQUIRE_SERVICES=1
 
-echo "==> tests (release build, whole workspace)"
+step "tests (release build, whole workspace)"
 log=$(mktemp)
 trap 'rm -f "$log"; ./scripts/services.sh stop' EXIT
 cargo test --release --locked --workspace --features splitsound-core/opus 2>&1 | tee "$log"
-echo "==> core built with the cuda and tensorrt features, on the CPU-only runtime: the GPU code compiles, those providers fall back or are refused"
+step "core built with the cuda and tensorrt features, on the CPU-only runtime: the GPU code compiles, those providers fall back or are refused"
 # The workspace's feature set plus the two, so only ort and core rebuild.
 cargo test --release --locked --workspace --features splitsound-core/opus,splitsound-core/cuda,splitsound-core/tensorrt \
   --test model --test ort_options 2>&1 | tee -a "$log"
@@ -75,16 +78,16 @@ failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 
 # The server binary the workspace tests built (with the opus feature); the scripts below reuse it.
 export SPLITSOUND_SERVER_BIN="$CARGO_TARGET_DIR/release/splitsound-server"
-echo "==> fuzzing server-example's HTTP API against its OpenAPI document (schemathesis, no 5xx, answers as documented)"
+step "fuzzing server-example's HTTP API against its OpenAPI document (schemathesis, no 5xx, answers as documented)"
 ./scripts/api-fuzz.sh 40
 
-echo "==> server-example's web UI end to end in headless Chromium (sign in, buy, upload, separate, preview, download, delete)"
+step "server-example's web UI end to end in headless Chromium (sign in, buy, upload, separate, preview, download, delete)"
 ./scripts/test-server-ui.sh 2>&1 | tee -a "$log"
 
-echo "==> the C API (examples/c: sanitizers, static and pkg-config builds, valgrind, parity with Rust)"
+step "the C API (examples/c: sanitizers, static and pkg-config builds, valgrind, parity with Rust)"
 ./scripts/test-c.sh
 
-echo "==> the Opus error path of a build without the opus feature (the CLI test-c.sh built)"
+step "the Opus error path of a build without the opus feature (the CLI test-c.sh built)"
 opus=$(mktemp -d)
 ffmpeg -v error -f lavfi -i "sine=frequency=440:duration=0.5" -c:a libopus "$opus/a.opus"
 if "$CARGO_TARGET_DIR/release/splitsound" separate "$opus/a.opus" -o "$opus/stems" >"$opus/out" 2>&1; then
@@ -94,26 +97,26 @@ grep -q "opus" "$opus/out" && grep -qi "unsupported" "$opus/out" || { cat "$opus
 echo "typed error: $(tail -n 1 "$opus/out")"
 rm -rf "$opus"
 
-echo "==> the LV2 plugin (examples/lv2) in lv2apply and jalv"
+step "the LV2 plugin (examples/lv2) in lv2apply and jalv"
 ./scripts/test-lv2.sh 2>&1 | tee -a "$log"
 
-echo "==> the Python package (a fresh venv: pip install ./python, pytest, mypy, stubtest)"
+step "the Python package (a fresh venv: pip install ./python, pytest, mypy, stubtest)"
 ./scripts/test-python.sh 2>&1 | tee -a "$log"
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 
-echo "==> the WebAssembly package (wasm-bindgen-test in Node, the package against the native CLI)"
+step "the WebAssembly package (wasm-bindgen-test in Node, the package against the native CLI)"
 ./scripts/build-wasm.sh test 2>&1 | tee -a "$log"
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 
-echo "==> the README's first command"
+step "the README's first command"
 out=$(mktemp -d)
 cargo run --release --locked -q -p splitsound-cli -- separate examples/data/demo/mixture.flac -o "$out" >/dev/null
 test -s "$out/mixture/harmonic.wav" && test -s "$out/mixture/percussive.wav"
 rm -rf "$out"
 
-echo "==> fuzzing decode and probe (${SPLITSOUND_FUZZ_SECS:-60}s each)"
+step "fuzzing decode and probe (${SPLITSOUND_FUZZ_SECS:-60}s each)"
 fuzzlog=$(mktemp)
 if ! ./scripts/fuzz.sh "${SPLITSOUND_FUZZ_SECS:-60}" >"$fuzzlog" 2>&1; then
   tail -n 60 "$fuzzlog"
@@ -123,5 +126,5 @@ fi
 grep -E '^==>|^Done|stat::number_of_executed_units' "$fuzzlog" || true
 rm -f "$fuzzlog"
 
-echo "==> all tests passed"
+step "all tests passed"
 echo "tests: $passed passed, $failed failed"
