@@ -48,6 +48,10 @@ fn stream_blocks(sep: &mut NeuralSeparator, audio: &AudioBuffer, stems: usize) -
     out.into_vec().into_iter().map(|(_, b)| b).collect()
 }
 
+fn open(package: &std::path::Path, opts: NeuralOptions) -> NeuralSeparator {
+    NeuralSeparator::builder(package).options(opts).build().unwrap()
+}
+
 fn load(package: &str, shifts: u32) -> NeuralSeparator {
     let opts = NeuralOptions { shifts: Some(shifts), seed: 11, overlap: Some(0.3), ..NeuralOptions::default() };
     NeuralSeparator::builder(repo_root().join("core/tests/data/neural/demucs").join(package))
@@ -99,13 +103,8 @@ fn mdx_block_api_matches_whole_buffer() {
     let audio = mix(44_100, 4.1, 1);
     for (overlap, denoise) in [(0.25, false), (0.0, false), (0.5, true)] {
         let opts = NeuralOptions { overlap: Some(overlap), denoise, ..NeuralOptions::default() };
-        let whole = NeuralSeparator::builder(&package)
-            .options(opts.clone())
-            .build()
-            .unwrap()
-            .separate(&audio, &Default::default())
-            .unwrap();
-        let mut sep = NeuralSeparator::builder(&package).options(opts).build().unwrap();
+        let whole = open(&package, opts.clone()).separate(&audio, &Default::default()).unwrap();
+        let mut sep = open(&package, opts);
         for ((stem, w), got) in whole.iter().zip(stream_blocks(&mut sep, &audio, 2)) {
             let d = max_diff(w, &got);
             assert!(d <= 1e-6, "overlap {overlap} denoise {denoise} {stem}: streamed output differs by {d}");
@@ -140,13 +139,8 @@ fn segmented_umx_streams_like_its_whole_buffer_path() {
     // 40 s: three windows of a 10 s segment (13.9 s once on the Wiener grid).
     let audio = mix(44_100, 40.0, 2);
     let opts = NeuralOptions { segment_secs: Some(10.0), ..NeuralOptions::default() };
-    let whole = NeuralSeparator::builder(&package)
-        .options(opts.clone())
-        .build()
-        .unwrap()
-        .separate(&audio, &Default::default())
-        .unwrap();
-    let mut sep = NeuralSeparator::builder(&package).options(opts).build().unwrap();
+    let whole = open(&package, opts.clone()).separate(&audio, &Default::default()).unwrap();
+    let mut sep = open(&package, opts);
     assert!(sep.stream_lag().is_some());
     for ((stem, w), got) in whole.iter().zip(stream_blocks(&mut sep, &audio, whole.len())) {
         let d = max_diff(w, &got);
